@@ -1,0 +1,24 @@
+//! diffuse: denoising diffusion models in Rust.
+//!
+//! Layout (math, networks and plumbing are kept apart):
+//! - [`schedule`]: β/ᾱ tables in f64 and the forward-process math (q_sample, posterior σ).
+//! - [`sampling`]: samplers as plain functions over a [`sampling::Denoiser`].
+//! - [`nn`]: noise-prediction networks (they never see the schedule).
+//! - [`data`]: data sets (2D toys, bundled digits, image folders).
+//! - [`metrics`]: Chamfer distance, FID.
+//! - [`train`], [`checkpoint`]: the training loop and safe checkpoint I/O.
+
+pub mod checkpoint;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod metrics;
+pub mod nn;
+pub mod plot;
+pub mod rng;
+pub mod sampling;
+pub mod schedule;
+pub mod toy;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! Noise-prediction networks. They map (x_t, t, labels) to ε and know nothing of the schedule.
+pub mod embedding;
+pub mod simplenet;

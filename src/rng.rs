@@ -1,0 +1,31 @@
+//! Seeded host-side randomness. All noise is drawn here (not by the backend) so that the same
+//! seed gives the same numbers on every backend and thread count.
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+pub type SeededRng = ChaCha8Rng;
+
+/// A generator for `seed`; `stream` separates independent uses of one seed (data, noise, …).
+pub fn seeded(seed: u64, stream: u64) -> SeededRng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+/// `n` standard-normal f32 values.
+pub fn normal_vec(rng: &mut impl Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+}
+
+/// A standard-normal tensor of the given shape on `device`.
+pub fn normal_tensor<const D: usize>(rng: &mut impl Rng, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(normal_vec(rng, n), shape), device)
+}
+
+/// `n` uniform integers in `0..high`.
+pub fn uniform_ints(rng: &mut impl Rng, n: usize, high: usize) -> Vec<usize> {
+    (0..n).map(|_| rng.gen_range(0..high)).collect()
+}
