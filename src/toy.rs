@@ -1,1 +1,338 @@
-//! TODO
+//! The 2D workflow: train SimpleNet on a toy distribution, sample with DDPM/DDIM, measure the
+//! Chamfer distance, draw the pictures. `ToyConfig::default()` is the reference protocol.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{config_path, read_json, save_weights, write_json};
+use crate::data::toy::{generate, ToyDataset};
+use crate::nn::simplenet::{SimpleNet, SimpleNetConfig};
+use crate::rng::{normal_tensor, normal_vec, seeded, uniform_ints};
+use crate::sampling::{sample, SamplerSpec};
+use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
+use crate::train::{interrupted, progress_bar, Ema, OptimConfig};
+use crate::{Error, Result};
+
+/// RNG streams of one seed, so that changing one use never shifts another.
+pub mod stream {
+    pub const DATA: u64 = 1;
+    pub const INIT: u64 = 2;
+    pub const TRAIN: u64 = 3;
+    pub const SAMPLE: u64 = 4;
+    pub const PLOT: u64 = 5;
+}
+
+/// Everything that defines a 2D training run. `Default` is the reference protocol:
+/// swiss roll, 1,000,000 points read in order, batch 128, 5000 Adam steps at lr 1e-3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToyConfig {
+    /// The data distribution.
+    pub dataset: ToyDataset,
+    /// Size of the fresh training set drawn for the run.
+    pub num_points: usize,
+    /// Points per training step.
+    pub batch_size: usize,
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Optimizer and learning-rate schedule.
+    pub optim: OptimConfig,
+    /// EMA decay of the weights (None: off, the reference).
+    pub ema_decay: Option<f64>,
+    /// Use the EMA warm-up min(decay, (1+k)/(10+k)).
+    pub ema_warmup: bool,
+    /// Draw t stratified over the batch (one t per stratum of T/B) instead of i.i.d. uniform.
+    pub stratified_t: bool,
+    /// Network shape.
+    pub net: SimpleNetConfig,
+    /// Variance schedule.
+    pub schedule: ScheduleConfig,
+    /// Seed for data, initialisation and training noise.
+    pub seed: u64,
+}
+
+impl Default for ToyConfig {
+    fn default() -> Self {
+        Self {
+            dataset: ToyDataset::SwissRoll,
+            num_points: 1_000_000,
+            batch_size: 128,
+            steps: 5000,
+            optim: OptimConfig { lr: 1e-3, ..OptimConfig::default() },
+            ema_decay: None,
+            ema_warmup: true,
+            stratified_t: false,
+            net: SimpleNetConfig::default(),
+            schedule: ScheduleConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl ToyConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::invalid("--steps", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch-size", "must be at least 1"));
+        }
+        if self.num_points < self.batch_size {
+            return Err(Error::invalid("--num-points", format!("must be at least the batch size {}", self.batch_size)));
+        }
+        if let Some(d) = self.ema_decay {
+            if !(0.0..1.0).contains(&d) {
+                return Err(Error::invalid("--ema", format!("decay must be in [0, 1), got {d}")));
+            }
+        }
+        if self.net.dims.first() != Some(&2) || self.net.dims.last() != Some(&2) {
+            return Err(Error::invalid("dims", "a 2D model needs input and output width 2"));
+        }
+        self.net.validate()?;
+        self.optim.validate()?;
+        NoiseSchedule::new(&self.schedule).map(|_| ())
+    }
+
+    /// The training set of this run (also the Chamfer reference: its first points).
+    pub fn data(&self) -> Vec<f32> {
+        generate(self.dataset, self.num_points, &mut seeded(self.seed, stream::DATA))
+    }
+}
+
+/// What a checkpoint's JSON holds besides the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToyCheckpointMeta {
+    /// Always "toy".
+    pub kind: String,
+    pub config: ToyConfig,
+    /// Steps trained.
+    pub step: usize,
+    /// Mean loss over the last 100 steps.
+    pub final_loss: f64,
+    /// Whether `NAME.ema.safetensors` sits beside the raw weights.
+    pub has_ema: bool,
+}
+
+/// A trained 2D model.
+pub struct TrainedToy {
+    pub model: SimpleNet,
+    pub ema: Option<Ema>,
+    /// (step, loss) for every step.
+    pub losses: Vec<(usize, f64)>,
+    pub seconds: f64,
+    pub data: Vec<f32>,
+}
+
+impl TrainedToy {
+    /// Mean loss of the last 100 steps.
+    pub fn final_loss(&self) -> f64 {
+        let tail = &self.losses[self.losses.len().saturating_sub(100)..];
+        tail.iter().map(|(_, l)| l).sum::<f64>() / tail.len().max(1) as f64
+    }
+
+    /// The weights sampling should use: EMA if trained with it, else raw; on a plain device.
+    pub fn sampling_model(&self) -> SimpleNet {
+        let m = self.model.valid();
+        match &self.ema {
+            Some(e) => e.apply(m),
+            None => m,
+        }
+    }
+}
+
+/// t for one batch: i.i.d. uniform, or stratified (one draw in each of B equal strata of
+/// {0 … T−1}, shuffled — a low-discrepancy draw with the same marginal).
+fn draw_t(rng: &mut impl rand::Rng, b: usize, num_t: usize, stratified: bool) -> Vec<usize> {
+    if !stratified {
+        return uniform_ints(rng, b, num_t);
+    }
+    use rand::seq::SliceRandom;
+    let mut ts: Vec<usize> = (0..b)
+        .map(|i| {
+            let lo = i * num_t / b;
+            let hi = ((i + 1) * num_t / b).max(lo + 1);
+            rng.gen_range(lo..hi)
+        })
+        .collect();
+    ts.shuffle(rng);
+    ts
+}
+
+/// Trains a SimpleNet with `cfg` on `device` (an autodiff device).
+pub fn train(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<TrainedToy> {
+    cfg.validate()?;
+    let schedule = NoiseSchedule::new(&cfg.schedule)?;
+    let data = cfg.data();
+    let mut model = cfg.net.init(&mut seeded(cfg.seed, stream::INIT), device)?;
+    let mut optim = cfg.optim.adam();
+    let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, cfg.ema_warmup));
+    let mut rng = seeded(cfg.seed, stream::TRAIN);
+    let (b, n) = (cfg.batch_size, cfg.num_points);
+    let pb = if show_progress { progress_bar(cfg.steps as u64, "train") } else { indicatif::ProgressBar::hidden() };
+    let start = Instant::now();
+    let mut losses = Vec::with_capacity(cfg.steps);
+    for step in 0..cfg.steps {
+        // The data are read in order, wrapping around like the reference's endless loader.
+        let off = (step * b) % (n - n % b).max(b);
+        let x0: Tensor<2> = Tensor::from_data(TensorData::new(data[2 * off..2 * (off + b)].to_vec(), [b, 2]), device);
+        let t = draw_t(&mut rng, b, schedule.num_steps(), cfg.stratified_t);
+        let noise = Tensor::from_data(TensorData::new(normal_vec(&mut rng, 2 * b), [b, 2]), device);
+        let x_t = schedule.q_sample(x0, &t, noise.clone());
+        let t_f: Tensor<1> = Tensor::from_data(TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]), device);
+        let loss = eps_mse(noise, model.forward(x_t, t_f));
+        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::invalid("training", format!("loss became {loss_value} at step {step}; lower --lr")));
+        }
+        let grads = crate::train::clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
+        model = optim.step(cfg.optim.lr_at(step, cfg.steps), model, grads);
+        if let Some(e) = ema.as_mut() {
+            e.update(&model);
+        }
+        losses.push((step, loss_value));
+        if step % 50 == 0 || step + 1 == cfg.steps {
+            pb.set_position(step as u64 + 1);
+            pb.set_message(format!("loss {loss_value:.4}"));
+        }
+        if interrupted() {
+            pb.abandon_with_message(format!("interrupted at step {}", step + 1));
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(TrainedToy { model, ema, losses, seconds: start.elapsed().as_secs_f64(), data })
+}
+
+/// Saves a trained model as `path` (+ `.json`, + `.ema.safetensors` when EMA was used).
+pub fn save(trained: &TrainedToy, cfg: &ToyConfig, path: &Path) -> Result<()> {
+    save_weights(&trained.model.valid(), path)?;
+    if trained.ema.is_some() {
+        save_weights(&trained.sampling_model(), &ema_path(path))?;
+    }
+    let meta = ToyCheckpointMeta {
+        kind: "toy".into(),
+        config: cfg.clone(),
+        step: trained.losses.len(),
+        final_loss: trained.final_loss(),
+        has_ema: trained.ema.is_some(),
+    };
+    write_json(&config_path(path), &meta)
+}
+
+/// `X.safetensors` → `X.ema.safetensors`.
+pub fn ema_path(path: &Path) -> PathBuf {
+    path.with_extension("ema.safetensors")
+}
+
+/// Loads a checkpoint written by [`save`]: the EMA weights when present unless `raw`.
+/// A PyTorch state dict (`.pt/.pth/.ckpt`) loads with the default config when no JSON is beside it.
+pub fn load(path: &Path, raw: bool, device: &Device) -> Result<(SimpleNet, ToyCheckpointMeta)> {
+    let json = config_path(path);
+    let meta: ToyCheckpointMeta = if json.is_file() {
+        read_json(&json)?
+    } else if matches!(path.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "ckpt")) {
+        ToyCheckpointMeta { kind: "toy".into(), config: ToyConfig::default(), step: 0, final_loss: f64::NAN, has_ema: false }
+    } else {
+        return Err(Error::Checkpoint { path: path.into(), msg: format!("its config {} is missing", json.display()) });
+    };
+    if meta.kind != "toy" {
+        return Err(Error::Checkpoint { path: path.into(), msg: format!("is a `{}` checkpoint, not a 2D (toy) one", meta.kind) });
+    }
+    meta.config.net.validate()?;
+    let model = meta.config.net.init(&mut seeded(0, stream::INIT), device)?;
+    let file = if meta.has_ema && !raw { ema_path(path) } else { path.to_path_buf() };
+    Ok((crate::nn::simplenet::load_pytorch(model, &file)?, meta))
+}
+
+/// Draws `n` points with the sampler of `spec`, starting from x_T ~ N(0, I) drawn from `seed`.
+pub fn sample_points(model: &SimpleNet, schedule: &NoiseSchedule, spec: &SamplerSpec, n: usize, seed: u64, show_progress: bool) -> Result<Vec<f32>> {
+    if n == 0 {
+        return Err(Error::invalid("-n", "must be at least 1"));
+    }
+    let device = model.layers[0].fc.weight.val().device();
+    let mut rng = seeded(seed, stream::SAMPLE);
+    let x_t = normal_tensor(&mut rng, [n, 2], &device);
+    let total = spec.nfe(schedule.num_steps()) as u64;
+    let pb = if show_progress { progress_bar(total, &spec.label(schedule.num_steps())) } else { indicatif::ProgressBar::hidden() };
+    let mut tick = |i: usize, _: usize| {
+        if i % 10 == 0 {
+            pb.set_position(i as u64)
+        }
+    };
+    let x = sample(model, schedule, spec, x_t, None, &mut rng, &mut tick)?;
+    pb.finish_and_clear();
+    x.into_data().to_vec::<f32>().map_err(|e| Error::invalid("sampling", format!("{e:?}")))
+}
+
+/// Writes points as CSV with the header `x,y`.
+pub fn write_csv(path: &Path, points: &[f32]) -> Result<()> {
+    let mut s = String::from("x,y\n");
+    for p in points.chunks(2) {
+        s.push_str(&format!("{},{}\n", p[0], p[1]));
+    }
+    crate::checkpoint::write_atomic(path, s.as_bytes())
+}
+
+/// Reads a CSV of 2D points (header `x,y`), naming the file and line of any error.
+pub fn read_csv(path: &Path) -> Result<Vec<f32>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.chars().any(|c| c.is_ascii_alphabetic())) {
+            continue;
+        }
+        let vals: Vec<&str> = line.split(',').collect();
+        let parsed: Option<Vec<f32>> = vals.iter().map(|v| v.trim().parse::<f32>().ok()).collect();
+        match parsed {
+            Some(v) if v.len() == 2 => out.extend(v),
+            _ => return Err(Error::bad_file(path, format!("line {}: expected two numbers `x,y`, got `{line}`", i + 1))),
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::bad_file(path, "no points"));
+    }
+    Ok(out)
+}
+
+/// q(x_t) for t = 0, 50, …, 450 on the first `n` training points, as plot panels.
+pub fn q_strip(data: &[f32], schedule: &NoiseSchedule, n: usize, seed: u64, device: &Device) -> Vec<(String, Vec<f32>)> {
+    let n = n.min(data.len() / 2);
+    let x0: Tensor<2> = Tensor::from_data(TensorData::new(data[..2 * n].to_vec(), [n, 2]), device);
+    let mut rng = seeded(seed, stream::PLOT);
+    (0..10)
+        .map(|k| k * 50)
+        .filter(|&t| t < schedule.num_steps())
+        .map(|t| {
+            let noise = normal_tensor(&mut rng, [n, 2], device);
+            let x = schedule.q_sample(x0.clone(), &vec![t; n], noise);
+            (format!("t = {t}"), x.into_data().to_vec::<f32>().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Named presets of [`ToyConfig`]; each ingredient is also a flag of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// The course protocol (comparable numbers).
+    #[default]
+    Reference,
+    /// The improved recipe.
+    Best,
+}
+
+impl Recipe {
+    pub fn config(&self) -> ToyConfig {
+        match self {
+            Recipe::Reference => ToyConfig::default(),
+            Recipe::Best => ToyConfig {
+                optim: OptimConfig { lr: 2e-3, warmup_steps: 200, schedule: crate::train::LrSchedule::Cosine, grad_clip: Some(1.0), ..ToyConfig::default().optim },
+                ema_decay: Some(0.999),
+                stratified_t: true,
+                ..ToyConfig::default()
+            },
+        }
+    }
+}

@@ -1,1 +1,2 @@
 //! Quality metrics.
+pub mod chamfer;

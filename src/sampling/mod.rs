@@ -2,6 +2,16 @@
 //! DDPM, DDIM and guidance compose through this one interface.
 use burn::prelude::*;
 
+pub mod ddim;
+pub mod ddpm;
+pub mod guidance;
+pub mod timesteps;
+
+pub use ddim::{ddim_sample, ddim_step, DdimConfig};
+pub use ddpm::{ddpm_sample, ddpm_step, DdpmConfig};
+pub use guidance::{Guidance, GuidanceConvention, Guided};
+pub use timesteps::{timesteps, Spacing};
+
 /// A noise predictor ε_θ(x_t, t, labels) for a batch that shares one timestep `t`.
 /// `labels` holds one class index per batch row (0 = the null class) for conditional models.
 pub trait Denoiser<const D: usize> {
@@ -14,5 +24,93 @@ where
 {
     fn eps(&self, x: Tensor<D>, t: usize, labels: Option<&[usize]>) -> Tensor<D> {
         self(x, t, labels)
+    }
+}
+
+/// Called after each sampler step with (steps done, steps in total).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// A progress callback that does nothing.
+pub fn no_progress(_: usize, _: usize) {}
+
+/// Which sampler to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// DDPM ancestral sampling over all T steps.
+    Ddpm,
+    /// DDIM over N steps (η = 0: deterministic).
+    #[default]
+    Ddim,
+}
+
+/// A sampler and its settings, as the CLI describes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplerSpec {
+    pub kind: SamplerKind,
+    /// Steps for few-step samplers (ignored by DDPM, which always runs T steps).
+    pub steps: usize,
+    /// DDIM η.
+    pub eta: f64,
+    pub spacing: Spacing,
+    /// DDPM σ_t choice.
+    pub sigma: crate::schedule::SigmaKind,
+    pub clip_x0: bool,
+}
+
+impl Default for SamplerSpec {
+    fn default() -> Self {
+        let d = DdimConfig::default();
+        Self { kind: SamplerKind::Ddim, steps: d.steps, eta: d.eta, spacing: d.spacing, sigma: Default::default(), clip_x0: false }
+    }
+}
+
+impl SamplerSpec {
+    /// Checks the settings against a schedule of `num_train` steps.
+    pub fn validate(&self, num_train: usize) -> crate::Result<()> {
+        match self.kind {
+            SamplerKind::Ddpm => Ok(()),
+            SamplerKind::Ddim => self.ddim().validate(num_train).map(|_| ()),
+        }
+    }
+
+    fn ddim(&self) -> DdimConfig {
+        DdimConfig { steps: self.steps, eta: self.eta, spacing: self.spacing, clip_x0: self.clip_x0 }
+    }
+
+    /// Number of network evaluations (per batch) the sampler makes.
+    pub fn nfe(&self, num_train: usize) -> usize {
+        match self.kind {
+            SamplerKind::Ddpm => num_train,
+            SamplerKind::Ddim => self.steps,
+        }
+    }
+
+    /// A short name such as `ddim-50`.
+    pub fn label(&self, num_train: usize) -> String {
+        match self.kind {
+            SamplerKind::Ddpm => format!("ddpm-{num_train}"),
+            SamplerKind::Ddim => format!("ddim-{}", self.steps),
+        }
+    }
+}
+
+/// Runs the sampler of `spec` from x_T.
+pub fn sample<const D: usize, M: Denoiser<D> + ?Sized>(
+    model: &M,
+    schedule: &crate::schedule::NoiseSchedule,
+    spec: &SamplerSpec,
+    x_t: Tensor<D>,
+    labels: Option<&[usize]>,
+    rng: &mut impl rand::Rng,
+    progress: Progress,
+) -> crate::Result<Tensor<D>> {
+    spec.validate(schedule.num_steps())?;
+    match spec.kind {
+        SamplerKind::Ddpm => {
+            let cfg = DdpmConfig { sigma: spec.sigma, clip_x0: spec.clip_x0 };
+            Ok(ddpm_sample(model, schedule, &cfg, x_t, labels, rng, progress))
+        }
+        SamplerKind::Ddim => ddim_sample(model, schedule, &spec.ddim(), x_t, labels, rng, progress),
     }
 }

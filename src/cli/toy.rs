@@ -1,0 +1,304 @@
+//! `diffuse toy …`: the 2D workflow.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use diffuse::checkpoint::{ensure_dir, write_json};
+use diffuse::data::toy::ToyDataset;
+use diffuse::device::{device, DeviceKind};
+use diffuse::metrics::chamfer::chamfer_distance;
+use diffuse::plot;
+use diffuse::sampling::{SamplerKind, SamplerSpec, Spacing};
+use diffuse::schedule::{NoiseSchedule, SigmaKind};
+use diffuse::toy::{self, Recipe, ToyConfig};
+use diffuse::train::LrSchedule;
+
+#[derive(Subcommand)]
+pub enum ToyCommand {
+    /// Train a SimpleNet and save a checkpoint (safetensors + JSON config).
+    Train {
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Checkpoint file to write (`.safetensors`; the config goes to `.json` beside it).
+        #[arg(long, default_value = "out/toy/model.safetensors")]
+        out: PathBuf,
+    },
+    /// Sample points from a checkpoint and write them as CSV (`x,y`).
+    Sample {
+        /// Checkpoint (`.safetensors` with its `.json`, or a PyTorch state dict).
+        #[arg(long)]
+        ckpt: PathBuf,
+        #[command(flatten)]
+        sampler: SamplerArgs,
+        /// Number of points.
+        #[arg(short = 'n', long = "num", default_value_t = 2048)]
+        n: usize,
+        /// Seed of the initial noise (and of DDPM/DDIM-η noise).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use the raw weights even when EMA weights are saved.
+        #[arg(long)]
+        raw: bool,
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Chamfer distance of a sample CSV against a checkpoint's training data (first N points)
+    /// or against another CSV.
+    Eval {
+        /// Generated points (CSV `x,y`).
+        samples: PathBuf,
+        /// Checkpoint whose training set is the reference.
+        #[arg(long, conflicts_with = "reference")]
+        ckpt: Option<PathBuf>,
+        /// Reference points (CSV `x,y`).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Reference points taken from the checkpoint's training set.
+        #[arg(short = 'n', long = "num", default_value_t = 2048)]
+        n: usize,
+    },
+    /// Train, sample with DDPM-1000 and DDIM-50, evaluate, plot: the whole workflow.
+    Run {
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Output folder.
+        #[arg(long, default_value = "out/toy")]
+        out: PathBuf,
+        /// Points sampled and compared (against the first N training points).
+        #[arg(long, default_value_t = 2048)]
+        eval_points: usize,
+        /// DDIM steps of the few-step evaluation.
+        #[arg(long, default_value_t = 50)]
+        ddim_steps: usize,
+    },
+}
+
+/// Options every command shares.
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Training flags. Unset flags take the value of the recipe (reference by default), so the
+/// defaults live in one place: `ToyConfig::default()` and `Recipe`.
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Preset: `reference` (the course protocol) or `best` (the improved recipe).
+    #[arg(long, value_enum, default_value_t = Recipe::Reference)]
+    recipe: Recipe,
+    /// Data set.
+    #[arg(long, value_enum)]
+    dataset: Option<ToyDataset>,
+    /// Training steps [reference: 5000].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Batch size [reference: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate [reference: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Size of the training set [reference: 1,000,000].
+    #[arg(long)]
+    num_points: Option<usize>,
+    /// Learning-rate schedule after warm-up [reference: constant].
+    #[arg(long, value_enum)]
+    lr_schedule: Option<LrSchedule>,
+    /// Linear warm-up steps [reference: 0].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Clip the global gradient norm [reference: off].
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    /// EMA decay of the weights, 0 = off [reference: off].
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Stratified timestep sampling [reference: off].
+    #[arg(long)]
+    stratified_t: Option<bool>,
+    /// Seed of data, initialisation and training noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl TrainArgs {
+    fn config(&self) -> ToyConfig {
+        let mut c = self.recipe.config();
+        c.seed = self.seed;
+        if let Some(v) = self.dataset { c.dataset = v; }
+        if let Some(v) = self.steps { c.steps = v; }
+        if let Some(v) = self.batch_size { c.batch_size = v; }
+        if let Some(v) = self.lr { c.optim.lr = v; }
+        if let Some(v) = self.num_points { c.num_points = v; }
+        if let Some(v) = self.lr_schedule { c.optim.schedule = v; }
+        if let Some(v) = self.warmup { c.optim.warmup_steps = v; }
+        if let Some(v) = self.grad_clip { c.optim.grad_clip = (v > 0.0).then_some(v); }
+        if let Some(v) = self.ema { c.ema_decay = (v > 0.0).then_some(v); }
+        if let Some(v) = self.stratified_t { c.stratified_t = v; }
+        c
+    }
+}
+
+/// Sampler flags.
+#[derive(Args, Clone)]
+pub struct SamplerArgs {
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
+    pub sampler: SamplerKind,
+    /// Sampling steps (few-step samplers; DDPM always runs all T).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// DDIM η (0 = deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Timestep spacing.
+    #[arg(long, value_enum, default_value_t = Spacing::Leading)]
+    pub spacing: Spacing,
+    /// DDPM σ_t: small (posterior) or large (√β).
+    #[arg(long, value_enum, default_value_t = SigmaKind::Small)]
+    pub sigma: SigmaKind,
+    /// Clip the predicted x̂₀ to [−1, 1].
+    #[arg(long)]
+    pub clip_x0: bool,
+}
+
+impl SamplerArgs {
+    pub fn spec(&self) -> SamplerSpec {
+        SamplerSpec { kind: self.sampler, steps: self.steps, eta: self.eta, spacing: self.spacing, sigma: self.sigma, clip_x0: self.clip_x0 }
+    }
+}
+
+pub fn run(cmd: ToyCommand) -> Result<()> {
+    match cmd {
+        ToyCommand::Train { train, out } => {
+            super::set_threads(train.common.threads)?;
+            let cfg = train.config();
+            cfg.validate()?;
+            diffuse::checkpoint::ensure_parent(&out)?;
+            let dev = device(train.common.device)?.autodiff();
+            let trained = toy::train(&cfg, &dev, !train.common.quiet)?;
+            toy::save(&trained, &cfg, &out)?;
+            println!("trained {} steps in {:.1} s, final loss {:.4}; saved {}", trained.losses.len(), trained.seconds, trained.final_loss(), out.display());
+            Ok(())
+        }
+        ToyCommand::Sample { ckpt, sampler, n, seed, raw, out, common } => {
+            super::set_threads(common.threads)?;
+            let spec = sampler.spec();
+            let dev = device(common.device)?;
+            let (model, meta) = toy::load(&ckpt, raw, &dev)?;
+            let schedule = NoiseSchedule::new(&meta.config.schedule)?;
+            spec.validate(schedule.num_steps())?;
+            diffuse::checkpoint::ensure_parent(&out)?;
+            let pts = toy::sample_points(&model, &schedule, &spec, n, seed, !common.quiet)?;
+            toy::write_csv(&out, &pts)?;
+            println!("wrote {n} points ({}) to {}", spec.label(schedule.num_steps()), out.display());
+            Ok(())
+        }
+        ToyCommand::Eval { samples, ckpt, reference, n } => {
+            let gen = toy::read_csv(&samples)?;
+            let reference = match (ckpt, reference) {
+                (_, Some(r)) => toy::read_csv(&r)?,
+                (Some(c), None) => {
+                    let meta: toy::ToyCheckpointMeta = diffuse::checkpoint::read_json(&diffuse::checkpoint::config_path(&c))?;
+                    let mut cfg = meta.config;
+                    cfg.num_points = cfg.num_points.max(n);
+                    cfg.data()[..2 * n.min(cfg.num_points)].to_vec()
+                }
+                (None, None) => anyhow::bail!("give the reference: --ckpt FILE (its training data) or --reference FILE.csv"),
+            };
+            let cd = chamfer_distance(&gen, &reference, 2)?;
+            println!("chamfer: {cd:.4}");
+            Ok(())
+        }
+        ToyCommand::Run { train, out, eval_points, ddim_steps } => run_all(&train, &out, eval_points, ddim_steps),
+    }
+}
+
+fn run_all(train: &TrainArgs, out: &std::path::Path, eval_points: usize, ddim_steps: usize) -> Result<()> {
+    super::set_threads(train.common.threads)?;
+    let cfg = train.config();
+    cfg.validate()?;
+    let show = !train.common.quiet;
+    ensure_dir(out)?;
+    let schedule = NoiseSchedule::new(&cfg.schedule)?;
+    let ddim = SamplerSpec { steps: ddim_steps, ..SamplerSpec::default() };
+    if ddim.validate(schedule.num_steps()).is_err() {
+        anyhow::bail!("invalid value for --ddim-steps: must be between 1 and T = {}, got {ddim_steps}", schedule.num_steps());
+    }
+    if eval_points == 0 || eval_points > cfg.num_points {
+        anyhow::bail!("invalid value for --eval-points: must be between 1 and the training-set size {}", cfg.num_points);
+    }
+    let base = device(train.common.device)?;
+    let t0 = Instant::now();
+    let trained = toy::train(&cfg, &base.clone().autodiff(), show)?;
+    let ckpt = out.join("model.safetensors");
+    toy::save(&trained, &cfg, &ckpt)?;
+    let model = trained.sampling_model().to_device(&base);
+    let reference = &trained.data[..2 * eval_points];
+
+    let ddpm = SamplerSpec { kind: SamplerKind::Ddpm, ..SamplerSpec::default() };
+    let mut results = serde_json::Map::new();
+    let mut sample_seconds = serde_json::Map::new();
+    for (name, spec) in [("ddpm", ddpm), ("ddim", ddim)] {
+        let t = Instant::now();
+        let pts = toy::sample_points(&model, &schedule, &spec, eval_points, cfg.seed, show)?;
+        sample_seconds.insert(name.into(), t.elapsed().as_secs_f64().into());
+        let cd = chamfer_distance(&pts, reference, 2)?;
+        results.insert(format!("cd_{name}"), cd.into());
+        toy::write_csv(&out.join(format!("samples_{name}.csv")), &pts)?;
+        let title = format!("{} — Chamfer {cd:.2}", spec.label(schedule.num_steps()));
+        plot::scatter(&out.join(format!("samples_{name}.png")), &title, reference, &pts)?;
+    }
+    let panels = toy::q_strip(&trained.data, &schedule, 500, cfg.seed, &base);
+    plot::strip(&out.join("q_xt.png"), &panels)?;
+    let smooth = smooth_losses(&trained.losses);
+    plot::lines(&out.join("loss.png"), "training loss", "step", "loss (ε-MSE)", true, &[("loss".into(), trained.losses.iter().map(|&(s, l)| (s as f64, l)).collect()), ("moving average (100)".into(), smooth)])?;
+    results.insert("train_seconds".into(), trained.seconds.into());
+    results.insert("final_loss".into(), trained.final_loss().into());
+    results.insert("sample_seconds".into(), sample_seconds.into());
+    results.insert("total_seconds".into(), t0.elapsed().as_secs_f64().into());
+    results.insert("config".into(), serde_json::to_value(&cfg).context("config to JSON")?);
+    write_json(&out.join("metrics.json"), &results)?;
+    println!(
+        "{}: trained {} steps in {:.1} s (final loss {:.4}); Chamfer DDPM-{} {:.2}, DDIM-{} {:.2}; total {:.1} s; results in {}",
+        cfg.dataset.name(),
+        trained.losses.len(),
+        trained.seconds,
+        trained.final_loss(),
+        schedule.num_steps(),
+        results["cd_ddpm"].as_f64().unwrap_or(f64::NAN),
+        ddim_steps,
+        results["cd_ddim"].as_f64().unwrap_or(f64::NAN),
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Trailing moving average over 100 steps.
+fn smooth_losses(losses: &[(usize, f64)]) -> Vec<(f64, f64)> {
+    let mut acc = 0.0;
+    let mut out = Vec::with_capacity(losses.len());
+    for (i, &(s, l)) in losses.iter().enumerate() {
+        acc += l;
+        if i >= 100 {
+            acc -= losses[i - 100].1;
+        }
+        out.push((s as f64, acc / (i + 1).min(100) as f64));
+    }
+    out
+}

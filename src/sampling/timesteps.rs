@@ -1,0 +1,41 @@
+//! Timestep subsequences for few-step samplers (the three spacings of Lin et al. 2023, Table 2).
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How N sampling timesteps are chosen out of T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Spacing {
+    /// k·(T//N) for k = N−1 … 0 (the reference: 980, 960, …, 0 for N = 50); never visits T−1.
+    #[default]
+    Leading,
+    /// round(T − k·T/N) − 1 for k = 0 … N−1: starts at T−1.
+    Trailing,
+    /// round(linspace(0, T−1, N)), descending.
+    Linspace,
+}
+
+/// The N timesteps of `spacing`, in the descending order a sampler visits them.
+/// Errors when N is 0 or larger than T.
+pub fn timesteps(spacing: Spacing, num_train: usize, n: usize) -> Result<Vec<usize>> {
+    if n == 0 || n > num_train {
+        return Err(Error::invalid("--steps", format!("must be between 1 and T = {num_train}, got {n}")));
+    }
+    let ts: Vec<usize> = match spacing {
+        Spacing::Leading => {
+            let ratio = num_train / n;
+            (0..n).rev().map(|k| k * ratio).collect()
+        }
+        Spacing::Trailing => {
+            let ratio = num_train as f64 / n as f64;
+            (0..n).map(|k| (num_train as f64 - k as f64 * ratio).round_ties_even() as usize - 1).collect()
+        }
+        Spacing::Linspace => {
+            let last = (num_train - 1) as f64;
+            let step = if n > 1 { last / (n - 1) as f64 } else { 0.0 };
+            (0..n).rev().map(|k| (k as f64 * step).round_ties_even() as usize).collect()
+        }
+    };
+    Ok(ts)
+}

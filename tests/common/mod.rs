@@ -1,0 +1,70 @@
+//! Test helpers shared by the integration tests.
+#![allow(dead_code)]
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+
+/// The deterministic weight formula of bench/common.py: n values in [−scale/2, scale/2).
+pub fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let m = 1u64 << 32;
+            let h0 = (i * 2654435761 + seed * 40503) % m;
+            let h1 = h0 ^ (h0 >> 15);
+            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
+            let h3 = h2 ^ (h2 >> 13);
+            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
+        })
+        .collect()
+}
+
+/// Sets a Linear to bench/common.py's `det_linear(lin, seed)` (PyTorch layout [out, in],
+/// transposed into burn's [in, out]).
+pub fn det_linear(l: &mut Linear, seed: u64, device: &Device) {
+    let [d_in, d_out] = l.weight.val().dims();
+    let s = 2.0 / (d_in as f32).sqrt();
+    let w = det(d_in * d_out, seed, s);
+    let mut wt = vec![0f32; d_in * d_out];
+    for o in 0..d_out {
+        for i in 0..d_in {
+            wt[i * d_out + o] = w[o * d_in + i];
+        }
+    }
+    l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(wt, [d_in, d_out]), device));
+    l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(det(d_out, seed + 1, s), [d_out]), device)));
+}
+
+pub fn golden(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
+}
+
+pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+pub fn usizes(v: &serde_json::Value) -> Vec<usize> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("int") as usize).collect()
+}
+
+pub fn tensor2(v: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
+    let rows = v.len() / cols;
+    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().expect("f32 tensor")
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A fresh temporary folder under the target dir.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("diffuse-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
