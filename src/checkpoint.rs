@@ -34,7 +34,10 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -56,7 +59,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Reads a JSON file into `T`, naming the file in any error.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a valid config: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::bad_file(path, format!("not a valid config: {e}")))
 }
 
 /// Saves `model`'s tensors to a safetensors file, atomically.
@@ -64,9 +68,10 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
     ensure_parent(path)?;
     let tmp = tmp_path(path);
     let mut store = SafetensorsStore::from_file(&tmp);
-    model
-        .save_into(&mut store)
-        .map_err(|e| Error::Checkpoint { path: path.into(), msg: format!("could not write weights: {e}") })?;
+    model.save_into(&mut store).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        msg: format!("could not write weights: {e}"),
+    })?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
@@ -78,12 +83,26 @@ pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M> {
 }
 
 /// [`load_weights`] with PyTorch key renames (regex, replacement) applied to state dicts.
-pub fn load_weights_remapped<M: Module>(mut model: M, path: &Path, remaps: &[(&str, &str)]) -> Result<M> {
+pub fn load_weights_remapped<M: Module>(
+    mut model: M,
+    path: &Path,
+    remaps: &[(&str, &str)],
+) -> Result<M> {
     if !path.is_file() {
-        return Err(Error::Checkpoint { path: path.into(), msg: "no such file".into() });
+        return Err(Error::Checkpoint {
+            path: path.into(),
+            msg: "no such file".into(),
+        });
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let fail = |msg: String| Error::Checkpoint { path: path.into(), msg };
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let fail = |msg: String| Error::Checkpoint {
+        path: path.into(),
+        msg,
+    };
     match ext.as_str() {
         "pt" | "pth" | "ckpt" | "bin" => {
             let store = |nested: bool| {
@@ -91,18 +110,24 @@ pub fn load_weights_remapped<M: Module>(mut model: M, path: &Path, remaps: &[(&s
                 if nested {
                     s = s.with_top_level_key("state_dict");
                 }
-                remaps.iter().fold(s, |s, (from, to)| s.with_key_remapping(*from, *to))
+                remaps
+                    .iter()
+                    .fold(s, |s, (from, to)| s.with_key_remapping(*from, *to))
             };
             if let Err(e) = model.load_from(&mut store(false)) {
                 // Lightning and the reference's own format nest the weights under `state_dict`.
-                model
-                    .load_from(&mut store(true))
-                    .map_err(|_| fail(format!("not a PyTorch state dict that fits this model: {e}")))?;
+                model.load_from(&mut store(true)).map_err(|_| {
+                    fail(format!(
+                        "not a PyTorch state dict that fits this model: {e}"
+                    ))
+                })?;
             }
         }
         _ => {
             let mut store = SafetensorsStore::from_file(path);
-            model.load_from(&mut store).map_err(|e| fail(format!("does not fit this model: {e}")))?;
+            model
+                .load_from(&mut store)
+                .map_err(|e| fail(format!("does not fit this model: {e}")))?;
         }
     }
     Ok(model)

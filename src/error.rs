@@ -29,12 +29,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn invalid(name: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument { name: name.into(), msg: msg.into() }
+        Error::InvalidArgument {
+            name: name.into(),
+            msg: msg.into(),
+        }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::BadFile { path: path.into(), msg: msg.into() }
+        Error::BadFile {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

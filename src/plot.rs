@@ -42,11 +42,20 @@ pub fn scatter(path: &Path, title: &str, truth: &[f32], generated: &[f32]) -> Re
         .y_label_area_size(40)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| draw_err(path, e))?;
-    chart.configure_mesh().draw().map_err(|e| draw_err(path, e))?;
-    let series = [(truth, RGBColor(150, 150, 150), "ground truth"), (generated, RGBColor(220, 60, 40), "generated")];
+    chart
+        .configure_mesh()
+        .draw()
+        .map_err(|e| draw_err(path, e))?;
+    let series = [
+        (truth, RGBColor(150, 150, 150), "ground truth"),
+        (generated, RGBColor(220, 60, 40), "generated"),
+    ];
     for (pts, color, label) in series {
         chart
-            .draw_series(pts.chunks(2).map(|p| Circle::new((p[0], p[1]), 2, color.mix(0.6).filled())))
+            .draw_series(
+                pts.chunks(2)
+                    .map(|p| Circle::new((p[0], p[1]), 2, color.mix(0.6).filled())),
+            )
             .map_err(|e| draw_err(path, e))?
             .label(label)
             .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
@@ -75,18 +84,31 @@ pub fn strip(path: &Path, panels: &[(String, Vec<f32>)]) -> Result<()> {
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| draw_err(path, e))?;
         chart
-            .draw_series(pts.chunks(2).map(|p| Circle::new((p[0], p[1]), 1, BLUE.mix(0.5).filled())))
+            .draw_series(
+                pts.chunks(2)
+                    .map(|p| Circle::new((p[0], p[1]), 1, BLUE.mix(0.5).filled())),
+            )
             .map_err(|e| draw_err(path, e))?;
     }
     root.present().map_err(|e| draw_err(path, e))
 }
 
 /// Line plot of one or more named series against x (e.g. loss vs step, CD vs steps).
-pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, log_y: bool, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
     crate::checkpoint::ensure_parent(path)?;
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
-    let pts = series.iter().flat_map(|(_, s)| s.iter()).filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0));
+    let pts = series
+        .iter()
+        .flat_map(|(_, s)| s.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -103,34 +125,63 @@ pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, log_y: bool
     if y1 <= y0 {
         y1 = y0 * 1.1 + 1e-9;
     }
-    let palette = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
     macro_rules! draw {
         ($chart:expr) => {{
             let mut chart = $chart;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| draw_err(path, e))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .draw()
+                .map_err(|e| draw_err(path, e))?;
             for (i, (name, s)) in series.iter().enumerate() {
                 let color = palette[i % palette.len()];
-                let data = s.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0));
+                let data = s
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0));
                 chart
                     .draw_series(LineSeries::new(data, color.stroke_width(2)))
                     .map_err(|e| draw_err(path, e))?
                     .label(name.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
             }
             if series.len() > 1 {
-                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| draw_err(path, e))?;
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| draw_err(path, e))?;
             }
         }};
     }
     let builder = || {
         let mut b = ChartBuilder::on(&root);
-        b.caption(title, ("sans-serif", 20)).margin(10).x_label_area_size(40).y_label_area_size(60);
+        b.caption(title, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60);
         b
     };
     if log_y {
-        draw!(builder().build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| draw_err(path, e))?);
+        draw!(builder()
+            .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+            .map_err(|e| draw_err(path, e))?);
     } else {
-        draw!(builder().build_cartesian_2d(x0..x1, y0..y1).map_err(|e| draw_err(path, e))?);
+        draw!(builder()
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| draw_err(path, e))?);
     }
     root.present().map_err(|e| draw_err(path, e))
 }

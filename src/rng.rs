@@ -16,11 +16,17 @@ pub fn seeded(seed: u64, stream: u64) -> SeededRng {
 
 /// `n` standard-normal f32 values.
 pub fn normal_vec(rng: &mut impl Rng, n: usize) -> Vec<f32> {
-    (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
+    (0..n)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect()
 }
 
 /// A standard-normal tensor of the given shape on `device`.
-pub fn normal_tensor<const D: usize>(rng: &mut impl Rng, shape: [usize; D], device: &Device) -> Tensor<D> {
+pub fn normal_tensor<const D: usize>(
+    rng: &mut impl Rng,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
     let n = shape.iter().product();
     Tensor::from_data(TensorData::new(normal_vec(rng, n), shape), device)
 }

@@ -32,7 +32,12 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { num_steps: 1000, beta_start: 1e-4, beta_end: 0.02, kind: BetaSchedule::Linear }
+        Self {
+            num_steps: 1000,
+            beta_start: 1e-4,
+            beta_end: 0.02,
+            kind: BetaSchedule::Linear,
+        }
     }
 }
 
@@ -61,27 +66,37 @@ fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
         return vec![a];
     }
     let step = (b - a) / (n - 1) as f64;
-    (0..n).map(|i| if i == n - 1 { b } else { a + step * i as f64 }).collect()
+    (0..n)
+        .map(|i| if i == n - 1 { b } else { a + step * i as f64 })
+        .collect()
 }
 
 impl NoiseSchedule {
     pub fn new(cfg: &ScheduleConfig) -> Result<Self> {
         if cfg.num_steps < 2 {
-            return Err(Error::invalid("num_steps", format!("need at least 2 diffusion steps, got {}", cfg.num_steps)));
+            return Err(Error::invalid(
+                "num_steps",
+                format!("need at least 2 diffusion steps, got {}", cfg.num_steps),
+            ));
         }
         let ok = |b: f64| b > 0.0 && b < 1.0;
         if !ok(cfg.beta_start) || !ok(cfg.beta_end) || cfg.beta_start > cfg.beta_end {
             return Err(Error::invalid(
                 "beta",
-                format!("need 0 < beta_start ≤ beta_end < 1, got {} and {}", cfg.beta_start, cfg.beta_end),
+                format!(
+                    "need 0 < beta_start ≤ beta_end < 1, got {} and {}",
+                    cfg.beta_start, cfg.beta_end
+                ),
             ));
         }
         let betas = match cfg.kind {
             BetaSchedule::Linear => linspace(cfg.beta_start, cfg.beta_end, cfg.num_steps),
-            BetaSchedule::Quad => linspace(cfg.beta_start.sqrt(), cfg.beta_end.sqrt(), cfg.num_steps)
-                .into_iter()
-                .map(|b| b * b)
-                .collect(),
+            BetaSchedule::Quad => {
+                linspace(cfg.beta_start.sqrt(), cfg.beta_end.sqrt(), cfg.num_steps)
+                    .into_iter()
+                    .map(|b| b * b)
+                    .collect()
+            }
         };
         let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
         let mut alphas_cumprod = Vec::with_capacity(alphas.len());
@@ -90,7 +105,11 @@ impl NoiseSchedule {
             acc *= a;
             alphas_cumprod.push(acc);
         }
-        Ok(Self { betas, alphas, alphas_cumprod })
+        Ok(Self {
+            betas,
+            alphas,
+            alphas_cumprod,
+        })
     }
 
     /// T, the number of diffusion steps.
@@ -122,16 +141,27 @@ impl NoiseSchedule {
     /// Checks that `t` is a valid timestep.
     pub fn check_t(&self, t: usize) -> Result<()> {
         if t >= self.num_steps() {
-            return Err(Error::invalid("t", format!("timestep {t} out of range 0..{}", self.num_steps())));
+            return Err(Error::invalid(
+                "t",
+                format!("timestep {t} out of range 0..{}", self.num_steps()),
+            ));
         }
         Ok(())
     }
 
     /// q(x_t | x_0) sample (Ho et al. eq. 4): √ᾱ_t x₀ + √(1−ᾱ_t) ε, with one t per batch row.
-    pub fn q_sample<const D: usize>(&self, x0: Tensor<D>, t: &[usize], noise: Tensor<D>) -> Tensor<D> {
+    pub fn q_sample<const D: usize>(
+        &self,
+        x0: Tensor<D>,
+        t: &[usize],
+        noise: Tensor<D>,
+    ) -> Tensor<D> {
         let device = x0.device();
         let a: Vec<f32> = t.iter().map(|&t| self.alpha_bar(t).sqrt() as f32).collect();
-        let s: Vec<f32> = t.iter().map(|&t| (1.0 - self.alpha_bar(t)).sqrt() as f32).collect();
+        let s: Vec<f32> = t
+            .iter()
+            .map(|&t| (1.0 - self.alpha_bar(t)).sqrt() as f32)
+            .collect();
         x0 * row_scale::<D>(a, &device) + noise * row_scale::<D>(s, &device)
     }
 }

@@ -59,7 +59,10 @@ impl Default for ToyConfig {
             num_points: 1_000_000,
             batch_size: 128,
             steps: 5000,
-            optim: OptimConfig { lr: 1e-3, ..OptimConfig::default() },
+            optim: OptimConfig {
+                lr: 1e-3,
+                ..OptimConfig::default()
+            },
             ema_decay: None,
             ema_warmup: true,
             stratified_t: false,
@@ -79,15 +82,24 @@ impl ToyConfig {
             return Err(Error::invalid("--batch-size", "must be at least 1"));
         }
         if self.num_points < self.batch_size {
-            return Err(Error::invalid("--num-points", format!("must be at least the batch size {}", self.batch_size)));
+            return Err(Error::invalid(
+                "--num-points",
+                format!("must be at least the batch size {}", self.batch_size),
+            ));
         }
         if let Some(d) = self.ema_decay {
             if !(0.0..1.0).contains(&d) {
-                return Err(Error::invalid("--ema", format!("decay must be in [0, 1), got {d}")));
+                return Err(Error::invalid(
+                    "--ema",
+                    format!("decay must be in [0, 1), got {d}"),
+                ));
             }
         }
         if self.net.dims.first() != Some(&2) || self.net.dims.last() != Some(&2) {
-            return Err(Error::invalid("dims", "a 2D model needs input and output width 2"));
+            return Err(Error::invalid(
+                "dims",
+                "a 2D model needs input and output width 2",
+            ));
         }
         self.net.validate()?;
         self.optim.validate()?;
@@ -96,7 +108,11 @@ impl ToyConfig {
 
     /// The training set of this run (also the Chamfer reference: its first points).
     pub fn data(&self) -> Vec<f32> {
-        generate(self.dataset, self.num_points, &mut seeded(self.seed, stream::DATA))
+        generate(
+            self.dataset,
+            self.num_points,
+            &mut seeded(self.seed, stream::DATA),
+        )
     }
 }
 
@@ -169,21 +185,34 @@ pub fn train(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<Tr
     let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, cfg.ema_warmup));
     let mut rng = seeded(cfg.seed, stream::TRAIN);
     let (b, n) = (cfg.batch_size, cfg.num_points);
-    let pb = if show_progress { progress_bar(cfg.steps as u64, "train") } else { indicatif::ProgressBar::hidden() };
+    let pb = if show_progress {
+        progress_bar(cfg.steps as u64, "train")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let start = Instant::now();
     let mut losses = Vec::with_capacity(cfg.steps);
     for step in 0..cfg.steps {
         // The data are read in order, wrapping around like the reference's endless loader.
         let off = (step * b) % (n - n % b).max(b);
-        let x0: Tensor<2> = Tensor::from_data(TensorData::new(data[2 * off..2 * (off + b)].to_vec(), [b, 2]), device);
+        let x0: Tensor<2> = Tensor::from_data(
+            TensorData::new(data[2 * off..2 * (off + b)].to_vec(), [b, 2]),
+            device,
+        );
         let t = draw_t(&mut rng, b, schedule.num_steps(), cfg.stratified_t);
         let noise = Tensor::from_data(TensorData::new(normal_vec(&mut rng, 2 * b), [b, 2]), device);
         let x_t = schedule.q_sample(x0, &t, noise.clone());
-        let t_f: Tensor<1> = Tensor::from_data(TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]), device);
+        let t_f: Tensor<1> = Tensor::from_data(
+            TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]),
+            device,
+        );
         let loss = eps_mse(noise, model.forward(x_t, t_f));
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
-            return Err(Error::invalid("training", format!("loss became {loss_value} at step {step}; lower --lr")));
+            return Err(Error::invalid(
+                "training",
+                format!("loss became {loss_value} at step {step}; lower --lr"),
+            ));
         }
         let grads = crate::train::clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
         model = optim.step(cfg.optim.lr_at(step, cfg.steps), model, grads);
@@ -201,7 +230,13 @@ pub fn train(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<Tr
         }
     }
     pb.finish_and_clear();
-    Ok(TrainedToy { model, ema, losses, seconds: start.elapsed().as_secs_f64(), data })
+    Ok(TrainedToy {
+        model,
+        ema,
+        losses,
+        seconds: start.elapsed().as_secs_f64(),
+        data,
+    })
 }
 
 /// Saves a trained model as `path` (+ `.json`, + `.ema.safetensors` when EMA was used).
@@ -231,22 +266,48 @@ pub fn load(path: &Path, raw: bool, device: &Device) -> Result<(SimpleNet, ToyCh
     let json = config_path(path);
     let meta: ToyCheckpointMeta = if json.is_file() {
         read_json(&json)?
-    } else if matches!(path.extension().and_then(|e| e.to_str()), Some("pt" | "pth" | "ckpt")) {
-        ToyCheckpointMeta { kind: "toy".into(), config: ToyConfig::default(), step: 0, final_loss: f64::NAN, has_ema: false }
+    } else if matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("pt" | "pth" | "ckpt")
+    ) {
+        ToyCheckpointMeta {
+            kind: "toy".into(),
+            config: ToyConfig::default(),
+            step: 0,
+            final_loss: f64::NAN,
+            has_ema: false,
+        }
     } else {
-        return Err(Error::Checkpoint { path: path.into(), msg: format!("its config {} is missing", json.display()) });
+        return Err(Error::Checkpoint {
+            path: path.into(),
+            msg: format!("its config {} is missing", json.display()),
+        });
     };
     if meta.kind != "toy" {
-        return Err(Error::Checkpoint { path: path.into(), msg: format!("is a `{}` checkpoint, not a 2D (toy) one", meta.kind) });
+        return Err(Error::Checkpoint {
+            path: path.into(),
+            msg: format!("is a `{}` checkpoint, not a 2D (toy) one", meta.kind),
+        });
     }
     meta.config.net.validate()?;
     let model = meta.config.net.init(&mut seeded(0, stream::INIT), device)?;
-    let file = if meta.has_ema && !raw { ema_path(path) } else { path.to_path_buf() };
+    let file = if meta.has_ema && !raw {
+        ema_path(path)
+    } else {
+        path.to_path_buf()
+    };
     Ok((crate::nn::simplenet::load_pytorch(model, &file)?, meta))
 }
 
 /// Draws `n` points with the sampler of `spec`, starting from x_T ~ N(0, I) drawn from `seed`.
-pub fn sample_points(model: &SimpleNet, schedule: &NoiseSchedule, spec: &SamplerSpec, n: usize, seed: u64, show_progress: bool) -> Result<Vec<f32>> {
+pub fn sample_points(
+    model: &SimpleNet,
+    schedule: &NoiseSchedule,
+    spec: &SamplerSpec,
+    n: usize,
+    seed: u64,
+    show_progress: bool,
+) -> Result<Vec<f32>> {
     if n == 0 {
         return Err(Error::invalid("-n", "must be at least 1"));
     }
@@ -254,7 +315,11 @@ pub fn sample_points(model: &SimpleNet, schedule: &NoiseSchedule, spec: &Sampler
     let mut rng = seeded(seed, stream::SAMPLE);
     let x_t = normal_tensor(&mut rng, [n, 2], &device);
     let total = spec.nfe(schedule.num_steps()) as u64;
-    let pb = if show_progress { progress_bar(total, &spec.label(schedule.num_steps())) } else { indicatif::ProgressBar::hidden() };
+    let pb = if show_progress {
+        progress_bar(total, &spec.label(schedule.num_steps()))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut tick = |i: usize, _: usize| {
         if i % 10 == 0 {
             pb.set_position(i as u64)
@@ -262,7 +327,9 @@ pub fn sample_points(model: &SimpleNet, schedule: &NoiseSchedule, spec: &Sampler
     };
     let x = sample(model, schedule, spec, x_t, None, &mut rng, &mut tick)?;
     pb.finish_and_clear();
-    x.into_data().to_vec::<f32>().map_err(|e| Error::invalid("sampling", format!("{e:?}")))
+    x.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::invalid("sampling", format!("{e:?}")))
 }
 
 /// Writes points as CSV with the header `x,y`.
@@ -287,7 +354,12 @@ pub fn read_csv(path: &Path) -> Result<Vec<f32>> {
         let parsed: Option<Vec<f32>> = vals.iter().map(|v| v.trim().parse::<f32>().ok()).collect();
         match parsed {
             Some(v) if v.len() == 2 => out.extend(v),
-            _ => return Err(Error::bad_file(path, format!("line {}: expected two numbers `x,y`, got `{line}`", i + 1))),
+            _ => {
+                return Err(Error::bad_file(
+                    path,
+                    format!("line {}: expected two numbers `x,y`, got `{line}`", i + 1),
+                ))
+            }
         }
     }
     if out.is_empty() {
@@ -297,7 +369,13 @@ pub fn read_csv(path: &Path) -> Result<Vec<f32>> {
 }
 
 /// q(x_t) for t = 0, 50, …, 450 on the first `n` training points, as plot panels.
-pub fn q_strip(data: &[f32], schedule: &NoiseSchedule, n: usize, seed: u64, device: &Device) -> Vec<(String, Vec<f32>)> {
+pub fn q_strip(
+    data: &[f32],
+    schedule: &NoiseSchedule,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Vec<(String, Vec<f32>)> {
     let n = n.min(data.len() / 2);
     let x0: Tensor<2> = Tensor::from_data(TensorData::new(data[..2 * n].to_vec(), [n, 2]), device);
     let mut rng = seeded(seed, stream::PLOT);
@@ -307,7 +385,10 @@ pub fn q_strip(data: &[f32], schedule: &NoiseSchedule, n: usize, seed: u64, devi
         .map(|t| {
             let noise = normal_tensor(&mut rng, [n, 2], device);
             let x = schedule.q_sample(x0.clone(), &vec![t; n], noise);
-            (format!("t = {t}"), x.into_data().to_vec::<f32>().unwrap_or_default())
+            (
+                format!("t = {t}"),
+                x.into_data().try_to_vec::<f32>().unwrap_or_default(),
+            )
         })
         .collect()
 }
@@ -328,7 +409,13 @@ impl Recipe {
         match self {
             Recipe::Reference => ToyConfig::default(),
             Recipe::Best => ToyConfig {
-                optim: OptimConfig { lr: 2e-3, warmup_steps: 200, schedule: crate::train::LrSchedule::Cosine, grad_clip: Some(1.0), ..ToyConfig::default().optim },
+                optim: OptimConfig {
+                    lr: 2e-3,
+                    warmup_steps: 200,
+                    schedule: crate::train::LrSchedule::Cosine,
+                    grad_clip: Some(1.0),
+                    ..ToyConfig::default().optim
+                },
                 ema_decay: Some(0.999),
                 stratified_t: true,
                 ..ToyConfig::default()

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Gradients;
 use burn::prelude::*;
+use burn::tensor::Gradients;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -67,18 +67,33 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmup_steps: 0, schedule: LrSchedule::Constant, min_lr_frac: 0.0, grad_clip: None }
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            warmup_steps: 0,
+            schedule: LrSchedule::Constant,
+            min_lr_frac: 0.0,
+            grad_clip: None,
+        }
     }
 }
 
 impl OptimConfig {
     pub fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::invalid("--lr", format!("must be a positive number, got {}", self.lr)));
+            return Err(Error::invalid(
+                "--lr",
+                format!("must be a positive number, got {}", self.lr),
+            ));
         }
         if let Some(c) = self.grad_clip {
             if !(c > 0.0) {
-                return Err(Error::invalid("--grad-clip", format!("must be positive, got {c}")));
+                return Err(Error::invalid(
+                    "--grad-clip",
+                    format!("must be positive, got {c}"),
+                ));
             }
         }
         Ok(())
@@ -94,13 +109,18 @@ impl OptimConfig {
 
     /// Learning rate at 0-based `step` of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
-        let warm = if self.warmup_steps > 0 { ((step + 1) as f64 / self.warmup_steps as f64).min(1.0) } else { 1.0 };
+        let warm = if self.warmup_steps > 0 {
+            ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+        } else {
+            1.0
+        };
         let shape = match self.schedule {
             LrSchedule::Constant => 1.0,
             LrSchedule::Cosine => {
                 let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
                 let p = (step.saturating_sub(self.warmup_steps) as f64 / span).min(1.0);
-                self.min_lr_frac + (1.0 - self.min_lr_frac) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+                self.min_lr_frac
+                    + (1.0 - self.min_lr_frac) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
             }
         };
         self.lr * warm * shape
@@ -134,7 +154,10 @@ pub fn param_ids<M: Module>(m: &M) -> Vec<u64> {
 pub fn set_param_ids<M: Module>(m: M, ids: &[u64]) -> Result<M> {
     let n = param_ids(&m).len();
     if n != ids.len() {
-        return Err(Error::invalid("resume", format!("saved state has {} parameters, the model {n}", ids.len())));
+        return Err(Error::invalid(
+            "resume",
+            format!("saved state has {} parameters, the model {n}", ids.len()),
+        ));
     }
     struct SetIds<'a>(&'a [u64], usize);
     impl ModuleMapper for SetIds<'_> {
@@ -150,17 +173,21 @@ pub fn set_param_ids<M: Module>(m: M, ids: &[u64]) -> Result<M> {
 
 /// Writes the optimizer state (moments and step counts) atomically.
 pub fn save_optimizer(opt: &ModuleOptimizer, path: &Path) -> Result<()> {
-    let bytes = opt
-        .into_bytes()
-        .map_err(|e| Error::Checkpoint { path: path.into(), msg: format!("could not serialise the optimizer state: {e:?}") })?;
+    let bytes = opt.into_bytes().map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        msg: format!("could not serialise the optimizer state: {e:?}"),
+    })?;
     write_atomic(path, &bytes)
 }
 
 /// Restores an optimizer state written by [`save_optimizer`].
 pub fn load_optimizer(opt: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    opt.from_bytes(bytes.into())
-        .map_err(|e| Error::Checkpoint { path: path.into(), msg: format!("not a valid optimizer state: {e:?}") })
+    opt.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            msg: format!("not a valid optimizer state: {e:?}"),
+        })
 }
 
 /// Exponential moving average of a model's weights (Polyak averaging), kept on the host in
@@ -177,8 +204,16 @@ impl Ema {
     pub fn new<M: Module>(model: &M, decay: f64, warmup: bool) -> Self {
         let mut c = Collect(Vec::new());
         model.visit(&mut c);
-        let shadow = c.0.into_iter().map(|(_, d, _)| d.to_vec::<f32>().expect("f32 params")).collect();
-        Self { decay, warmup, updates: 0, shadow }
+        let shadow =
+            c.0.into_iter()
+                .map(|(_, d, _)| d.try_to_vec::<f32>().expect("f32 params"))
+                .collect();
+        Self {
+            decay,
+            warmup,
+            updates: 0,
+            shadow,
+        }
     }
 
     /// The decay used at the next update.
@@ -197,7 +232,7 @@ impl Ema {
         let mut c = Collect(Vec::new());
         model.visit(&mut c);
         for (s, (_, data, _)) in self.shadow.iter_mut().zip(c.0) {
-            let p = data.to_vec::<f32>().expect("f32 params");
+            let p = data.try_to_vec::<f32>().expect("f32 params");
             for (a, b) in s.iter_mut().zip(p) {
                 *a = d * *a + (1.0 - d) * b;
             }
@@ -212,7 +247,10 @@ impl Ema {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
                 let (id, value, mapper) = param.consume();
                 let dims = value.dims();
-                let t = Tensor::from_data(TensorData::new(self.0[self.1].clone(), dims), &value.device());
+                let t = Tensor::from_data(
+                    TensorData::new(self.0[self.1].clone(), dims),
+                    &value.device(),
+                );
                 self.1 += 1;
                 Param::from_mapped_value(id, t, mapper)
             }
@@ -236,7 +274,11 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 
 /// Gradients of `model` from `grads`, rescaled so their global L2 norm is at most `max_norm`
 /// (PyTorch's clip_grad_norm_; burn's own clipping works per tensor).
-pub fn clip_grads<M: Module>(grads: Gradients, model: &M, max_norm: Option<f64>) -> GradientsParams {
+pub fn clip_grads<M: Module>(
+    grads: Gradients,
+    model: &M,
+    max_norm: Option<f64>,
+) -> GradientsParams {
     let mut g = GradientsParams::from_grads(grads, model);
     let Some(max_norm) = max_norm else { return g };
     struct Norm<'a>(&'a GradientsParams, f64);

@@ -4,15 +4,25 @@ mod common;
 use std::process::Command;
 
 fn diffuse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_diffuse")).args(args).output().expect("run diffuse");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn fails_with(args: &[&str], needle: &str) {
     let (code, _, err) = diffuse(args);
     assert_ne!(code, 0, "{args:?} should fail");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{args:?}: expected `{needle}` in: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: expected `{needle}` in: {err}"
+    );
 }
 
 #[test]
@@ -22,9 +32,43 @@ fn bad_toy_arguments_are_rejected() {
     let o = out.to_str().unwrap();
     fails_with(&["toy", "run", "--dataset", "spiral", "--out", o], "spiral");
     fails_with(&["toy", "run", "--steps", "0", "--out", o], "--steps");
-    fails_with(&["toy", "run", "--steps", "1", "--ddim-steps", "1001", "--out", o], "--ddim-steps");
-    fails_with(&["toy", "run", "--steps", "1", "--ddim-steps", "0", "--out", o], "--ddim-steps");
-    fails_with(&["toy", "sample", "--ckpt", "/nonexistent/m.safetensors", "--out", o], "/nonexistent/m.safetensors");
+    fails_with(
+        &[
+            "toy",
+            "run",
+            "--steps",
+            "1",
+            "--ddim-steps",
+            "1001",
+            "--out",
+            o,
+        ],
+        "--ddim-steps",
+    );
+    fails_with(
+        &[
+            "toy",
+            "run",
+            "--steps",
+            "1",
+            "--ddim-steps",
+            "0",
+            "--out",
+            o,
+        ],
+        "--ddim-steps",
+    );
+    fails_with(
+        &[
+            "toy",
+            "sample",
+            "--ckpt",
+            "/nonexistent/m.safetensors",
+            "--out",
+            o,
+        ],
+        "/nonexistent/m.safetensors",
+    );
     fails_with(&["toy", "run", "--lr", "-1", "--out", o], "--lr");
 }
 
@@ -33,16 +77,42 @@ fn sampler_flags_and_checkpoints_are_checked() {
     let dir = common::temp_dir("cli-ckpt");
     let ckpt = dir.join("m.safetensors");
     let c = ckpt.to_str().unwrap();
-    let (code, _, err) = diffuse(&["toy", "train", "--steps", "3", "--num-points", "1000", "-q", "--out", c]);
+    let (code, _, err) = diffuse(&[
+        "toy",
+        "train",
+        "--steps",
+        "3",
+        "--num-points",
+        "1000",
+        "-q",
+        "--out",
+        c,
+    ]);
     assert_eq!(code, 0, "{err}");
     let csv = dir.join("s.csv");
     let s = csv.to_str().unwrap();
-    fails_with(&["toy", "sample", "--ckpt", c, "--eta", "-0.5", "--out", s], "--eta");
-    fails_with(&["toy", "sample", "--ckpt", c, "--steps", "2000", "--out", s], "--steps");
+    fails_with(
+        &["toy", "sample", "--ckpt", c, "--eta", "-0.5", "--out", s],
+        "--eta",
+    );
+    fails_with(
+        &["toy", "sample", "--ckpt", c, "--steps", "2000", "--out", s],
+        "--steps",
+    );
     fails_with(&["toy", "sample", "--ckpt", c, "-n", "0", "--out", s], "-n");
     // Unwritable output folder: a path below a regular file.
     let blocked = dir.join("m.json").join("x.csv");
-    fails_with(&["toy", "sample", "--ckpt", c, "--out", blocked.to_str().unwrap()], "m.json");
+    fails_with(
+        &[
+            "toy",
+            "sample",
+            "--ckpt",
+            c,
+            "--out",
+            blocked.to_str().unwrap(),
+        ],
+        "m.json",
+    );
     // A corrupt checkpoint.
     std::fs::write(&ckpt, b"garbage").unwrap();
     fails_with(&["toy", "sample", "--ckpt", c, "--out", s], "m.safetensors");
@@ -53,10 +123,26 @@ fn sample_and_eval_round_trip() {
     let dir = common::temp_dir("cli-eval");
     let ckpt = dir.join("m.safetensors");
     let c = ckpt.to_str().unwrap();
-    assert_eq!(diffuse(&["toy", "train", "--steps", "3", "--num-points", "1000", "-q", "--out", c]).0, 0);
+    assert_eq!(
+        diffuse(&[
+            "toy",
+            "train",
+            "--steps",
+            "3",
+            "--num-points",
+            "1000",
+            "-q",
+            "--out",
+            c
+        ])
+        .0,
+        0
+    );
     let csv = dir.join("s.csv");
     let s = csv.to_str().unwrap();
-    let (code, _, err) = diffuse(&["toy", "sample", "--ckpt", c, "--steps", "5", "-n", "100", "-q", "--out", s]);
+    let (code, _, err) = diffuse(&[
+        "toy", "sample", "--ckpt", c, "--steps", "5", "-n", "100", "-q", "--out", s,
+    ]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("x,y\n"));

@@ -21,17 +21,38 @@ impl Denoiser<2> for Fake {
 }
 
 fn x() -> Tensor<2> {
-    Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, -1.0, 0.5], [2, 2]), &Device::flex())
+    Tensor::from_data(
+        TensorData::new(vec![1.0f32, 2.0, -1.0, 0.5], [2, 2]),
+        &Device::flex(),
+    )
 }
 
 #[test]
 fn reference_formula_in_one_call() {
-    let m = Fake { calls: Cell::new(0) };
-    let g = Guided { model: &m, guidance: Guidance::new(7.5, GuidanceConvention::Reference).unwrap() };
-    let out: Vec<f32> = g.eps(x(), 10, Some(&[2, 3])).into_data().to_vec().unwrap();
-    assert_eq!(m.calls.get(), 1, "conditional and null batch must share one network call");
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let g = Guided {
+        model: &m,
+        guidance: Guidance::new(7.5, GuidanceConvention::Reference).unwrap(),
+    };
+    let out: Vec<f32> = g
+        .eps(x(), 10, Some(&[2, 3]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(
+        m.calls.get(),
+        1,
+        "conditional and null batch must share one network call"
+    );
     // ε_u = x·1, ε_c = x·(c+1): (1+w)(c+1)x − w x.
-    let want = [(8.5 * 3.0 - 7.5) * 1.0, (8.5 * 3.0 - 7.5) * 2.0, (8.5 * 4.0 - 7.5) * -1.0, (8.5 * 4.0 - 7.5) * 0.5];
+    let want = [
+        (8.5 * 3.0 - 7.5) * 1.0,
+        (8.5 * 3.0 - 7.5) * 2.0,
+        (8.5 * 4.0 - 7.5) * -1.0,
+        (8.5 * 4.0 - 7.5) * 0.5,
+    ];
     for (a, b) in out.iter().zip(want) {
         assert!((a - b).abs() < 1e-5, "{out:?} vs {want:?}");
     }
@@ -39,20 +60,49 @@ fn reference_formula_in_one_call() {
 
 #[test]
 fn diffusers_convention_is_w_plus_one() {
-    let m = Fake { calls: Cell::new(0) };
-    let a = Guided { model: &m, guidance: Guidance::new(3.0, GuidanceConvention::Reference).unwrap() };
-    let b = Guided { model: &m, guidance: Guidance::new(4.0, GuidanceConvention::Diffusers).unwrap() };
-    let ea: Vec<f32> = a.eps(x(), 5, Some(&[1, 2])).into_data().to_vec().unwrap();
-    let eb: Vec<f32> = b.eps(x(), 5, Some(&[1, 2])).into_data().to_vec().unwrap();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let a = Guided {
+        model: &m,
+        guidance: Guidance::new(3.0, GuidanceConvention::Reference).unwrap(),
+    };
+    let b = Guided {
+        model: &m,
+        guidance: Guidance::new(4.0, GuidanceConvention::Diffusers).unwrap(),
+    };
+    let ea: Vec<f32> = a
+        .eps(x(), 5, Some(&[1, 2]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let eb: Vec<f32> = b
+        .eps(x(), 5, Some(&[1, 2]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     assert_eq!(ea, eb);
 }
 
 #[test]
 fn zero_scale_is_the_plain_conditional_prediction() {
-    let m = Fake { calls: Cell::new(0) };
-    let g = Guided { model: &m, guidance: Guidance::new(0.0, GuidanceConvention::Reference).unwrap() };
-    let out: Vec<f32> = g.eps(x(), 5, Some(&[1, 2])).into_data().to_vec().unwrap();
-    let plain: Vec<f32> = m.eps(x(), 5, Some(&[1, 2])).into_data().to_vec().unwrap();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let g = Guided {
+        model: &m,
+        guidance: Guidance::new(0.0, GuidanceConvention::Reference).unwrap(),
+    };
+    let out: Vec<f32> = g
+        .eps(x(), 5, Some(&[1, 2]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let plain: Vec<f32> = m
+        .eps(x(), 5, Some(&[1, 2]))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     assert_eq!(out, plain);
     assert_eq!(m.calls.get(), 2, "w = 0 needs no null-label batch");
 }

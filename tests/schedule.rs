@@ -19,13 +19,21 @@ fn linear_alpha_bar_matches_known_values() {
     for (t, v) in g["alpha_bar"].as_object().unwrap() {
         let t: usize = t.parse().unwrap();
         let want = v.as_f64().unwrap();
-        assert!((s.alpha_bar(t) - want).abs() < 1e-14, "ᾱ_{t}: {} vs {want}", s.alpha_bar(t));
+        assert!(
+            (s.alpha_bar(t) - want).abs() < 1e-14,
+            "ᾱ_{t}: {} vs {want}",
+            s.alpha_bar(t)
+        );
     }
     // Hand-checkable values: ᾱ_0 = 1 − 1e-4, β_T = 0.02 exactly.
     assert_eq!(s.alpha_bar(0), 1.0 - 1e-4);
     assert_eq!(s.betas[999], 0.02);
     assert!((s.alpha_bar(999) - 4.035e-5).abs() < 1e-7);
-    let q = NoiseSchedule::new(&ScheduleConfig { kind: BetaSchedule::Quad, ..Default::default() }).unwrap();
+    let q = NoiseSchedule::new(&ScheduleConfig {
+        kind: BetaSchedule::Quad,
+        ..Default::default()
+    })
+    .unwrap();
     for (t, v) in g["quad_alpha_bar"].as_object().unwrap() {
         let t: usize = t.parse().unwrap();
         assert!((q.alpha_bar(t) - v.as_f64().unwrap()).abs() < 1e-14);
@@ -42,9 +50,22 @@ fn small_sigma_is_zero_at_t0_and_large_is_sqrt_beta() {
 
 #[test]
 fn bad_schedules_are_rejected() {
-    assert!(NoiseSchedule::new(&ScheduleConfig { num_steps: 1, ..Default::default() }).is_err());
-    assert!(NoiseSchedule::new(&ScheduleConfig { beta_end: 1.5, ..Default::default() }).is_err());
-    assert!(NoiseSchedule::new(&ScheduleConfig { beta_start: 0.1, beta_end: 0.01, ..Default::default() }).is_err());
+    assert!(NoiseSchedule::new(&ScheduleConfig {
+        num_steps: 1,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(NoiseSchedule::new(&ScheduleConfig {
+        beta_end: 1.5,
+        ..Default::default()
+    })
+    .is_err());
+    assert!(NoiseSchedule::new(&ScheduleConfig {
+        beta_start: 0.1,
+        beta_end: 0.01,
+        ..Default::default()
+    })
+    .is_err());
 }
 
 #[test]
@@ -54,17 +75,35 @@ fn leading_timesteps_are_the_reference_array() {
     assert_eq!(ts, want);
     assert_eq!(ts[0], 980);
     assert_eq!(*ts.last().unwrap(), 0);
-    assert_eq!(timesteps(Spacing::Leading, 1000, 3).unwrap(), vec![666, 333, 0]);
-    assert_eq!(timesteps(Spacing::Leading, 1000, 1000).unwrap(), (0..1000).rev().collect::<Vec<_>>());
+    assert_eq!(
+        timesteps(Spacing::Leading, 1000, 3).unwrap(),
+        vec![666, 333, 0]
+    );
+    assert_eq!(
+        timesteps(Spacing::Leading, 1000, 1000).unwrap(),
+        (0..1000).rev().collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn trailing_and_linspace_timesteps_match_diffusers() {
     // diffusers: trailing = round(arange(T, 0, −T/N)) − 1; linspace = round(linspace(0, T−1, N))[::-1]
-    assert_eq!(timesteps(Spacing::Trailing, 1000, 10).unwrap(), vec![999, 899, 799, 699, 599, 499, 399, 299, 199, 99]);
-    assert_eq!(timesteps(Spacing::Trailing, 1000, 3).unwrap(), vec![999, 666, 332]);
-    assert_eq!(timesteps(Spacing::Linspace, 1000, 10).unwrap(), vec![999, 888, 777, 666, 555, 444, 333, 222, 111, 0]);
-    assert_eq!(timesteps(Spacing::Linspace, 1000, 4).unwrap(), vec![999, 666, 333, 0]);
+    assert_eq!(
+        timesteps(Spacing::Trailing, 1000, 10).unwrap(),
+        vec![999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    );
+    assert_eq!(
+        timesteps(Spacing::Trailing, 1000, 3).unwrap(),
+        vec![999, 666, 332]
+    );
+    assert_eq!(
+        timesteps(Spacing::Linspace, 1000, 10).unwrap(),
+        vec![999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
+    );
+    assert_eq!(
+        timesteps(Spacing::Linspace, 1000, 4).unwrap(),
+        vec![999, 666, 333, 0]
+    );
 }
 
 #[test]
@@ -78,7 +117,11 @@ fn step_counts_out_of_range_are_rejected() {
 fn inputs(device: &Device) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     let g = golden("toy.json");
     let i = &g["inputs"];
-    (tensor2(f32s(&i["x"]), 2, device), tensor2(f32s(&i["eps"]), 2, device), tensor2(f32s(&i["z"]), 2, device))
+    (
+        tensor2(f32s(&i["x"]), 2, device),
+        tensor2(f32s(&i["eps"]), 2, device),
+        tensor2(f32s(&i["z"]), 2, device),
+    )
 }
 
 #[test]
@@ -88,9 +131,23 @@ fn ddpm_steps_match_pytorch() {
     let (x, eps, z) = inputs(&dev);
     for case in golden("toy.json")["ddpm_steps"].as_array().unwrap() {
         let t = case["t"].as_u64().unwrap() as usize;
-        let sigma = if case["sigma"] == "small" { SigmaKind::Small } else { SigmaKind::Large };
-        let cfg = DdpmConfig { sigma, clip_x0: false };
-        let out = to_vec(ddpm_step(&s, &cfg, x.clone(), t, eps.clone(), Some(z.clone())));
+        let sigma = if case["sigma"] == "small" {
+            SigmaKind::Small
+        } else {
+            SigmaKind::Large
+        };
+        let cfg = DdpmConfig {
+            sigma,
+            clip_x0: false,
+        };
+        let out = to_vec(ddpm_step(
+            &s,
+            &cfg,
+            x.clone(),
+            t,
+            eps.clone(),
+            Some(z.clone()),
+        ));
         let err = max_abs_diff(&out, &f32s(&case["out"]));
         assert!(err < 1e-4, "DDPM t={t} {sigma:?}: max err {err}");
     }
@@ -106,7 +163,16 @@ fn ddim_steps_match_pytorch() {
         let tp = case["t_prev"].as_i64().unwrap();
         let t_prev = (tp >= 0).then_some(tp as usize);
         let eta = case["eta"].as_f64().unwrap();
-        let out = to_vec(ddim_step(&s, x.clone(), t, t_prev, eps.clone(), eta, false, Some(z.clone())));
+        let out = to_vec(ddim_step(
+            &s,
+            x.clone(),
+            t,
+            t_prev,
+            eps.clone(),
+            eta,
+            false,
+            Some(z.clone()),
+        ));
         let err = max_abs_diff(&out, &f32s(&case["out"]));
         assert!(err < 1e-4, "DDIM {t}->{tp} η={eta}: max err {err}");
     }
@@ -120,8 +186,20 @@ fn last_ddim_step_returns_x0_exactly() {
     let ab = s.alpha_bar(0);
     let x0 = to_vec((x.clone() - eps.clone() * (1.0 - ab).sqrt()) / ab.sqrt());
     for eta in [0.0, 1.0] {
-        let out = to_vec(ddim_step(&s, x.clone(), 0, None, eps.clone(), eta, false, Some(z.clone())));
-        assert_eq!(out, x0, "η = {eta}: the step after t = 0 must return x̂₀ with no noise");
+        let out = to_vec(ddim_step(
+            &s,
+            x.clone(),
+            0,
+            None,
+            eps.clone(),
+            eta,
+            false,
+            Some(z.clone()),
+        ));
+        assert_eq!(
+            out, x0,
+            "η = {eta}: the step after t = 0 must return x̂₀ with no noise"
+        );
     }
 }
 

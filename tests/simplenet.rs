@@ -7,7 +7,9 @@ use diffuse::nn::simplenet::{SimpleNet, SimpleNetConfig};
 use diffuse::rng::seeded;
 
 fn det_net(dims: Vec<usize>, device: &Device) -> SimpleNet {
-    let mut net = SimpleNetConfig { dims }.init(&mut seeded(0, 0), device).unwrap();
+    let mut net = SimpleNetConfig { dims }
+        .init(&mut seeded(0, 0), device)
+        .unwrap();
     for (k, l) in net.layers.iter_mut().enumerate() {
         let k = k as u64;
         det_linear(&mut l.fc, 100 * k + 1, device);
@@ -35,15 +37,22 @@ fn forward_matches_pytorch_on_fixed_weights() {
 
 #[test]
 fn reference_parameter_count() {
-    let net = SimpleNetConfig::default().init(&mut seeded(0, 0), &Device::flex()).unwrap();
+    let net = SimpleNetConfig::default()
+        .init(&mut seeded(0, 0), &Device::flex())
+        .unwrap();
     assert_eq!(net.num_params(), 182_410);
 }
 
 #[test]
 fn pytorch_state_dict_imports() {
     let dev = Device::flex();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/simplenet_small.pth");
-    let net = SimpleNetConfig { dims: vec![2, 16, 2] }.init(&mut seeded(0, 0), &dev).unwrap();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/simplenet_small.pth");
+    let net = SimpleNetConfig {
+        dims: vec![2, 16, 2],
+    }
+    .init(&mut seeded(0, 0), &dev)
+    .unwrap();
     let net = diffuse::nn::simplenet::load_pytorch(net, &path).unwrap();
     let err = run(&net, &golden("toy.json")["simplenet_small"], &dev);
     assert!(err < 1e-5, "max abs error {err}");
@@ -52,8 +61,19 @@ fn pytorch_state_dict_imports() {
 #[test]
 fn mismatched_state_dict_is_rejected_with_tensor_name() {
     let dev = Device::flex();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/simplenet_small.pth");
-    let net = SimpleNetConfig { dims: vec![2, 32, 2] }.init(&mut seeded(0, 0), &dev).unwrap();
-    let msg = diffuse::nn::simplenet::load_pytorch(net, &path).err().expect("must fail").to_string();
-    assert!(msg.contains("layers.0.fc.weight") || msg.contains("layers.0.fc"), "{msg}");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/simplenet_small.pth");
+    let net = SimpleNetConfig {
+        dims: vec![2, 32, 2],
+    }
+    .init(&mut seeded(0, 0), &dev)
+    .unwrap();
+    let msg = diffuse::nn::simplenet::load_pytorch(net, &path)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        msg.contains("layers.0.fc.weight") || msg.contains("layers.0.fc"),
+        "{msg}"
+    );
 }

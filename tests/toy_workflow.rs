@@ -8,7 +8,12 @@ use diffuse::schedule::NoiseSchedule;
 use diffuse::toy::{self, ToyConfig};
 
 fn short(steps: usize) -> ToyConfig {
-    ToyConfig { steps, num_points: 20_000, seed: 7, ..ToyConfig::default() }
+    ToyConfig {
+        steps,
+        num_points: 20_000,
+        seed: 7,
+        ..ToyConfig::default()
+    }
 }
 
 #[test]
@@ -29,7 +34,10 @@ fn same_seed_same_model_and_samples() {
     let b = toy::train(&cfg, &dev, false).unwrap();
     assert_eq!(a.losses, b.losses);
     let s = NoiseSchedule::new(&cfg.schedule).unwrap();
-    let spec = SamplerSpec { steps: 10, ..SamplerSpec::default() };
+    let spec = SamplerSpec {
+        steps: 10,
+        ..SamplerSpec::default()
+    };
     let pa = toy::sample_points(&a.sampling_model(), &s, &spec, 64, 3, false).unwrap();
     let pb = toy::sample_points(&b.sampling_model(), &s, &spec, 64, 3, false).unwrap();
     assert_eq!(pa, pb);
@@ -46,20 +54,36 @@ fn checkpoint_round_trip_gives_identical_samples() {
     let (loaded, meta) = toy::load(&path, false, &Device::flex()).unwrap();
     assert_eq!(meta.config, cfg);
     let s = NoiseSchedule::new(&cfg.schedule).unwrap();
-    for spec in [SamplerSpec { steps: 10, ..SamplerSpec::default() }, SamplerSpec { kind: SamplerKind::Ddpm, ..SamplerSpec::default() }] {
+    for spec in [
+        SamplerSpec {
+            steps: 10,
+            ..SamplerSpec::default()
+        },
+        SamplerSpec {
+            kind: SamplerKind::Ddpm,
+            ..SamplerSpec::default()
+        },
+    ] {
         let a = toy::sample_points(&trained.sampling_model(), &s, &spec, 50, 11, false).unwrap();
         let b = toy::sample_points(&loaded, &s, &spec, 50, 11, false).unwrap();
         assert_eq!(a, b, "{spec:?}");
     }
     // No temporary files are left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
 #[test]
 fn ema_weights_differ_from_raw_and_are_used_for_sampling() {
     let dir = common::temp_dir("toy-ema");
-    let cfg = ToyConfig { ema_decay: Some(0.9), ..short(50) };
+    let cfg = ToyConfig {
+        ema_decay: Some(0.9),
+        ..short(50)
+    };
     let trained = toy::train(&cfg, &Device::flex().autodiff(), false).unwrap();
     let path = dir.join("m.safetensors");
     toy::save(&trained, &cfg, &path).unwrap();
@@ -76,7 +100,10 @@ fn ema_weights_differ_from_raw_and_are_used_for_sampling() {
 fn corrupt_missing_and_mismatched_checkpoints_are_rejected() {
     let dir = common::temp_dir("toy-bad");
     let dev = Device::flex();
-    let err = toy::load(&dir.join("nope.safetensors"), false, &dev).err().unwrap().to_string();
+    let err = toy::load(&dir.join("nope.safetensors"), false, &dev)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("nope"), "{err}");
     // Corrupt weights beside a valid config.
     let cfg = short(2);
@@ -88,9 +115,13 @@ fn corrupt_missing_and_mismatched_checkpoints_are_rejected() {
     assert!(err.contains("m.safetensors"), "{err}");
     // Weights of another shape than the config says.
     toy::save(&trained, &cfg, &path).unwrap();
-    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     meta["config"]["net"]["dims"] = serde_json::json!([2, 64, 64, 2]);
     std::fs::write(dir.join("m.json"), meta.to_string()).unwrap();
     let err = toy::load(&path, false, &dev).err().unwrap().to_string();
-    assert!(err.contains("layers.0.fc.weight") || err.contains("Shape mismatch"), "{err}");
+    assert!(
+        err.contains("layers.0.fc.weight") || err.contains("Shape mismatch"),
+        "{err}"
+    );
 }

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod toy;
 
 #[derive(Parser)]
-#[command(name = "diffuse", version, about = "Denoising diffusion models: train, sample (DDPM, DDIM, CFG), evaluate (Chamfer, FID)")]
+#[command(
+    name = "diffuse",
+    version,
+    about = "Denoising diffusion models: train, sample (DDPM, DDIM, CFG), evaluate (Chamfer, FID)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,10 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
         if n == 0 {
             anyhow::bail!("invalid value for --threads: must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .ok();
     }
     Ok(())
 }

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use clap::{Args, Subcommand};
 use diffuse::checkpoint::{ensure_dir, write_json};
 use diffuse::data::toy::ToyDataset;
@@ -108,7 +109,7 @@ pub struct TrainArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate [reference: 1e-3].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Size of the training set [reference: 1,000,000].
     #[arg(long)]
@@ -120,10 +121,10 @@ pub struct TrainArgs {
     #[arg(long)]
     warmup: Option<usize>,
     /// Clip the global gradient norm [reference: off].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     grad_clip: Option<f64>,
     /// EMA decay of the weights, 0 = off [reference: off].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     ema: Option<f64>,
     /// Stratified timestep sampling [reference: off].
     #[arg(long)]
@@ -139,16 +140,36 @@ impl TrainArgs {
     fn config(&self) -> ToyConfig {
         let mut c = self.recipe.config();
         c.seed = self.seed;
-        if let Some(v) = self.dataset { c.dataset = v; }
-        if let Some(v) = self.steps { c.steps = v; }
-        if let Some(v) = self.batch_size { c.batch_size = v; }
-        if let Some(v) = self.lr { c.optim.lr = v; }
-        if let Some(v) = self.num_points { c.num_points = v; }
-        if let Some(v) = self.lr_schedule { c.optim.schedule = v; }
-        if let Some(v) = self.warmup { c.optim.warmup_steps = v; }
-        if let Some(v) = self.grad_clip { c.optim.grad_clip = (v > 0.0).then_some(v); }
-        if let Some(v) = self.ema { c.ema_decay = (v > 0.0).then_some(v); }
-        if let Some(v) = self.stratified_t { c.stratified_t = v; }
+        if let Some(v) = self.dataset {
+            c.dataset = v;
+        }
+        if let Some(v) = self.steps {
+            c.steps = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.optim.lr = v;
+        }
+        if let Some(v) = self.num_points {
+            c.num_points = v;
+        }
+        if let Some(v) = self.lr_schedule {
+            c.optim.schedule = v;
+        }
+        if let Some(v) = self.warmup {
+            c.optim.warmup_steps = v;
+        }
+        if let Some(v) = self.grad_clip {
+            c.optim.grad_clip = (v > 0.0).then_some(v);
+        }
+        if let Some(v) = self.ema {
+            c.ema_decay = (v > 0.0).then_some(v);
+        }
+        if let Some(v) = self.stratified_t {
+            c.stratified_t = v;
+        }
         c
     }
 }
@@ -163,7 +184,7 @@ pub struct SamplerArgs {
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
     /// DDIM η (0 = deterministic).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub eta: f64,
     /// Timestep spacing.
     #[arg(long, value_enum, default_value_t = Spacing::Leading)]
@@ -178,7 +199,14 @@ pub struct SamplerArgs {
 
 impl SamplerArgs {
     pub fn spec(&self) -> SamplerSpec {
-        SamplerSpec { kind: self.sampler, steps: self.steps, eta: self.eta, spacing: self.spacing, sigma: self.sigma, clip_x0: self.clip_x0 }
+        SamplerSpec {
+            kind: self.sampler,
+            steps: self.steps,
+            eta: self.eta,
+            spacing: self.spacing,
+            sigma: self.sigma,
+            clip_x0: self.clip_x0,
+        }
     }
 }
 
@@ -192,10 +220,24 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
             let dev = device(train.common.device)?.autodiff();
             let trained = toy::train(&cfg, &dev, !train.common.quiet)?;
             toy::save(&trained, &cfg, &out)?;
-            println!("trained {} steps in {:.1} s, final loss {:.4}; saved {}", trained.losses.len(), trained.seconds, trained.final_loss(), out.display());
+            println!(
+                "trained {} steps in {:.1} s, final loss {:.4}; saved {}",
+                trained.losses.len(),
+                trained.seconds,
+                trained.final_loss(),
+                out.display()
+            );
             Ok(())
         }
-        ToyCommand::Sample { ckpt, sampler, n, seed, raw, out, common } => {
+        ToyCommand::Sample {
+            ckpt,
+            sampler,
+            n,
+            seed,
+            raw,
+            out,
+            common,
+        } => {
             super::set_threads(common.threads)?;
             let spec = sampler.spec();
             let dev = device(common.device)?;
@@ -205,42 +247,73 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
             diffuse::checkpoint::ensure_parent(&out)?;
             let pts = toy::sample_points(&model, &schedule, &spec, n, seed, !common.quiet)?;
             toy::write_csv(&out, &pts)?;
-            println!("wrote {n} points ({}) to {}", spec.label(schedule.num_steps()), out.display());
+            println!(
+                "wrote {n} points ({}) to {}",
+                spec.label(schedule.num_steps()),
+                out.display()
+            );
             Ok(())
         }
-        ToyCommand::Eval { samples, ckpt, reference, n } => {
+        ToyCommand::Eval {
+            samples,
+            ckpt,
+            reference,
+            n,
+        } => {
             let gen = toy::read_csv(&samples)?;
             let reference = match (ckpt, reference) {
                 (_, Some(r)) => toy::read_csv(&r)?,
                 (Some(c), None) => {
-                    let meta: toy::ToyCheckpointMeta = diffuse::checkpoint::read_json(&diffuse::checkpoint::config_path(&c))?;
+                    let meta: toy::ToyCheckpointMeta =
+                        diffuse::checkpoint::read_json(&diffuse::checkpoint::config_path(&c))?;
                     let mut cfg = meta.config;
                     cfg.num_points = cfg.num_points.max(n);
                     cfg.data()[..2 * n.min(cfg.num_points)].to_vec()
                 }
-                (None, None) => anyhow::bail!("give the reference: --ckpt FILE (its training data) or --reference FILE.csv"),
+                (None, None) => anyhow::bail!(
+                    "give the reference: --ckpt FILE (its training data) or --reference FILE.csv"
+                ),
             };
             let cd = chamfer_distance(&gen, &reference, 2)?;
             println!("chamfer: {cd:.4}");
             Ok(())
         }
-        ToyCommand::Run { train, out, eval_points, ddim_steps } => run_all(&train, &out, eval_points, ddim_steps),
+        ToyCommand::Run {
+            train,
+            out,
+            eval_points,
+            ddim_steps,
+        } => run_all(&train, &out, eval_points, ddim_steps),
     }
 }
 
-fn run_all(train: &TrainArgs, out: &std::path::Path, eval_points: usize, ddim_steps: usize) -> Result<()> {
+fn run_all(
+    train: &TrainArgs,
+    out: &std::path::Path,
+    eval_points: usize,
+    ddim_steps: usize,
+) -> Result<()> {
     super::set_threads(train.common.threads)?;
     let cfg = train.config();
     cfg.validate()?;
     let show = !train.common.quiet;
     ensure_dir(out)?;
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
-    let ddim = SamplerSpec { steps: ddim_steps, ..SamplerSpec::default() };
+    let ddim = SamplerSpec {
+        steps: ddim_steps,
+        ..SamplerSpec::default()
+    };
     if ddim.validate(schedule.num_steps()).is_err() {
-        anyhow::bail!("invalid value for --ddim-steps: must be between 1 and T = {}, got {ddim_steps}", schedule.num_steps());
+        anyhow::bail!(
+            "invalid value for --ddim-steps: must be between 1 and T = {}, got {ddim_steps}",
+            schedule.num_steps()
+        );
     }
     if eval_points == 0 || eval_points > cfg.num_points {
-        anyhow::bail!("invalid value for --eval-points: must be between 1 and the training-set size {}", cfg.num_points);
+        anyhow::bail!(
+            "invalid value for --eval-points: must be between 1 and the training-set size {}",
+            cfg.num_points
+        );
     }
     let base = device(train.common.device)?;
     let t0 = Instant::now();
@@ -250,7 +323,10 @@ fn run_all(train: &TrainArgs, out: &std::path::Path, eval_points: usize, ddim_st
     let model = trained.sampling_model().to_device(&base);
     let reference = &trained.data[..2 * eval_points];
 
-    let ddpm = SamplerSpec { kind: SamplerKind::Ddpm, ..SamplerSpec::default() };
+    let ddpm = SamplerSpec {
+        kind: SamplerKind::Ddpm,
+        ..SamplerSpec::default()
+    };
     let mut results = serde_json::Map::new();
     let mut sample_seconds = serde_json::Map::new();
     for (name, spec) in [("ddpm", ddpm), ("ddim", ddim)] {
@@ -261,17 +337,38 @@ fn run_all(train: &TrainArgs, out: &std::path::Path, eval_points: usize, ddim_st
         results.insert(format!("cd_{name}"), cd.into());
         toy::write_csv(&out.join(format!("samples_{name}.csv")), &pts)?;
         let title = format!("{} — Chamfer {cd:.2}", spec.label(schedule.num_steps()));
-        plot::scatter(&out.join(format!("samples_{name}.png")), &title, reference, &pts)?;
+        plot::scatter(
+            &out.join(format!("samples_{name}.png")),
+            &title,
+            reference,
+            &pts,
+        )?;
     }
     let panels = toy::q_strip(&trained.data, &schedule, 500, cfg.seed, &base);
     plot::strip(&out.join("q_xt.png"), &panels)?;
     let smooth = smooth_losses(&trained.losses);
-    plot::lines(&out.join("loss.png"), "training loss", "step", "loss (ε-MSE)", true, &[("loss".into(), trained.losses.iter().map(|&(s, l)| (s as f64, l)).collect()), ("moving average (100)".into(), smooth)])?;
+    plot::lines(
+        &out.join("loss.png"),
+        "training loss",
+        "step",
+        "loss (ε-MSE)",
+        true,
+        &[
+            (
+                "loss".into(),
+                trained.losses.iter().map(|&(s, l)| (s as f64, l)).collect(),
+            ),
+            ("moving average (100)".into(), smooth),
+        ],
+    )?;
     results.insert("train_seconds".into(), trained.seconds.into());
     results.insert("final_loss".into(), trained.final_loss().into());
     results.insert("sample_seconds".into(), sample_seconds.into());
     results.insert("total_seconds".into(), t0.elapsed().as_secs_f64().into());
-    results.insert("config".into(), serde_json::to_value(&cfg).context("config to JSON")?);
+    results.insert(
+        "config".into(),
+        serde_json::to_value(&cfg).context("config to JSON")?,
+    );
     write_json(&out.join("metrics.json"), &results)?;
     println!(
         "{}: trained {} steps in {:.1} s (final loss {:.4}); Chamfer DDPM-{} {:.2}, DDIM-{} {:.2}; total {:.1} s; results in {}",

@@ -75,7 +75,11 @@ fn swiss_roll(n: usize, rng: &mut impl Rng) -> Vec<f64> {
 
 /// numpy linspace with or without the end point.
 fn lin(a: f64, b: f64, n: usize, endpoint: bool) -> impl Iterator<Item = f64> {
-    let div = if endpoint { n.saturating_sub(1).max(1) } else { n.max(1) } as f64;
+    let div = if endpoint {
+        n.saturating_sub(1).max(1)
+    } else {
+        n.max(1)
+    } as f64;
     (0..n).map(move |i| a + (b - a) * i as f64 / div)
 }
 
@@ -142,14 +146,15 @@ pub fn generate(kind: ToyDataset, n: usize, rng: &mut impl Rng) -> Vec<f32> {
         ToyDataset::Circles => circles(n, rng),
         ToyDataset::SCurve => s_curve(n, rng),
         ToyDataset::Checkerboard => checkerboard(n, rng),
-        ToyDataset::GaussianCentered | ToyDataset::GaussianShift => {
-            (0..2 * n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect()
-        }
+        ToyDataset::GaussianCentered | ToyDataset::GaussianShift => (0..2 * n)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect(),
     };
     match kind {
-        ToyDataset::SwissRoll | ToyDataset::Moons | ToyDataset::SCurve | ToyDataset::Checkerboard => {
-            normalize(&mut p, 2.0)
-        }
+        ToyDataset::SwissRoll
+        | ToyDataset::Moons
+        | ToyDataset::SCurve
+        | ToyDataset::Checkerboard => normalize(&mut p, 2.0),
         ToyDataset::Circles => p.iter_mut().for_each(|v| *v *= 4.0),
         ToyDataset::GaussianShift => p.iter_mut().for_each(|v| *v += 1.5),
         ToyDataset::GaussianCentered => {}

@@ -7,7 +7,9 @@ use rand::Rng;
 
 /// `n` draws from U(−bound, bound).
 pub fn uniform_vec(rng: &mut impl Rng, n: usize, bound: f64) -> Vec<f32> {
-    (0..n).map(|_| rng.gen_range(-bound..bound) as f32).collect()
+    (0..n)
+        .map(|_| rng.gen_range(-bound..bound) as f32)
+        .collect()
 }
 
 /// A Linear(d_in → d_out) with PyTorch's default init: weight and bias ~ U(±1/√d_in).
@@ -18,6 +20,9 @@ pub fn linear(rng: &mut impl Rng, d_in: usize, d_out: usize, device: &Device) ->
     let w = uniform_vec(rng, d_in * d_out, bound);
     let b = uniform_vec(rng, d_out, bound);
     l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device));
-    l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)));
+    l.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b, [d_out]),
+        device,
+    )));
     l
 }

@@ -25,14 +25,19 @@ pub struct SimpleNetConfig {
 
 impl Default for SimpleNetConfig {
     fn default() -> Self {
-        Self { dims: vec![2, 128, 128, 128, 2] }
+        Self {
+            dims: vec![2, 128, 128, 128, 2],
+        }
     }
 }
 
 impl SimpleNetConfig {
     pub fn validate(&self) -> Result<()> {
         if self.dims.len() < 2 || self.dims.iter().any(|&d| d == 0) {
-            return Err(Error::invalid("dims", format!("need at least two non-zero widths, got {:?}", self.dims)));
+            return Err(Error::invalid(
+                "dims",
+                format!("need at least two non-zero widths, got {:?}", self.dims),
+            ));
         }
         Ok(())
     }
@@ -104,7 +109,11 @@ impl SimpleNet {
 /// Loads weights: a safetensors file, or a PyTorch state dict of the reference layout (`layers.{i}.fc.*`,
 /// `layers.{i}.time_embedding.mlp.{0,2}.*`) into `net`, whose shape must match.
 pub fn load_pytorch(net: SimpleNet, path: &std::path::Path) -> Result<SimpleNet> {
-    crate::checkpoint::load_weights_remapped(net, path, &[(r"\.mlp\.0\.", ".mlp0."), (r"\.mlp\.2\.", ".mlp2.")])
+    crate::checkpoint::load_weights_remapped(
+        net,
+        path,
+        &[(r"\.mlp\.0\.", ".mlp0."), (r"\.mlp\.2\.", ".mlp2.")],
+    )
 }
 
 impl Denoiser<2> for SimpleNet {

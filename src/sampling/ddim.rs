@@ -22,14 +22,22 @@ pub struct DdimConfig {
 
 impl Default for DdimConfig {
     fn default() -> Self {
-        Self { steps: 50, eta: 0.0, spacing: Spacing::Leading, clip_x0: false }
+        Self {
+            steps: 50,
+            eta: 0.0,
+            spacing: Spacing::Leading,
+            clip_x0: false,
+        }
     }
 }
 
 impl DdimConfig {
     pub fn validate(&self, num_train: usize) -> Result<Vec<usize>> {
         if !(self.eta >= 0.0) || !self.eta.is_finite() {
-            return Err(crate::Error::invalid("--eta", format!("must be a finite number ≥ 0, got {}", self.eta)));
+            return Err(crate::Error::invalid(
+                "--eta",
+                format!("must be a finite number ≥ 0, got {}", self.eta),
+            ));
         }
         timesteps(self.spacing, num_train, self.steps)
     }

@@ -35,7 +35,10 @@ impl Guidance {
                 GuidanceConvention::Reference => "≥ 0",
                 GuidanceConvention::Diffusers => "≥ 1",
             };
-            return Err(Error::invalid("--cfg-scale", format!("must be {need} in the {convention:?} convention, got {scale}")));
+            return Err(Error::invalid(
+                "--cfg-scale",
+                format!("must be {need} in the {convention:?} convention, got {scale}"),
+            ));
         }
         Ok(Self { w })
     }
@@ -66,8 +69,13 @@ impl<const D: usize, M: Denoiser<D> + ?Sized> Denoiser<D> for Guided<'_, M> {
         };
         let b = x.dims()[0];
         // [x; x] with labels [0 … 0; c] in one network call.
-        let both: Vec<usize> = std::iter::repeat(0).take(b).chain(labels.iter().copied()).collect();
-        let out = self.model.eps(Tensor::cat(vec![x.clone(), x], 0), t, Some(&both));
+        let both: Vec<usize> = std::iter::repeat(0)
+            .take(b)
+            .chain(labels.iter().copied())
+            .collect();
+        let out = self
+            .model
+            .eps(Tensor::cat(vec![x.clone(), x], 0), t, Some(&both));
         let eps_u = out.clone().narrow(0, 0, b);
         let eps_c = out.narrow(0, b, b);
         self.guidance.combine(eps_c, eps_u)

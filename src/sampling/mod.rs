@@ -34,7 +34,17 @@ pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 pub fn no_progress(_: usize, _: usize) {}
 
 /// Which sampler to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// DDPM ancestral sampling over all T steps.
@@ -61,7 +71,14 @@ pub struct SamplerSpec {
 impl Default for SamplerSpec {
     fn default() -> Self {
         let d = DdimConfig::default();
-        Self { kind: SamplerKind::Ddim, steps: d.steps, eta: d.eta, spacing: d.spacing, sigma: Default::default(), clip_x0: false }
+        Self {
+            kind: SamplerKind::Ddim,
+            steps: d.steps,
+            eta: d.eta,
+            spacing: d.spacing,
+            sigma: Default::default(),
+            clip_x0: false,
+        }
     }
 }
 
@@ -75,7 +92,12 @@ impl SamplerSpec {
     }
 
     fn ddim(&self) -> DdimConfig {
-        DdimConfig { steps: self.steps, eta: self.eta, spacing: self.spacing, clip_x0: self.clip_x0 }
+        DdimConfig {
+            steps: self.steps,
+            eta: self.eta,
+            spacing: self.spacing,
+            clip_x0: self.clip_x0,
+        }
     }
 
     /// Number of network evaluations (per batch) the sampler makes.
@@ -108,8 +130,13 @@ pub fn sample<const D: usize, M: Denoiser<D> + ?Sized>(
     spec.validate(schedule.num_steps())?;
     match spec.kind {
         SamplerKind::Ddpm => {
-            let cfg = DdpmConfig { sigma: spec.sigma, clip_x0: spec.clip_x0 };
-            Ok(ddpm_sample(model, schedule, &cfg, x_t, labels, rng, progress))
+            let cfg = DdpmConfig {
+                sigma: spec.sigma,
+                clip_x0: spec.clip_x0,
+            };
+            Ok(ddpm_sample(
+                model, schedule, &cfg, x_t, labels, rng, progress,
+            ))
         }
         SamplerKind::Ddim => ddim_sample(model, schedule, &spec.ddim(), x_t, labels, rng, progress),
     }

@@ -20,7 +20,10 @@ pub enum Spacing {
 /// Errors when N is 0 or larger than T.
 pub fn timesteps(spacing: Spacing, num_train: usize, n: usize) -> Result<Vec<usize>> {
     if n == 0 || n > num_train {
-        return Err(Error::invalid("--steps", format!("must be between 1 and T = {num_train}, got {n}")));
+        return Err(Error::invalid(
+            "--steps",
+            format!("must be between 1 and T = {num_train}, got {n}"),
+        ));
     }
     let ts: Vec<usize> = match spacing {
         Spacing::Leading => {
@@ -29,12 +32,17 @@ pub fn timesteps(spacing: Spacing, num_train: usize, n: usize) -> Result<Vec<usi
         }
         Spacing::Trailing => {
             let ratio = num_train as f64 / n as f64;
-            (0..n).map(|k| (num_train as f64 - k as f64 * ratio).round_ties_even() as usize - 1).collect()
+            (0..n)
+                .map(|k| (num_train as f64 - k as f64 * ratio).round_ties_even() as usize - 1)
+                .collect()
         }
         Spacing::Linspace => {
             let last = (num_train - 1) as f64;
             let step = if n > 1 { last / (n - 1) as f64 } else { 0.0 };
-            (0..n).rev().map(|k| (k as f64 * step).round_ties_even() as usize).collect()
+            (0..n)
+                .rev()
+                .map(|k| (k as f64 * step).round_ties_even() as usize)
+                .collect()
         }
     };
     Ok(ts)

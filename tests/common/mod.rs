@@ -30,21 +30,36 @@ pub fn det_linear(l: &mut Linear, seed: u64, device: &Device) {
             wt[i * d_out + o] = w[o * d_in + i];
         }
     }
-    l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(wt, [d_in, d_out]), device));
-    l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(det(d_out, seed + 1, s), [d_out]), device)));
+    l.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(wt, [d_in, d_out]),
+        device,
+    ));
+    l.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(det(d_out, seed + 1, s), [d_out]),
+        device,
+    )));
 }
 
 pub fn golden(name: &str) -> serde_json::Value {
     let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file"))
+        .expect("golden JSON")
 }
 
 pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }
 
 pub fn usizes(v: &serde_json::Value) -> Vec<usize> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("int") as usize).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("int") as usize)
+        .collect()
 }
 
 pub fn tensor2(v: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
@@ -53,12 +68,15 @@ pub fn tensor2(v: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
 }
 
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().expect("f32 tensor")
+    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// A fresh temporary folder under the target dir.
