@@ -1,1 +1,5 @@
 //! Data sets.
+pub mod digits;
+pub mod image_folder;
+pub mod image_io;
+pub mod image_set;
