@@ -1,2 +1,6 @@
 //! Data sets.
+pub mod digits;
+pub mod image_folder;
+pub mod image_io;
+pub mod image_set;
 pub mod toy;

@@ -2,3 +2,4 @@
 pub mod embedding;
 pub mod init;
 pub mod simplenet;
+pub mod unet;

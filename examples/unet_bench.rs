@@ -1,0 +1,105 @@
+//! UNet timing at the reference AFHQ configuration (compare with `bench/unet_torch.py bench`):
+//! a training step (forward + MSE + backward + Adam) at batch 16, 64×64, and a forward pass at
+//! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
+//!
+//! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all]`
+//! (`UNET_PROFILE=1` prints a per-block forward breakdown.)
+use std::time::Instant;
+
+use burn::nn::loss::{MseLoss, Reduction};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use diffuse::nn::unet::{labels_tensor, UNetConfig};
+use diffuse::rng;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn timed(name: &str, warm: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warm {
+        f();
+    }
+    let ts: Vec<f64> = (0..iters)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    let min = ts.iter().cloned().fold(f64::INFINITY, f64::min);
+    let m = median(ts);
+    println!(
+        "BENCH burn {name}: median {:.1} ms  min {:.1} ms  (n={iters})",
+        m * 1e3,
+        min * 1e3
+    );
+    m
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let which = args.get(2).cloned().unwrap_or_else(|| "all".into());
+    println!(
+        "RAYON_NUM_THREADS={:?}",
+        std::env::var("RAYON_NUM_THREADS").ok()
+    );
+    let cfg = UNetConfig::default();
+    let mut r = rng::seeded(0, 0);
+    let base = Device::flex();
+
+    if which == "all" || which == "train" {
+        let dev = base.clone().autodiff();
+        let mut net = Some(cfg.init(&dev, &mut r).unwrap());
+        let mut opt: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
+        let x = rng::normal_tensor(&mut r, [16, 3, 64, 64], &dev);
+        let eps = rng::normal_tensor(&mut r, [16, 3, 64, 64], &dev);
+        let t: Vec<f32> = rng::uniform_ints(&mut r, 16, 1000)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let t: Tensor<1> = Tensor::from_data(TensorData::new(t, [16]), &dev);
+        let labels: Vec<usize> = rng::uniform_ints(&mut r, 16, 3)
+            .into_iter()
+            .map(|v| v + 1)
+            .collect();
+        let mut step = || {
+            let n = net.take().unwrap();
+            let t0 = Instant::now();
+            let out = n.forward(x.clone(), t.clone(), Some(labels_tensor(&labels, &dev)));
+            let loss = MseLoss::new().forward(out, eps.clone(), Reduction::Mean);
+            let _ = loss.clone().into_scalar::<f32>();
+            let t1 = Instant::now();
+            let grads = loss.backward();
+            let t2 = Instant::now();
+            let g = GradientsParams::from_grads(grads, &n);
+            net = Some(opt.step(2e-4, n, g));
+            dev.sync().unwrap();
+            let t3 = Instant::now();
+            println!(
+                "  fwd {:.0} ms, bwd {:.0} ms, adam {:.0} ms",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                (t3 - t2).as_secs_f64() * 1e3
+            );
+        };
+        timed("unet_train_step(b16,64x64)", 1, iters, step);
+    }
+    if which == "all" || which == "fwd" {
+        let net = cfg.init(&base, &mut r).unwrap();
+        let x = rng::normal_tensor(&mut r, [32, 3, 64, 64], &base);
+        let labels: Vec<usize> = rng::uniform_ints(&mut r, 32, 4);
+        let m = timed("unet_forward(b32)", 1, iters, || {
+            let t: Tensor<1> = Tensor::from_data(TensorData::new(vec![500f32], [1]), &base);
+            let y = net.forward(x.clone(), t, Some(labels_tensor(&labels, &base)));
+            base.sync().unwrap();
+            drop(y);
+        });
+        println!(
+            "BENCH burn ddim50_cfg_per_image (50 x forward(b32) / 16, network only): {:.1} ms",
+            m * 50.0 / 16.0 * 1e3
+        );
+    }
+}

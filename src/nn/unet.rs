@@ -1,0 +1,819 @@
+//! The reference DDPM UNet (KAIST/Technion DDIM+CFG assignment layout), every size configurable.
+//!
+//! Topology (defaults reproduce the reference AFHQ network, 58,753,283 parameters plus a
+//! 4×512 class table):
+//! - time embedding: 256-dim sinusoid → Linear(256→4·ch) → SiLU → Linear(4·ch→4·ch), plus an
+//!   optional `(num_classes + 1) × 4·ch` class table (row 0 = the null class) added to it;
+//! - head Conv3×3, then per level `num_res_blocks` [`ResBlock`]s (attention at the listed
+//!   levels) and a stride-2 Conv3×3 down-sampling between levels; every output goes on a skip
+//!   stack;
+//! - middle: ResBlock with attention, ResBlock without;
+//! - up path: `num_res_blocks + 1` ResBlocks per level, each fed `cat(h, skip)`, nearest ×2 +
+//!   Conv3×3 up-sampling between levels;
+//! - tail GroupNorm → SiLU → Conv3×3.
+//!
+//! Field names follow the PyTorch state-dict keys of the reference (`head`, `downblocks.N`,
+//! `attn.proj_q`, …); where PyTorch uses `nn.Sequential` indices (`block1.0`, `tail.2`,
+//! `time_embedding.mlp.0`) we use named fields and [`load_pytorch`] remaps the keys.
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Initializer,
+    Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::prelude::*;
+use burn::store::{ApplyError, ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, interpolate};
+use burn::tensor::ops::{AttentionModuleOptions, InterpolateMode, InterpolateOptions};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::embedding::timestep_embedding;
+use crate::{Error, Result};
+
+/// Every size of the UNet. `Default` is the reference AFHQ configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UNetConfig {
+    /// Side of the (square) training images; must be divisible by 2^(levels − 1).
+    pub image_size: usize,
+    /// Image channels, both in and out (3 for RGB, 1 for the digits).
+    pub in_channels: usize,
+    /// Base channel count `ch`; level `i` has `ch · channel_mult[i]` channels.
+    pub channels: usize,
+    /// Channel multiplier per resolution level (its length is the number of levels).
+    pub channel_mult: Vec<usize>,
+    /// Residual blocks per level on the way down (the up path has one more).
+    pub num_res_blocks: usize,
+    /// Level indices whose residual blocks carry self-attention (1 = the 32×32 level at 64²).
+    pub attn_levels: Vec<usize>,
+    /// Dropout probability inside each residual block (training only).
+    pub dropout: f64,
+    /// Number of real classes K; the class table has K + 1 rows (row 0 = null class).
+    /// 0 builds an unconditional network without a class table.
+    pub num_classes: usize,
+    /// GroupNorm groups (every channel count must be divisible by it).
+    pub num_groups: usize,
+    /// GroupNorm epsilon.
+    pub norm_eps: f64,
+    /// Width of the sinusoidal timestep features fed to the time MLP.
+    pub time_freq_dim: usize,
+}
+
+impl Default for UNetConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 64,
+            in_channels: 3,
+            channels: 128,
+            channel_mult: vec![1, 2, 2, 2],
+            num_res_blocks: 4,
+            attn_levels: vec![1],
+            dropout: 0.1,
+            num_classes: 3,
+            num_groups: 32,
+            norm_eps: 1e-5,
+            time_freq_dim: 256,
+        }
+    }
+}
+
+/// One entry of the down/up block lists: which module sits at that PyTorch index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Res {
+        in_ch: usize,
+        out_ch: usize,
+        attn: bool,
+    },
+    Down(usize),
+    Up(usize),
+}
+
+impl UNetConfig {
+    /// Width of the time (and class) embedding, 4 · ch as in the reference.
+    pub fn temb_dim(&self) -> usize {
+        4 * self.channels
+    }
+
+    /// Checks every constraint the network needs, so construction never panics.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name: &str, msg: String| Err(Error::invalid(format!("unet.{name}"), msg));
+        if self.image_size == 0 || self.in_channels == 0 || self.channels == 0 {
+            return bad(
+                "image_size",
+                "image_size, in_channels and channels must be positive".into(),
+            );
+        }
+        if self.channel_mult.is_empty() || self.channel_mult.contains(&0) {
+            return bad(
+                "channel_mult",
+                format!(
+                    "needs at least one positive multiplier, got {:?}",
+                    self.channel_mult
+                ),
+            );
+        }
+        if self.num_res_blocks == 0 {
+            return bad("num_res_blocks", "must be at least 1".into());
+        }
+        if let Some(l) = self
+            .attn_levels
+            .iter()
+            .find(|&&l| l >= self.channel_mult.len())
+        {
+            return bad(
+                "attn_levels",
+                format!(
+                    "level {l} does not exist ({} levels)",
+                    self.channel_mult.len()
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            );
+        }
+        if self.num_groups == 0 {
+            return bad("num_groups", "must be positive".into());
+        }
+        for &m in &self.channel_mult {
+            let c = self.channels * m;
+            if c % self.num_groups != 0 {
+                return bad(
+                    "num_groups",
+                    format!(
+                        "{} channels are not divisible by {} groups",
+                        c, self.num_groups
+                    ),
+                );
+            }
+        }
+        if self.channels % self.num_groups != 0 {
+            return bad(
+                "num_groups",
+                format!(
+                    "{} channels are not divisible by {} groups",
+                    self.channels, self.num_groups
+                ),
+            );
+        }
+        let down = 1usize << (self.channel_mult.len() - 1);
+        if self.image_size % down != 0 {
+            return bad(
+                "image_size",
+                format!(
+                    "{} is not divisible by 2^(levels−1) = {down}",
+                    self.image_size
+                ),
+            );
+        }
+        if self.time_freq_dim == 0 || self.time_freq_dim % 2 != 0 {
+            return bad(
+                "time_freq_dim",
+                format!("must be even and positive, got {}", self.time_freq_dim),
+            );
+        }
+        if !(self.norm_eps > 0.0) {
+            return bad(
+                "norm_eps",
+                format!("must be positive, got {}", self.norm_eps),
+            );
+        }
+        Ok(())
+    }
+
+    /// The block sequence of the reference constructor, index for index.
+    fn plans(&self) -> (Vec<Plan>, usize, Vec<Plan>, usize) {
+        let ch = self.channels;
+        let mut chs = vec![ch];
+        let mut now = ch;
+        let mut down = Vec::new();
+        let levels = self.channel_mult.len();
+        for (i, &m) in self.channel_mult.iter().enumerate() {
+            let out = ch * m;
+            for _ in 0..self.num_res_blocks {
+                down.push(Plan::Res {
+                    in_ch: now,
+                    out_ch: out,
+                    attn: self.attn_levels.contains(&i),
+                });
+                now = out;
+                chs.push(now);
+            }
+            if i + 1 != levels {
+                down.push(Plan::Down(now));
+                chs.push(now);
+            }
+        }
+        let mid = now;
+        let mut up = Vec::new();
+        for (i, &m) in self.channel_mult.iter().enumerate().rev() {
+            let out = ch * m;
+            for _ in 0..=self.num_res_blocks {
+                let skip = chs.pop().expect("skip stack follows the down path");
+                up.push(Plan::Res {
+                    in_ch: skip + now,
+                    out_ch: out,
+                    attn: self.attn_levels.contains(&i),
+                });
+                now = out;
+            }
+            if i != 0 {
+                up.push(Plan::Up(now));
+            }
+        }
+        (down, mid, up, now)
+    }
+
+    /// Parameter count computed from the sizes alone (no allocation).
+    pub fn num_params(&self) -> usize {
+        let tdim = self.temb_dim();
+        let conv = |i: usize, o: usize, k: usize| i * o * k * k + o;
+        let gn = |c: usize| 2 * c;
+        let lin = |i: usize, o: usize| i * o + o;
+        let res = |p: &Plan| match *p {
+            Plan::Res {
+                in_ch,
+                out_ch,
+                attn,
+            } => {
+                gn(in_ch)
+                    + conv(in_ch, out_ch, 3)
+                    + lin(tdim, out_ch)
+                    + gn(out_ch)
+                    + conv(out_ch, out_ch, 3)
+                    + if in_ch != out_ch {
+                        conv(in_ch, out_ch, 1)
+                    } else {
+                        0
+                    }
+                    + if attn {
+                        gn(out_ch) + 4 * conv(out_ch, out_ch, 1)
+                    } else {
+                        0
+                    }
+            }
+            Plan::Down(c) | Plan::Up(c) => conv(c, c, 3),
+        };
+        let (down, mid, up, last) = self.plans();
+        let mut n = lin(self.time_freq_dim, tdim) + lin(tdim, tdim);
+        if self.num_classes > 0 {
+            n += (self.num_classes + 1) * tdim;
+        }
+        n += conv(self.in_channels, self.channels, 3);
+        n += down.iter().chain(up.iter()).map(res).sum::<usize>();
+        n += 2 * res(&Plan::Res {
+            in_ch: mid,
+            out_ch: mid,
+            attn: false,
+        }) + gn(mid)
+            + 4 * conv(mid, mid, 1);
+        n += gn(last) + conv(last, self.in_channels, 3);
+        n
+    }
+
+    /// A freshly initialised network (reference init, see [`UNet`]), drawn from `rng`.
+    pub fn init(&self, device: &Device, rng: &mut impl Rng) -> Result<UNet> {
+        self.validate()?;
+        Ok(UNet::build(self, device, &mut Init::Random(rng)))
+    }
+}
+
+/// How weights are filled at construction: the reference init from a seeded host RNG, or zeros
+/// (cheap, for a network about to be overwritten by a checkpoint).
+enum Init<'a, R: Rng> {
+    Random(&'a mut R),
+    Zeros,
+}
+
+impl<R: Rng> Init<'_, R> {
+    /// `n` values uniform in (−a, a), or zeros.
+    fn uniform(&mut self, n: usize, a: f64) -> Vec<f32> {
+        match self {
+            Init::Random(rng) => (0..n).map(|_| rng.gen_range(-a..a) as f32).collect(),
+            Init::Zeros => vec![0.0; n],
+        }
+    }
+    fn normal(&mut self, n: usize) -> Vec<f32> {
+        match self {
+            Init::Random(rng) => crate::rng::normal_vec(*rng, n),
+            Init::Zeros => vec![0.0; n],
+        }
+    }
+}
+
+fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], dev: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), dev)
+}
+
+/// Conv2d with xavier_uniform(gain) weights and a zero bias (the reference's conv init).
+fn conv<R: Rng>(
+    init: &mut Init<R>,
+    i: usize,
+    o: usize,
+    k: usize,
+    stride: usize,
+    gain: f64,
+    dev: &Device,
+) -> Conv2d {
+    let pad = k / 2;
+    let mut c = Conv2dConfig::new([i, o], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_initializer(Initializer::Zeros)
+        .init(dev);
+    let (fan_in, fan_out) = (i * k * k, o * k * k);
+    let a = gain * (6.0 / (fan_in + fan_out) as f64).sqrt();
+    c.weight = Param::from_tensor(tensor(init.uniform(o * i * k * k, a), [o, i, k, k], dev));
+    c
+}
+
+/// Linear layer. `xavier`: xavier_uniform weights and zero bias (inside residual blocks);
+/// otherwise PyTorch's nn.Linear default, U(±1/√in) for weight and bias (time MLP).
+fn linear<R: Rng>(init: &mut Init<R>, i: usize, o: usize, xavier: bool, dev: &Device) -> Linear {
+    let mut l = LinearConfig::new(i, o)
+        .with_initializer(Initializer::Zeros)
+        .init(dev);
+    let bound = 1.0 / (i as f64).sqrt();
+    let a = if xavier {
+        (6.0 / (i + o) as f64).sqrt()
+    } else {
+        bound
+    };
+    // burn stores Linear weights as [in, out]; the distribution is symmetric in the layout.
+    l.weight = Param::from_tensor(tensor(init.uniform(i * o, a), [i, o], dev));
+    if !xavier {
+        l.bias = Some(Param::from_tensor(tensor(init.uniform(o, bound), [o], dev)));
+    }
+    l
+}
+
+fn group_norm(cfg: &UNetConfig, c: usize, dev: &Device) -> GroupNorm {
+    GroupNormConfig::new(cfg.num_groups, c)
+        .with_epsilon(cfg.norm_eps)
+        .init(dev)
+}
+
+/// Time MLP: Linear(freq→tdim) → SiLU → Linear(tdim→tdim) (PyTorch keys `mlp.0`, `mlp.2`).
+#[derive(Module, Debug)]
+pub struct TimeEmbedding {
+    pub linear1: Linear,
+    pub linear2: Linear,
+}
+
+impl TimeEmbedding {
+    pub fn forward(&self, freq: Tensor<2>) -> Tensor<2> {
+        self.linear2.forward(silu(self.linear1.forward(freq)))
+    }
+}
+
+/// Single-head self-attention over the H·W positions with a residual connection.
+#[derive(Module, Debug)]
+pub struct AttnBlock {
+    pub group_norm: GroupNorm,
+    pub proj_q: Conv2d,
+    pub proj_k: Conv2d,
+    pub proj_v: Conv2d,
+    pub proj: Conv2d,
+}
+
+impl AttnBlock {
+    fn new<R: Rng>(cfg: &UNetConfig, init: &mut Init<R>, c: usize, dev: &Device) -> Self {
+        // The reference's AttnBlock gives `proj` gain 1e-5, but the enclosing ResBlock then
+        // re-initialises every conv it contains with gain 1 (only its own block2 conv gets 1e-5
+        // afterwards). We reproduce what the reference actually trains from: gain 1 here.
+        Self {
+            group_norm: group_norm(cfg, c, dev),
+            proj_q: conv(init, c, c, 1, 1, 1.0, dev),
+            proj_k: conv(init, c, c, 1, 1, 1.0, dev),
+            proj_v: conv(init, c, c, 1, 1, 1.0, dev),
+            proj: conv(init, c, c, 1, 1, 1.0, dev),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let n = self.group_norm.forward(x.clone());
+        // [B, C, H, W] → [B, 1, HW, C] token layout for the fused attention kernel.
+        let tokens = |t: Tensor<4>| {
+            t.reshape([b, c, h * w])
+                .swap_dims(1, 2)
+                .unsqueeze_dim::<4>(1)
+        };
+        let q = tokens(self.proj_q.forward(n.clone()));
+        let k = tokens(self.proj_k.forward(n.clone()));
+        let v = tokens(self.proj_v.forward(n));
+        // Default scale is 1/√head_dim = 1/√C, the reference's softmax(qᵀk/√C).
+        let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let o = o
+            .reshape([b, h * w, c])
+            .swap_dims(1, 2)
+            .reshape([b, c, h, w]);
+        x + self.proj.forward(o)
+    }
+}
+
+/// GN→SiLU→Conv3×3, + Linear(SiLU(temb)), GN→SiLU→Dropout→Conv3×3, + shortcut, then attention.
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    pub block1_norm: GroupNorm,
+    pub block1_conv: Conv2d,
+    pub temb_proj: Linear,
+    pub block2_norm: GroupNorm,
+    pub dropout: Dropout,
+    pub block2_conv: Conv2d,
+    /// 1×1 conv when the channel count changes, identity otherwise.
+    pub shortcut: Option<Conv2d>,
+    pub attn: Option<AttnBlock>,
+}
+
+impl ResBlock {
+    fn new<R: Rng>(
+        cfg: &UNetConfig,
+        init: &mut Init<R>,
+        i: usize,
+        o: usize,
+        attn: bool,
+        dev: &Device,
+    ) -> Self {
+        Self {
+            block1_norm: group_norm(cfg, i, dev),
+            block1_conv: conv(init, i, o, 3, 1, 1.0, dev),
+            temb_proj: linear(init, cfg.temb_dim(), o, true, dev),
+            block2_norm: group_norm(cfg, o, dev),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            // Near-zero init: each block starts as (almost) the identity, as in the reference.
+            block2_conv: conv(init, o, o, 3, 1, 1e-5, dev),
+            shortcut: (i != o).then(|| conv(init, i, o, 1, 1, 1.0, dev)),
+            attn: attn.then(|| AttnBlock::new(cfg, init, o, dev)),
+        }
+    }
+
+    /// `temb_act` is SiLU(temb), shape [B, tdim] or [1, tdim] (shared by the batch).
+    pub fn forward(&self, x: Tensor<4>, temb_act: Tensor<2>) -> Tensor<4> {
+        let h = self
+            .block1_conv
+            .forward(silu(self.block1_norm.forward(x.clone())));
+        let [tb, c] = [temb_act.dims()[0], h.dims()[1]];
+        let h = h + self.temb_proj.forward(temb_act).reshape([tb, c, 1, 1]);
+        let h = self
+            .block2_conv
+            .forward(self.dropout.forward(silu(self.block2_norm.forward(h))));
+        let h = match &self.shortcut {
+            Some(s) => h + s.forward(x),
+            None => h + x,
+        };
+        match &self.attn {
+            Some(a) => a.forward(h),
+            None => h,
+        }
+    }
+}
+
+/// Stride-2 Conv3×3.
+#[derive(Module, Debug)]
+pub struct DownSample {
+    pub main: Conv2d,
+}
+
+/// Nearest ×2, then Conv3×3.
+#[derive(Module, Debug)]
+pub struct UpSample {
+    pub main: Conv2d,
+}
+
+/// What sits at one index of `downblocks` / `upblocks` (a PyTorch `ModuleList` of mixed types).
+#[derive(Module, Debug)]
+pub enum Block {
+    Res(ResBlock),
+    Down(DownSample),
+    Up(UpSample),
+}
+
+/// The noise-prediction UNet. Build with [`UNetConfig::init`] or [`load_pytorch`].
+#[derive(Module, Debug)]
+pub struct UNet {
+    pub time_embedding: TimeEmbedding,
+    /// (K + 1) × tdim table added to the time embedding; row 0 is the null class.
+    pub class_embedding: Option<Embedding>,
+    pub head: Conv2d,
+    pub downblocks: Vec<Block>,
+    pub middleblocks: Vec<ResBlock>,
+    pub upblocks: Vec<Block>,
+    pub tail_norm: GroupNorm,
+    pub tail_conv: Conv2d,
+    /// Width of the sinusoidal timestep features.
+    pub time_freq_dim: usize,
+}
+
+impl UNet {
+    fn build<R: Rng>(cfg: &UNetConfig, dev: &Device, init: &mut Init<R>) -> Self {
+        let tdim = cfg.temb_dim();
+        let time_embedding = TimeEmbedding {
+            linear1: linear(init, cfg.time_freq_dim, tdim, false, dev),
+            linear2: linear(init, tdim, tdim, false, dev),
+        };
+        let class_embedding = (cfg.num_classes > 0).then(|| {
+            let mut e = EmbeddingConfig::new(cfg.num_classes + 1, tdim)
+                .with_initializer(Initializer::Zeros)
+                .init(dev);
+            // nn.Embedding's default init, N(0, 1).
+            e.weight = Param::from_tensor(tensor(
+                init.normal((cfg.num_classes + 1) * tdim),
+                [cfg.num_classes + 1, tdim],
+                dev,
+            ));
+            e
+        });
+        let head = conv(init, cfg.in_channels, cfg.channels, 3, 1, 1.0, dev);
+        let (down, mid, up, last) = cfg.plans();
+        let block = |p: Plan, init: &mut Init<R>| match p {
+            Plan::Res {
+                in_ch,
+                out_ch,
+                attn,
+            } => Block::Res(ResBlock::new(cfg, init, in_ch, out_ch, attn, dev)),
+            Plan::Down(c) => Block::Down(DownSample {
+                main: conv(init, c, c, 3, 2, 1.0, dev),
+            }),
+            Plan::Up(c) => Block::Up(UpSample {
+                main: conv(init, c, c, 3, 1, 1.0, dev),
+            }),
+        };
+        let downblocks = down.into_iter().map(|p| block(p, init)).collect();
+        let middleblocks = vec![
+            ResBlock::new(cfg, init, mid, mid, true, dev),
+            ResBlock::new(cfg, init, mid, mid, false, dev),
+        ];
+        let upblocks = up.into_iter().map(|p| block(p, init)).collect();
+        Self {
+            time_embedding,
+            class_embedding,
+            head,
+            downblocks,
+            middleblocks,
+            upblocks,
+            tail_norm: group_norm(cfg, last, dev),
+            tail_conv: conv(init, last, cfg.in_channels, 3, 1, 1e-5, dev),
+            time_freq_dim: cfg.time_freq_dim,
+        }
+    }
+
+    /// ε prediction for `x` [B, C, H, W] at float timesteps `t` ([B], or [1] shared by the
+    /// batch) with optional class `labels` ([B], 0 = null class). Labels are ignored by an
+    /// unconditional network; callers validate them with [`UNet::check_labels`] (an
+    /// out-of-range label is a programming error here, as in any tensor index).
+    /// Label dropout for CFG is not done here: see [`drop_labels`].
+    pub fn forward(&self, x: Tensor<4>, t: Tensor<1>, labels: Option<Tensor<1, Int>>) -> Tensor<4> {
+        let mut temb = self
+            .time_embedding
+            .forward(timestep_embedding(t, self.time_freq_dim));
+        if let (Some(labels), Some(table)) = (labels, &self.class_embedding) {
+            temb = temb + table.weight.val().select(0, labels);
+        }
+        // Every ResBlock starts its temb projection with SiLU: compute it once.
+        let temb = silu(temb);
+        let mut h = self.head.forward(x);
+        let mut skips = Vec::with_capacity(self.downblocks.len() + 1);
+        skips.push(h.clone());
+        for b in &self.downblocks {
+            h = match b {
+                Block::Res(r) => r.forward(h, temb.clone()),
+                Block::Down(d) => d.main.forward(h),
+                Block::Up(u) => u.main.forward(upsample2(h)),
+            };
+            skips.push(h.clone());
+        }
+        for r in &self.middleblocks {
+            h = r.forward(h, temb.clone());
+        }
+        for b in &self.upblocks {
+            h = match b {
+                Block::Res(r) => {
+                    let skip = skips.pop().expect("one skip per up-path residual block");
+                    r.forward(Tensor::cat(vec![h, skip], 1), temb.clone())
+                }
+                Block::Down(d) => d.main.forward(h),
+                Block::Up(u) => u.main.forward(upsample2(h)),
+            };
+        }
+        self.tail_conv.forward(silu(self.tail_norm.forward(h)))
+    }
+
+    /// Number of real classes K (0 for an unconditional network).
+    pub fn num_classes(&self) -> usize {
+        self.class_embedding
+            .as_ref()
+            .map_or(0, |e| e.weight.dims()[0] - 1)
+    }
+
+    /// Errors unless every label is a valid row of the class table (0 … K).
+    pub fn check_labels(&self, labels: &[usize]) -> Result<()> {
+        let k = self.num_classes();
+        if k == 0 {
+            return Err(Error::invalid(
+                "labels",
+                "this network is unconditional (no class table)",
+            ));
+        }
+        match labels.iter().find(|&&l| l > k) {
+            Some(l) => Err(Error::invalid(
+                "labels",
+                format!("label {l} out of range 0..={k}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn upsample2(x: Tensor<4>) -> Tensor<4> {
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Nearest).with_scale_factor([2.0, 2.0]),
+    )
+}
+
+/// Labels as an Int tensor on `device`.
+pub fn labels_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Tensor::from_data(TensorData::new(v, [labels.len()]), device)
+}
+
+impl crate::sampling::Denoiser<4> for UNet {
+    fn eps(&self, x: Tensor<4>, t: usize, labels: Option<&[usize]>) -> Tensor<4> {
+        let device = x.device();
+        let t = Tensor::from_data(TensorData::new(vec![t as f32], [1]), &device);
+        let labels = labels.map(|l| labels_tensor(l, &device));
+        self.forward(x, t, labels)
+    }
+}
+
+/// Classifier-free-guidance label dropout: each label becomes 0 (the null class) when a
+/// uniform draw in [0, 1) is below `p`. One draw per label whatever `p` is, so the random
+/// stream does not depend on `p`; `p = 0` never drops. For the training loop (training mode
+/// only), kept outside `forward` so sampling can never drop labels by accident.
+pub fn drop_labels(labels: &[usize], p: f64, rng: &mut impl Rng) -> Vec<usize> {
+    labels
+        .iter()
+        .map(|&l| if rng.gen::<f64>() < p { 0 } else { l })
+        .collect()
+}
+
+/// PyTorch key → our module path (regex, replacement), applied in order on import.
+const KEY_REMAP: &[(&str, &str)] = &[
+    (r"^time_embedding\.mlp\.0\.", "time_embedding.linear1."),
+    (r"^time_embedding\.mlp\.2\.", "time_embedding.linear2."),
+    (r"\.block1\.0\.", ".block1_norm."),
+    (r"\.block1\.2\.", ".block1_conv."),
+    (r"\.temb_proj\.1\.", ".temb_proj."),
+    (r"\.block2\.0\.", ".block2_norm."),
+    (r"\.block2\.3\.", ".block2_conv."),
+    (r"^tail\.0\.", "tail_norm."),
+    (r"^tail\.2\.", "tail_conv."),
+];
+
+/// Our module path → the PyTorch key, for error messages (inverse of [`KEY_REMAP`]).
+fn torch_key(path: &str) -> String {
+    let mut k = path.to_string();
+    for (ours, theirs) in [
+        ("time_embedding.linear1.", "time_embedding.mlp.0."),
+        ("time_embedding.linear2.", "time_embedding.mlp.2."),
+        (".block1_norm.", ".block1.0."),
+        (".block1_conv.", ".block1.2."),
+        (".temb_proj.", ".temb_proj.1."),
+        (".block2_norm.", ".block2.0."),
+        (".block2_conv.", ".block2.3."),
+    ] {
+        k = k.replace(ours, theirs);
+    }
+    if let Some(rest) = k.strip_prefix("tail_norm.") {
+        k = format!("tail.0.{rest}");
+    } else if let Some(rest) = k.strip_prefix("tail_conv.") {
+        k = format!("tail.2.{rest}");
+    }
+    if k.contains("norm")
+        || k.starts_with("tail.0.")
+        || k.contains(".block1.0.")
+        || k.contains(".block2.0.")
+    {
+        k = k.replace(".gamma", ".weight").replace(".beta", ".bias");
+    }
+    k
+}
+
+/// Loads a PyTorch state dict of the reference layout (`torch.save(net.state_dict())`, or a
+/// checkpoint dict holding it under `state_dict`) into a network of `config`. Every missing,
+/// unexpected or mis-shaped tensor is named (by its PyTorch key) in the error.
+pub fn load_pytorch(path: impl AsRef<Path>, config: &UNetConfig, device: &Device) -> Result<UNet> {
+    let path = path.as_ref();
+    config.validate()?;
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Error::io(path, e));
+    }
+    let ckpt = |msg: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let store = |top: Option<&str>| {
+        let mut s = PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .allow_partial(true)
+            .validate(false);
+        if let Some(k) = top {
+            s = s.with_top_level_key(k);
+        }
+        for (from, to) in KEY_REMAP {
+            s = s.with_key_remapping(*from, *to);
+        }
+        s
+    };
+    let mut s = store(None);
+    let keys = s
+        .keys()
+        .map_err(|e| ckpt(format!("cannot read as a PyTorch file: {e}")))?;
+    if !keys.iter().any(|k| k.starts_with("head."))
+        && keys.iter().any(|k| k.starts_with("state_dict."))
+    {
+        s = store(Some("state_dict"));
+    }
+    let mut net = UNet::build(config, device, &mut Init::<rand_chacha::ChaCha8Rng>::Zeros);
+    let res = net.load_from(&mut s).map_err(|e| ckpt(format!("{e}")))?;
+    let mut problems = Vec::new();
+    for e in &res.errors {
+        problems.push(match e {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => {
+                let (mut exp, mut fnd) = (expected.to_vec(), found.to_vec());
+                // Linear weights are compared in burn's [in, out] layout; report PyTorch's.
+                if is_linear_weight(path) {
+                    exp.reverse();
+                    fnd.reverse();
+                }
+                format!(
+                    "tensor {} has shape {:?} in the file but the model expects {:?}",
+                    torch_key(path),
+                    fnd,
+                    exp
+                )
+            }
+            other => format!("{other}"),
+        });
+    }
+    for (p, _) in &res.missing {
+        problems.push(format!("missing tensor {}", torch_key(p)));
+    }
+    for p in &res.unused {
+        problems.push(format!("unexpected tensor {}", torch_key(p)));
+    }
+    if !problems.is_empty() {
+        return Err(ckpt(format!(
+            "does not fit the UNet configuration ({} problem(s)):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    Ok(net)
+}
+
+fn is_linear_weight(path: &str) -> bool {
+    path.ends_with(".weight") && (path.contains("temb_proj") || path.contains("time_embedding."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_key_inverts_remap() {
+        assert_eq!(
+            torch_key("downblocks.0.block1_norm.gamma"),
+            "downblocks.0.block1.0.weight"
+        );
+        assert_eq!(
+            torch_key("upblocks.3.block2_conv.bias"),
+            "upblocks.3.block2.3.bias"
+        );
+        assert_eq!(torch_key("tail_norm.beta"), "tail.0.bias");
+        assert_eq!(
+            torch_key("time_embedding.linear2.weight"),
+            "time_embedding.mlp.2.weight"
+        );
+        assert_eq!(
+            torch_key("middleblocks.0.attn.group_norm.gamma"),
+            "middleblocks.0.attn.group_norm.weight"
+        );
+        assert_eq!(
+            torch_key("middleblocks.0.temb_proj.weight"),
+            "middleblocks.0.temb_proj.1.weight"
+        );
+    }
+}
