@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod image;
 pub mod metrics;
 pub mod nn;
 pub mod plot;

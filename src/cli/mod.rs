@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod image;
 mod toy;
 
 #[derive(Parser)]
@@ -22,12 +23,27 @@ enum Command {
         #[command(subcommand)]
         cmd: toy::ToyCommand,
     },
+    /// Class-conditional image diffusion with classifier-free guidance.
+    Image {
+        #[command(subcommand)]
+        cmd: image::ImageCommand,
+    },
+    /// Build ROOT/eval from every validation image (ROOT/val/<class>/…) at the training size.
+    PrepareEval {
+        /// Data root holding `val/<class>/…`.
+        root: std::path::PathBuf,
+        /// Side of the written images.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
 }
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Toy { cmd } => toy::run(cmd),
+        Command::Image { cmd } => image::run(cmd),
+        Command::PrepareEval { root, size } => image::prepare_eval(&root, size),
     }
 }
 
