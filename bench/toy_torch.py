@@ -132,6 +132,75 @@ def golden():
             dsteps.append({"t": t, "t_prev": tp, "eta": eta, "out": ddim_step(x, t, tp, eps, z, ab, eta).flatten().tolist()})
     out["ddim_steps"] = dsteps
     out["inputs"] = {"x": x.flatten().tolist(), "eps": eps.flatten().tolist(), "z": z.flatten().tolist()}
+    # Multi-step samplers on an analytic "model" both sides can compute.
+    def dummy(x, t):
+        return x * (0.5 * t / 1000.0) + 0.01 * math.cos(t / 100.0)
+
+    def timesteps_leading(n):
+        return [k * (1000 // n) for k in range(n)][::-1]
+
+    def run_ddim(x, ts):
+        for i, t in enumerate(ts):
+            tp = ts[i + 1] if i + 1 < len(ts) else -1
+            x = ddim_step(x, t, tp, dummy(x, t), 0, ab, 0.0)
+        return x
+
+    def run_dpm2m(x, ts):
+        lam = lambda a: 0.5 * math.log(a / (1 - a))
+        prev = None
+        for i, t in enumerate(ts):
+            a, s = math.sqrt(ab[t]), math.sqrt(1 - ab[t])
+            x0 = (x - s * dummy(x, t)) / a
+            if i + 1 == len(ts):
+                return x0
+            tn = ts[i + 1]
+            an, sn = math.sqrt(ab[tn]), math.sqrt(1 - ab[tn])
+            h = lam(ab[tn]) - lam(ab[t])
+            if prev is None:
+                D = x0
+            else:
+                r = prev[1] / h
+                D = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev[0]
+            x = (sn / s) * x - an * (math.exp(-h) - 1) * D
+            prev = (x0, h)
+        return x
+
+    def run_heun(x, ts, heun=True):
+        sig = lambda a: math.sqrt((1 - a) / a)
+        for i, t in enumerate(ts):
+            a_n = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
+            s, sn = sig(ab[t]), (sig(a_n) if i + 1 < len(ts) else 0.0)
+            xs = x / math.sqrt(ab[t])
+            d = dummy(x, t)
+            xn = xs + (sn - s) * d
+            if heun and i + 1 < len(ts):
+                d2 = dummy(xn * math.sqrt(a_n), ts[i + 1])
+                xn = xs + (sn - s) * 0.5 * (d + d2)
+            x = xn * math.sqrt(a_n)
+        return x
+
+    def run_invert(x, ts):
+        asc = ts[::-1]
+        cur = None
+        for tn in asc:
+            te = asc[0] if cur is None else cur
+            a = 1.0 if cur is None else ab[cur]
+            e = dummy(x, te)
+            x0 = (x - math.sqrt(1 - a) * e) / math.sqrt(a)
+            x = math.sqrt(ab[tn]) * x0 + math.sqrt(1 - ab[tn]) * e
+            cur = tn
+        return x
+
+    xT = det_t((8, 2), 31, 4.0).double()
+    ts = timesteps_leading(5)
+    out["samplers"] = {
+        "x": xT.flatten().tolist(), "steps": 5,
+        "ddim": run_ddim(xT, ts).flatten().tolist(),
+        "dpm++2m": run_dpm2m(xT, ts).flatten().tolist(),
+        "euler": run_heun(xT, ts, heun=False).flatten().tolist(),
+        "heun": run_heun(xT, ts).flatten().tolist(),
+        "invert": run_invert(xT, ts).flatten().tolist(),
+    }
     # A small reference-layout state dict for the PyTorch import test.
     small = det_simplenet(SimpleNet((2, 16, 2)))
     torch.save(small.state_dict(), os.path.join(GOLDEN, "simplenet_small.pth"))

@@ -20,7 +20,10 @@ use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{sample, Guidance, Guided, SamplerKind, SamplerSpec};
 use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
-use crate::train::{clip_grads, interrupted, load_optimizer, param_ids, progress_bar, save_optimizer, set_param_ids, Ema, OptimConfig};
+use crate::train::{
+    clip_grads, interrupted, load_optimizer, param_ids, progress_bar, save_optimizer,
+    set_param_ids, Ema, OptimConfig,
+};
 use crate::{Error, Result};
 
 /// Everything that defines an image training run.
@@ -58,7 +61,11 @@ impl ImageTrainConfig {
         Self {
             unet: UNetConfig::default(),
             schedule: ScheduleConfig::default(),
-            optim: OptimConfig { lr: 2e-4, warmup_steps: 200, ..OptimConfig::default() },
+            optim: OptimConfig {
+                lr: 2e-4,
+                warmup_steps: 200,
+                ..OptimConfig::default()
+            },
             batch_size: 16,
             steps: 100_000,
             p_uncond: 0.1,
@@ -70,11 +77,28 @@ impl ImageTrainConfig {
         }
     }
 
-    /// A small run on the bundled digits (16×16) that trains on a 2-core CPU in minutes.
+    /// A small run on the bundled digits (native 8×8) that trains on a 2-core CPU in minutes.
     pub fn digits() -> Self {
         Self {
-            unet: UNetConfig { image_size: 16, in_channels: 1, channels: 32, channel_mult: vec![1, 2], num_res_blocks: 2, attn_levels: vec![1], dropout: 0.1, num_classes: 10, ..UNetConfig::default() },
-            optim: OptimConfig { lr: 1e-3, warmup_steps: 100, schedule: crate::train::LrSchedule::Cosine, min_lr_frac: 0.05, grad_clip: Some(1.0), ..OptimConfig::default() },
+            unet: UNetConfig {
+                image_size: 8,
+                in_channels: 1,
+                channels: 32,
+                channel_mult: vec![1, 2],
+                num_res_blocks: 2,
+                attn_levels: vec![1],
+                dropout: 0.1,
+                num_classes: 10,
+                ..UNetConfig::default()
+            },
+            optim: OptimConfig {
+                lr: 1e-3,
+                warmup_steps: 100,
+                schedule: crate::train::LrSchedule::Cosine,
+                min_lr_frac: 0.05,
+                grad_clip: Some(1.0),
+                ..OptimConfig::default()
+            },
             batch_size: 64,
             steps: 2500,
             ema_decay: Some(0.995),
@@ -97,11 +121,17 @@ impl ImageTrainConfig {
             return Err(Error::invalid("--batch-size", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.p_uncond) {
-            return Err(Error::invalid("--p-uncond", format!("must be in [0, 1], got {}", self.p_uncond)));
+            return Err(Error::invalid(
+                "--p-uncond",
+                format!("must be in [0, 1], got {}", self.p_uncond),
+            ));
         }
         if let Some(d) = self.ema_decay {
             if !(0.0..1.0).contains(&d) {
-                return Err(Error::invalid("--ema", format!("decay must be in [0, 1), got {d}")));
+                return Err(Error::invalid(
+                    "--ema",
+                    format!("decay must be in [0, 1), got {d}"),
+                ));
             }
         }
         if self.checkpoint_every == 0 {
@@ -185,21 +215,45 @@ impl TrainOutcome {
 
 /// Trains (or resumes, when `out` holds a resume state and `resume` is set) on `data`.
 /// Checkpoints, previews and the loss curve go to `out`.
-pub fn train(cfg: &ImageTrainConfig, data: Arc<ImageSet>, out: &Path, resume: bool, device: &Device, show: bool) -> Result<TrainOutcome> {
+pub fn train(
+    cfg: &ImageTrainConfig,
+    data: Arc<ImageSet>,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+    show: bool,
+) -> Result<TrainOutcome> {
     cfg.validate()?;
     ensure_dir(out)?;
     let u = &cfg.unet;
     if data.channels != u.in_channels || data.height != u.image_size || data.width != u.image_size {
         return Err(Error::invalid(
             "data",
-            format!("images are {}×{}×{} but the network expects {}×{}×{}", data.channels, data.height, data.width, u.in_channels, u.image_size, u.image_size),
+            format!(
+                "images are {}×{}×{} but the network expects {}×{}×{}",
+                data.channels, data.height, data.width, u.in_channels, u.image_size, u.image_size
+            ),
         ));
     }
     if data.num_classes() != u.num_classes {
-        return Err(Error::invalid("data", format!("{} classes in the data, {} in the network config", data.num_classes(), u.num_classes)));
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "{} classes in the data, {} in the network config",
+                data.num_classes(),
+                u.num_classes
+            ),
+        ));
     }
     if cfg.batch_size > data.len() {
-        return Err(Error::invalid("--batch-size", format!("{} is larger than the data set ({} images)", cfg.batch_size, data.len())));
+        return Err(Error::invalid(
+            "--batch-size",
+            format!(
+                "{} is larger than the data set ({} images)",
+                cfg.batch_size,
+                data.len()
+            ),
+        ));
     }
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
     let mut model = u.init(device, &mut seeded(cfg.seed, 2))?;
@@ -210,11 +264,17 @@ pub fn train(cfg: &ImageTrainConfig, data: Arc<ImageSet>, out: &Path, resume: bo
     let state_path = out.join("state.json");
     if resume {
         if !state_path.is_file() {
-            return Err(Error::invalid("--resume", format!("{} holds no resume state (state.json)", out.display())));
+            return Err(Error::invalid(
+                "--resume",
+                format!("{} holds no resume state (state.json)", out.display()),
+            ));
         }
         let meta: ImageCheckpointMeta = read_json(&config_path(&weights_path(out)))?;
         if meta.config.unet != cfg.unet {
-            return Err(Error::invalid("--resume", "the run folder was trained with another network configuration"));
+            return Err(Error::invalid(
+                "--resume",
+                "the run folder was trained with another network configuration",
+            ));
         }
         let st: TrainState = read_json(&state_path)?;
         model = crate::checkpoint::load_weights(model, &weights_path(out))?;
@@ -234,7 +294,11 @@ pub fn train(cfg: &ImageTrainConfig, data: Arc<ImageSet>, out: &Path, resume: bo
     if show {
         eprintln!("UNet: {} parameters", model.num_params());
     }
-    let plan = BatchPlan { n: data.len(), batch: cfg.batch_size, seed: cfg.seed };
+    let plan = BatchPlan {
+        n: data.len(),
+        batch: cfg.batch_size,
+        seed: cfg.seed,
+    };
     // Batches are gathered on a helper thread, one step ahead of the network.
     let (tx, rx) = sync_channel::<HostBatch>(2);
     let producer = {
@@ -249,39 +313,72 @@ pub fn train(cfg: &ImageTrainConfig, data: Arc<ImageSet>, out: &Path, resume: bo
             }
         })
     };
-    let pb = if show { progress_bar((cfg.steps) as u64, "train") } else { indicatif::ProgressBar::hidden() };
+    let pb = if show {
+        progress_bar((cfg.steps) as u64, "train")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     pb.set_position(start as u64);
     let t0 = Instant::now();
     let mut step = start;
     let mut was_interrupted = false;
-    let save = |model: &UNet, ema: &Option<Ema>, optim: &burn::optim::ModuleOptimizer, step: usize, losses: &Vec<(usize, f64)>| -> Result<()> {
+    let save = |model: &UNet,
+                ema: &Option<Ema>,
+                optim: &burn::optim::ModuleOptimizer,
+                step: usize,
+                losses: &Vec<(usize, f64)>|
+     -> Result<()> {
         let plain = model.valid();
         save_weights(&plain, &weights_path(out))?;
         if let Some(e) = ema {
             save_weights(&e.apply(plain), &ema_path(out))?;
         }
         save_optimizer(optim, &out.join("optim.bin"))?;
-        let meta = ImageCheckpointMeta { kind: "image".into(), config: cfg.clone(), class_names: data.class_names.clone(), step, has_ema: ema.is_some() };
+        let meta = ImageCheckpointMeta {
+            kind: "image".into(),
+            config: cfg.clone(),
+            class_names: data.class_names.clone(),
+            step,
+            has_ema: ema.is_some(),
+        };
         write_json(&config_path(&weights_path(out)), &meta)?;
-        let st = TrainState { step, param_ids: param_ids(model), losses: losses.clone(), ema: ema.as_ref().map(|e| (e.updates, "model.ema.safetensors".into())) };
+        let st = TrainState {
+            step,
+            param_ids: param_ids(model),
+            losses: losses.clone(),
+            ema: ema
+                .as_ref()
+                .map(|e| (e.updates, "model.ema.safetensors".into())),
+        };
         write_json(&state_path, &st)
     };
     while step < cfg.steps {
-        let batch = rx.recv().map_err(|_| Error::invalid("data", "the batch producer stopped"))?;
+        let batch = rx
+            .recv()
+            .map_err(|_| Error::invalid("data", "the batch producer stopped"))?;
         let b = batch.labels.len();
         let mut rng = seeded(cfg.seed, 0x5eed_0000_0000 + step as u64);
         device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
         let labels = drop_labels(&batch.labels, cfg.p_uncond, &mut rng);
         let (x0, _) = batch.into_tensor(device);
         let t = uniform_ints(&mut rng, b, schedule.num_steps());
-        let noise = Tensor::from_data(TensorData::new(normal_vec(&mut rng, x0.shape().num_elements()), x0.dims()), device);
+        let noise = Tensor::from_data(
+            TensorData::new(normal_vec(&mut rng, x0.shape().num_elements()), x0.dims()),
+            device,
+        );
         let x_t = schedule.q_sample(x0, &t, noise.clone());
-        let t_f = Tensor::from_data(TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]), device);
+        let t_f = Tensor::from_data(
+            TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]),
+            device,
+        );
         let pred = model.forward(x_t, t_f, Some(labels_tensor(&labels, device)));
         let loss = eps_mse(noise, pred);
         let lv = loss.clone().into_scalar::<f32>() as f64;
         if !lv.is_finite() {
-            return Err(Error::invalid("training", format!("loss became {lv} at step {step}; lower --lr")));
+            return Err(Error::invalid(
+                "training",
+                format!("loss became {lv} at step {step}; lower --lr"),
+            ));
         }
         let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
         model = optim.step(cfg.optim.lr_at(step, cfg.steps), model, grads);
@@ -302,32 +399,74 @@ pub fn train(cfg: &ImageTrainConfig, data: Arc<ImageSet>, out: &Path, resume: bo
                 Some(e) => e.apply(model.valid()),
                 None => model.valid(),
             };
-            preview(&m, &schedule, cfg, &data.class_names, &out.join("preview").join(format!("step-{step:06}.png")))?;
+            preview(
+                &m,
+                &schedule,
+                cfg,
+                &data.class_names,
+                &out.join("preview").join(format!("step-{step:06}.png")),
+            )?;
         }
         if stop {
             was_interrupted = true;
-            pb.abandon_with_message(format!("interrupted at step {step}; saved, continue with --resume"));
+            pb.abandon_with_message(format!(
+                "interrupted at step {step}; saved, continue with --resume"
+            ));
             break;
         }
     }
     pb.finish_and_clear();
     drop(rx);
     let _ = producer.join();
-    Ok(TrainOutcome { model, ema, step, losses, seconds: t0.elapsed().as_secs_f64(), interrupted: was_interrupted })
+    Ok(TrainOutcome {
+        model,
+        ema,
+        step,
+        losses,
+        seconds: t0.elapsed().as_secs_f64(),
+        interrupted: was_interrupted,
+    })
 }
 
 fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {
     let pts: Vec<(f64, f64)> = losses.iter().map(|&(s, l)| (s as f64, l)).collect();
-    crate::plot::lines(&out.join("loss.png"), "training loss", "step", "ε-MSE", true, &[("loss".into(), pts)])
+    crate::plot::lines(
+        &out.join("loss.png"),
+        "training loss",
+        "step",
+        "ε-MSE",
+        true,
+        &[("loss".into(), pts)],
+    )
 }
 
 /// A small grid (one row per class, 4 columns) with DDIM at w = 0, for watching training.
-fn preview(model: &UNet, schedule: &NoiseSchedule, cfg: &ImageTrainConfig, class_names: &[String], path: &Path) -> Result<()> {
+fn preview(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    cfg: &ImageTrainConfig,
+    class_names: &[String],
+    path: &Path,
+) -> Result<()> {
     let k = class_names.len().min(10);
     let labels: Vec<usize> = (1..=k).flat_map(|c| std::iter::repeat(c).take(4)).collect();
-    let spec = SamplerSpec { steps: cfg.preview_steps.min(schedule.num_steps()), clip_x0: true, ..SamplerSpec::default() };
+    let spec = SamplerSpec {
+        steps: cfg.preview_steps.min(schedule.num_steps()),
+        clip_x0: true,
+        ..SamplerSpec::default()
+    };
     let shape = model_shape(&cfg.unet);
-    let imgs = generate(model, shape, schedule, &spec, Guidance::new(0.0, Default::default())?, &labels, cfg.seed, labels.len(), None)?;
+    let imgs = generate(
+        model,
+        shape,
+        schedule,
+        &spec,
+        Guidance::new(0.0, Default::default())?,
+        &labels,
+        cfg.seed,
+        labels.len(),
+        None,
+    )?;
     save_grid(path, &imgs, shape, 4)
 }
 
@@ -361,13 +500,28 @@ pub fn generate(
         // x_T per image from its own stream; the sampler's own noise from the batch's stream.
         let mut x = Vec::with_capacity(chunk.len() * c * h * w);
         for i in 0..chunk.len() {
-            x.extend(normal_vec(&mut seeded(seed, 0x1000_0000 + (first + i) as u64), c * h * w));
+            x.extend(normal_vec(
+                &mut seeded(seed, 0x1000_0000 + (first + i) as u64),
+                c * h * w,
+            ));
         }
         let x_t = Tensor::from_data(TensorData::new(x, [chunk.len(), c, h, w]), &device);
         let mut rng = seeded(seed, 0x2000_0000 + first as u64);
         let mut tick = |_: usize, _: usize| {};
-        let x0 = sample(&guided, schedule, spec, x_t, Some(chunk), &mut rng, &mut tick)?;
-        out.extend(x0.into_data().try_to_vec::<f32>().map_err(|e| Error::invalid("sampling", format!("{e:?}")))?);
+        let x0 = sample(
+            &guided,
+            schedule,
+            spec,
+            x_t,
+            Some(chunk),
+            &mut rng,
+            &mut tick,
+        )?;
+        out.extend(
+            x0.into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::invalid("sampling", format!("{e:?}")))?,
+        );
         if let Some(pb) = progress {
             pb.inc(chunk.len() as u64);
         }
@@ -383,7 +537,9 @@ pub fn to_u8(v: f32) -> u8 {
 /// One [C, H, W] image as an 8-bit PNG-ready image (gray for C = 1).
 pub fn to_image(pixels: &[f32], (c, h, w): (usize, usize, usize)) -> image::DynamicImage {
     if c == 1 {
-        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([to_u8(pixels[y as usize * w + x as usize])])))
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([to_u8(pixels[y as usize * w + x as usize])])
+        }))
     } else {
         image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
             let at = |ch: usize| to_u8(pixels[ch * h * w + y as usize * w + x as usize]);
@@ -393,7 +549,12 @@ pub fn to_image(pixels: &[f32], (c, h, w): (usize, usize, usize)) -> image::Dyna
 }
 
 /// Saves images side by side, `cols` per row (row = class in our grids), with 2-px gaps.
-pub fn save_grid(path: &Path, images: &[f32], shape: (usize, usize, usize), cols: usize) -> Result<()> {
+pub fn save_grid(
+    path: &Path,
+    images: &[f32],
+    shape: (usize, usize, usize),
+    cols: usize,
+) -> Result<()> {
     let (c, h, w) = shape;
     let n = images.len() / (c * h * w);
     let rows = n.div_ceil(cols.max(1));
@@ -406,25 +567,45 @@ pub fn save_grid(path: &Path, images: &[f32], shape: (usize, usize, usize), cols
     }
     // Small images are hard to see: enlarge the grid by an integer factor up to ~512 px.
     let scale = (512 / gw.max(gh)).max(1);
-    let grid = image::imageops::resize(&grid, gw * scale, gh * scale, image::imageops::FilterType::Nearest);
+    let grid = image::imageops::resize(
+        &grid,
+        gw * scale,
+        gh * scale,
+        image::imageops::FilterType::Nearest,
+    );
     crate::checkpoint::ensure_parent(path)?;
-    grid.save(path).map_err(|e| Error::bad_file(path, format!("could not write PNG: {e}")))
+    grid.save(path)
+        .map_err(|e| Error::bad_file(path, format!("could not write PNG: {e}")))
 }
 
 /// Loads a run's model (EMA weights when present, unless `raw`) and its metadata.
 pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheckpointMeta)> {
-    let ckpt = if ckpt.is_dir() { weights_path(ckpt) } else { ckpt.to_path_buf() };
+    let ckpt = if ckpt.is_dir() {
+        weights_path(ckpt)
+    } else {
+        ckpt.to_path_buf()
+    };
     let meta_path = config_path(&ckpt);
     if !meta_path.is_file() {
-        return Err(Error::Checkpoint { path: ckpt.clone(), msg: format!("its config {} is missing", meta_path.display()) });
+        return Err(Error::Checkpoint {
+            path: ckpt.clone(),
+            msg: format!("its config {} is missing", meta_path.display()),
+        });
     }
     let meta: ImageCheckpointMeta = read_json(&meta_path)?;
     if meta.kind != "image" {
-        return Err(Error::Checkpoint { path: ckpt, msg: format!("is a `{}` checkpoint, not an image one", meta.kind) });
+        return Err(Error::Checkpoint {
+            path: ckpt,
+            msg: format!("is a `{}` checkpoint, not an image one", meta.kind),
+        });
     }
     let model = meta.config.unet.init(device, &mut seeded(0, 2))?;
     let ema_file = ckpt.with_file_name("model.ema.safetensors");
-    let file = if meta.has_ema && !raw && ema_file.is_file() { ema_file } else { ckpt.clone() };
+    let file = if meta.has_ema && !raw && ema_file.is_file() {
+        ema_file
+    } else {
+        ckpt.clone()
+    };
     Ok((crate::checkpoint::load_weights(model, &file)?, meta))
 }
 
@@ -432,12 +613,21 @@ pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheck
 pub fn draw_labels(n: usize, num_classes: usize, class: Option<usize>, seed: u64) -> Vec<usize> {
     match class {
         Some(c) => vec![c; n],
-        None => uniform_ints(&mut seeded(seed, 0x3000_0000), n, num_classes).into_iter().map(|l| l + 1).collect(),
+        None => uniform_ints(&mut seeded(seed, 0x3000_0000), n, num_classes)
+            .into_iter()
+            .map(|l| l + 1)
+            .collect(),
     }
 }
 
 /// Writes `DIR/{i}.png` for every image and `DIR/labels.csv` (`file,class`).
-pub fn write_samples(dir: &Path, images: &[f32], labels: &[usize], class_names: &[String], shape: (usize, usize, usize)) -> Result<()> {
+pub fn write_samples(
+    dir: &Path,
+    images: &[f32],
+    labels: &[usize],
+    class_names: &[String],
+    shape: (usize, usize, usize),
+) -> Result<()> {
     ensure_dir(dir)?;
     let (c, h, w) = shape;
     let mut csv = String::from("file,class\n");
@@ -458,11 +648,24 @@ pub fn class_index(name: &str, class_names: &[String]) -> Result<usize> {
         .iter()
         .position(|c| c == name)
         .map(|i| i + 1)
-        .ok_or_else(|| Error::invalid("--class", format!("unknown class `{name}`; the classes are {}", class_names.join(", "))))
+        .ok_or_else(|| {
+            Error::invalid(
+                "--class",
+                format!(
+                    "unknown class `{name}`; the classes are {}",
+                    class_names.join(", ")
+                ),
+            )
+        })
 }
 
 /// A sampler spec for images: DDPM or DDIM with x̂₀ clipping as asked.
 pub fn image_spec(kind: SamplerKind, steps: usize, eta: f64, clip_x0: bool) -> SamplerSpec {
-    SamplerSpec { kind, steps, eta, clip_x0, ..SamplerSpec::default() }
+    SamplerSpec {
+        kind,
+        steps,
+        eta,
+        clip_x0,
+        ..SamplerSpec::default()
+    }
 }
-

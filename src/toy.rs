@@ -423,3 +423,71 @@ impl Recipe {
         }
     }
 }
+
+/// DDIM inversion round trip of `points`: encode to x_T with `steps` steps, decode with DDIM
+/// over the same timesteps. Returns (codes, reconstruction, mean Euclidean error per point).
+pub fn invert_round_trip(
+    model: &SimpleNet,
+    schedule: &NoiseSchedule,
+    points: &[f32],
+    steps: usize,
+    spacing: crate::sampling::Spacing,
+) -> Result<(Vec<f32>, Vec<f32>, f64)> {
+    let device = model.layers[0].fc.weight.val().device();
+    let n = points.len() / 2;
+    let x0: Tensor<2> = Tensor::from_data(TensorData::new(points.to_vec(), [n, 2]), &device);
+    let mut none = crate::sampling::no_progress;
+    let code = crate::sampling::inversion::ddim_invert(
+        model, schedule, steps, spacing, x0, None, &mut none,
+    )?;
+    let spec = SamplerSpec {
+        steps,
+        spacing,
+        ..SamplerSpec::default()
+    };
+    let rec = sample(
+        model,
+        schedule,
+        &spec,
+        code.clone(),
+        None,
+        &mut seeded(0, 0),
+        &mut none,
+    )?;
+    let to_vec = |t: Tensor<2>| {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::invalid("inversion", format!("{e:?}")))
+    };
+    let (code, rec) = (to_vec(code)?, to_vec(rec)?);
+    let err = points
+        .chunks(2)
+        .zip(rec.chunks(2))
+        .map(|(a, b)| (((a[0] - b[0]) as f64).powi(2) + ((a[1] - b[1]) as f64).powi(2)).sqrt())
+        .sum::<f64>()
+        / n as f64;
+    Ok((code, rec, err))
+}
+
+/// Spherical interpolation between two codes (the right path for Gaussian latents).
+pub fn slerp(a: &[f32], b: &[f32], u: f64) -> Vec<f32> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let omega = (dot / (na * nb)).clamp(-1.0, 1.0).acos();
+    if omega.abs() < 1e-6 {
+        return a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| ((1.0 - u) * *x as f64 + u * *y as f64) as f32)
+            .collect();
+    }
+    let (ca, cb) = (
+        ((1.0 - u) * omega).sin() / omega.sin(),
+        (u * omega).sin() / omega.sin(),
+    );
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (ca * *x as f64 + cb * *y as f64) as f32)
+        .collect()
+}

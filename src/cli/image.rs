@@ -22,7 +22,7 @@ use super::toy::CommonArgs;
 pub enum Preset {
     /// The reference AFHQ protocol (58.8 M-parameter UNet, batch 16, 100k steps).
     Afhq,
-    /// A small UNet on the bundled digits (16×16) that trains on a CPU in minutes.
+    /// A small UNet on the bundled digits (8×8) that trains on a CPU in minutes.
     Digits,
 }
 
@@ -127,7 +127,11 @@ pub struct ImageTrainArgs {
 
 impl ImageTrainArgs {
     fn config(&self, data: &ImageSet) -> ImageTrainConfig {
-        let preset = self.preset.unwrap_or(if self.data.data == "digits" { Preset::Digits } else { Preset::Afhq });
+        let preset = self.preset.unwrap_or(if self.data.data == "digits" {
+            Preset::Digits
+        } else {
+            Preset::Afhq
+        });
         let mut c = match preset {
             Preset::Afhq => ImageTrainConfig::reference(),
             Preset::Digits => ImageTrainConfig::digits(),
@@ -136,23 +140,49 @@ impl ImageTrainArgs {
         c.unet.image_size = data.height;
         c.unet.in_channels = data.channels;
         c.unet.num_classes = data.num_classes();
-        if let Some(v) = self.steps { c.steps = v; }
-        if let Some(v) = self.batch_size { c.batch_size = v; }
-        if let Some(v) = self.lr { c.optim.lr = v; }
-        if let Some(v) = self.warmup { c.optim.warmup_steps = v; }
-        if let Some(v) = self.lr_schedule { c.optim.schedule = v; }
-        if let Some(v) = self.ema { c.ema_decay = (v > 0.0).then_some(v); }
-        if let Some(v) = self.p_uncond { c.p_uncond = v; }
-        if let Some(v) = self.checkpoint_every { c.checkpoint_every = v; }
-        if let Some(v) = self.preview_every { c.preview_every = v; }
-        if let Some(v) = self.channels { c.unet.channels = v; }
-        if let Some(v) = self.seed { c.seed = v; }
+        if let Some(v) = self.steps {
+            c.steps = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.optim.lr = v;
+        }
+        if let Some(v) = self.warmup {
+            c.optim.warmup_steps = v;
+        }
+        if let Some(v) = self.lr_schedule {
+            c.optim.schedule = v;
+        }
+        if let Some(v) = self.ema {
+            c.ema_decay = (v > 0.0).then_some(v);
+        }
+        if let Some(v) = self.p_uncond {
+            c.p_uncond = v;
+        }
+        if let Some(v) = self.checkpoint_every {
+            c.checkpoint_every = v;
+        }
+        if let Some(v) = self.preview_every {
+            c.preview_every = v;
+        }
+        if let Some(v) = self.channels {
+            c.unet.channels = v;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
         c
     }
 
     fn preset_size(&self) -> usize {
-        match self.preset.unwrap_or(if self.data.data == "digits" { Preset::Digits } else { Preset::Afhq }) {
-            Preset::Digits => 16,
+        match self.preset.unwrap_or(if self.data.data == "digits" {
+            Preset::Digits
+        } else {
+            Preset::Afhq
+        }) {
+            Preset::Digits => 8,
             Preset::Afhq => 64,
         }
     }
@@ -165,9 +195,17 @@ fn load_data(args: &DataArgs, size: usize, split: &str) -> Result<ImageSet> {
     }
     let root = Path::new(&args.data);
     if !root.is_dir() {
-        bail!("invalid value for --data: `{}` is neither `digits` nor a folder", args.data);
+        bail!(
+            "invalid value for --data: `{}` is neither `digits` nor a folder",
+            args.data
+        );
     }
-    let cfg = ImageFolderConfig { split: split.into(), size, max_per_class: args.max_per_class, strict: args.strict };
+    let cfg = ImageFolderConfig {
+        split: split.into(),
+        size,
+        max_per_class: args.max_per_class,
+        strict: args.strict,
+    };
     let (set, skipped) = load_image_folder_report(root, &cfg)?;
     for s in &skipped {
         eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
@@ -222,27 +260,54 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Train { train } => {
             super::set_threads(train.common.threads)?;
             let outcome = train_cmd(&train)?;
-            println!("trained to step {} in {:.1} s; run folder {}", outcome.0.step, outcome.0.seconds, train.out.display());
+            println!(
+                "trained to step {} in {:.1} s; run folder {}",
+                outcome.0.step,
+                outcome.0.seconds,
+                train.out.display()
+            );
             Ok(())
         }
         ImageCommand::Sample { sample, out } => {
             super::set_threads(sample.common.threads)?;
             let n = sample_cmd(&sample, &out)?;
-            println!("wrote {n} images, labels.csv and grid.png to {}", out.display());
+            println!(
+                "wrote {n} images, labels.csv and grid.png to {}",
+                out.display()
+            );
             Ok(())
         }
-        ImageCommand::Run { train, n, cfg_scale, sampler, sample_steps } => demo(&train, n, cfg_scale, sampler, sample_steps),
+        ImageCommand::Run {
+            train,
+            n,
+            cfg_scale,
+            sampler,
+            sample_steps,
+        } => demo(&train, n, cfg_scale, sampler, sample_steps),
     }
 }
 
-fn train_cmd(train: &ImageTrainArgs) -> Result<(img::TrainOutcome, ImageTrainConfig, Arc<ImageSet>)> {
+fn train_cmd(
+    train: &ImageTrainArgs,
+) -> Result<(img::TrainOutcome, ImageTrainConfig, Arc<ImageSet>)> {
     let data = Arc::new(load_data(&train.data, train.preset_size(), "train")?);
     let cfg = train.config(&data);
     cfg.validate()?;
     let dev = device(train.common.device)?;
-    let outcome = img::train(&cfg, Arc::clone(&data), &train.out, train.resume, &dev.autodiff(), !train.common.quiet)?;
+    let outcome = img::train(
+        &cfg,
+        Arc::clone(&data),
+        &train.out,
+        train.resume,
+        &dev.autodiff(),
+        !train.common.quiet,
+    )?;
     if outcome.interrupted {
-        bail!("interrupted at step {}; the run is saved in {} (continue with --resume)", outcome.step, train.out.display());
+        bail!(
+            "interrupted at step {}; the run is saved in {} (continue with --resume)",
+            outcome.step,
+            train.out.display()
+        );
     }
     Ok((outcome, cfg, data))
 }
@@ -260,24 +325,60 @@ fn sample_cmd(a: &ImageSampleArgs, out: &Path) -> Result<usize> {
     if !(a.eta >= 0.0) {
         bail!("invalid value for --eta: must be ≥ 0");
     }
-    let class = a.class.as_deref().map(|c| img::class_index(c, &meta.class_names)).transpose()?;
+    let class = a
+        .class
+        .as_deref()
+        .map(|c| img::class_index(c, &meta.class_names))
+        .transpose()?;
     diffuse::checkpoint::ensure_dir(out)?;
     let labels = img::draw_labels(a.n, meta.class_names.len(), class, a.seed);
     let shape = img::model_shape(&meta.config.unet);
-    let pb = if a.common.quiet { indicatif::ProgressBar::hidden() } else { diffuse::train::progress_bar(a.n as u64, "sample") };
-    let images = img::generate(&model, shape, &schedule, &spec, guidance, &labels, a.seed, a.batch, Some(&pb))?;
+    let pb = if a.common.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        diffuse::train::progress_bar(a.n as u64, "sample")
+    };
+    let images = img::generate(
+        &model,
+        shape,
+        &schedule,
+        &spec,
+        guidance,
+        &labels,
+        a.seed,
+        a.batch,
+        Some(&pb),
+    )?;
     pb.finish_and_clear();
     img::write_samples(out, &images, &labels, &meta.class_names, shape)?;
-    write_class_grid(&out.join("grid.png"), &images, &labels, meta.class_names.len(), shape)?;
+    write_class_grid(
+        &out.join("grid.png"),
+        &images,
+        &labels,
+        meta.class_names.len(),
+        shape,
+    )?;
     Ok(a.n)
 }
 
 /// A grid with one row per class (up to 8 samples each), in class order.
-fn write_class_grid(path: &Path, images: &[f32], labels: &[usize], k: usize, shape: (usize, usize, usize)) -> Result<()> {
+fn write_class_grid(
+    path: &Path,
+    images: &[f32],
+    labels: &[usize],
+    k: usize,
+    shape: (usize, usize, usize),
+) -> Result<()> {
     let per = shape.0 * shape.1 * shape.2;
     let mut rows = Vec::new();
     for c in 1..=k {
-        let idx: Vec<usize> = labels.iter().enumerate().filter(|(_, &l)| l == c).map(|(i, _)| i).take(8).collect();
+        let idx: Vec<usize> = labels
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l == c)
+            .map(|(i, _)| i)
+            .take(8)
+            .collect();
         for j in 0..8 {
             match idx.get(j) {
                 Some(&i) => rows.extend_from_slice(&images[i * per..(i + 1) * per]),
@@ -288,7 +389,13 @@ fn write_class_grid(path: &Path, images: &[f32], labels: &[usize], k: usize, sha
     Ok(img::save_grid(path, &rows, shape, 8)?)
 }
 
-fn demo(train: &ImageTrainArgs, n: usize, cfg_scale: f64, sampler: SamplerKind, sample_steps: usize) -> Result<()> {
+fn demo(
+    train: &ImageTrainArgs,
+    n: usize,
+    cfg_scale: f64,
+    sampler: SamplerKind,
+    sample_steps: usize,
+) -> Result<()> {
     super::set_threads(train.common.threads)?;
     if train.data.data != "digits" {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
@@ -304,7 +411,10 @@ fn demo(train: &ImageTrainArgs, n: usize, cfg_scale: f64, sampler: SamplerKind, 
     // The judge: a classifier trained on the real 8×8 digits (10 % held out).
     let real8 = load_digits(8)?;
     let (clf, clf_acc) = digit_classifier::train(&real8, 0.1, 0, &dev)?;
-    println!("evaluation classifier: {:.1}% accuracy on held-out real digits", 100.0 * clf_acc);
+    println!(
+        "evaluation classifier: {:.1}% accuracy on held-out real digits",
+        100.0 * clf_acc
+    );
     let (outcome, cfg, data) = train_cmd(train)?;
     let model = outcome.sampling_model();
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
@@ -315,21 +425,51 @@ fn demo(train: &ImageTrainArgs, n: usize, cfg_scale: f64, sampler: SamplerKind, 
     report.insert("train_seconds".into(), outcome.seconds.into());
     report.insert("sampler".into(), spec.label(schedule.num_steps()).into());
     let mut summary = Vec::new();
-    for (name, g) in [("w0", Guidance::new(0.0, GuidanceConvention::Reference)?), ("guided", guided)] {
+    for (name, g) in [
+        ("w0", Guidance::new(0.0, GuidanceConvention::Reference)?),
+        ("guided", guided),
+    ] {
         let dir = train.out.join(format!("samples_{name}"));
-        let pb = if train.common.quiet { indicatif::ProgressBar::hidden() } else { diffuse::train::progress_bar(n as u64, &format!("sample {name}")) };
+        let pb = if train.common.quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            diffuse::train::progress_bar(n as u64, &format!("sample {name}"))
+        };
         let t = std::time::Instant::now();
-        let images = img::generate(&model, shape, &schedule, &spec, g, &labels, cfg.seed, 250, Some(&pb))?;
+        let images = img::generate(
+            &model,
+            shape,
+            &schedule,
+            &spec,
+            g,
+            &labels,
+            cfg.seed,
+            250,
+            Some(&pb),
+        )?;
         pb.finish_and_clear();
         let secs = t.elapsed().as_secs_f64();
         img::write_samples(&dir, &images, &labels, &data.class_names, shape)?;
-        write_class_grid(&train.out.join(format!("grid_{name}.png")), &images, &labels, data.num_classes(), shape)?;
+        write_class_grid(
+            &train.out.join(format!("grid_{name}.png")),
+            &images,
+            &labels,
+            data.num_classes(),
+            shape,
+        )?;
         let pred = clf.predict(&digit_classifier::to_8x8(&images, shape.1)?, &dev)?;
         let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / n as f64;
         let mut per_class = serde_json::Map::new();
         for c in 1..=data.num_classes() {
-            let (hit, tot) = pred.iter().zip(&labels).filter(|(_, &l)| l == c).fold((0, 0), |(h, t), (p, l)| (h + (p == l) as usize, t + 1));
-            per_class.insert(data.class_names[c - 1].clone(), (hit as f64 / tot.max(1) as f64).into());
+            let (hit, tot) = pred
+                .iter()
+                .zip(&labels)
+                .filter(|(_, &l)| l == c)
+                .fold((0, 0), |(h, t), (p, l)| (h + (p == l) as usize, t + 1));
+            per_class.insert(
+                data.class_names[c - 1].clone(),
+                (hit as f64 / tot.max(1) as f64).into(),
+            );
         }
         let w = g.w();
         report.insert(format!("accuracy_{name}"), acc.into());
@@ -358,6 +498,10 @@ pub fn prepare_eval(root: &Path, size: usize) -> Result<()> {
     for s in &report.skipped {
         eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
     }
-    println!("wrote {} images ({size}×{size}) to {}", report.written, root.join("eval").display());
+    println!(
+        "wrote {} images ({size}×{size}) to {}",
+        report.written,
+        root.join("eval").display()
+    );
     Ok(())
 }

@@ -62,6 +62,60 @@ pub enum ToyCommand {
         #[arg(short = 'n', long = "num", default_value_t = 2048)]
         n: usize,
     },
+    /// DDIM inversion: encode training points to x_T and decode them back, for several step
+    /// counts (mean round-trip error), plus an interpolation picture between two encoded points.
+    Invert {
+        /// Checkpoint.
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Step counts to try (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![10, 20, 50, 100, 200])]
+        steps: Vec<usize>,
+        /// Timestep spacing.
+        #[arg(long, value_enum, default_value_t = Spacing::Leading)]
+        spacing: Spacing,
+        /// Training points encoded (the first N of the checkpoint's run).
+        #[arg(short = 'n', long = "num", default_value_t = 2048)]
+        n: usize,
+        /// Output folder (inversion.json, interpolation.png).
+        #[arg(long, default_value = "out/toy-invert")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Chamfer distance against the number of sampling steps, for every sampler: a table
+    /// (sweep.csv) and a plot (sweep.png).
+    Sweep {
+        /// Checkpoint.
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Samplers (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![SamplerKind::Ddim, SamplerKind::DpmSolver2m, SamplerKind::Heun])]
+        samplers: Vec<SamplerKind>,
+        /// Step counts (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![5, 10, 20, 50, 100, 200])]
+        steps: Vec<usize>,
+        /// Timestep spacing.
+        #[arg(long, value_enum, default_value_t = Spacing::Leading)]
+        spacing: Spacing,
+        /// Seeds averaged per point (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0])]
+        seeds: Vec<u64>,
+        /// Also run DDPM-1000 as the reference line.
+        #[arg(long)]
+        ddpm: bool,
+        /// Points per sample.
+        #[arg(short = 'n', long = "num", default_value_t = 2048)]
+        n: usize,
+        /// Use the raw weights even when EMA weights are saved.
+        #[arg(long)]
+        raw: bool,
+        /// Output folder.
+        #[arg(long, default_value = "out/toy-sweep")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Train, sample with DDPM-1000 and DDIM-50, evaluate, plot: the whole workflow.
     Run {
         #[command(flatten)]
@@ -284,6 +338,28 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
             eval_points,
             ddim_steps,
         } => run_all(&train, &out, eval_points, ddim_steps),
+        ToyCommand::Invert {
+            ckpt,
+            steps,
+            spacing,
+            n,
+            out,
+            common,
+        } => invert(&ckpt, &steps, spacing, n, &out, &common),
+        ToyCommand::Sweep {
+            ckpt,
+            samplers,
+            steps,
+            spacing,
+            seeds,
+            ddpm,
+            n,
+            raw,
+            out,
+            common,
+        } => sweep(
+            &ckpt, &samplers, &steps, spacing, &seeds, ddpm, n, raw, &out, &common,
+        ),
     }
 }
 
@@ -398,4 +474,189 @@ fn smooth_losses(losses: &[(usize, f64)]) -> Vec<(f64, f64)> {
         out.push((s as f64, acc / (i + 1).min(100) as f64));
     }
     out
+}
+
+/// The first `n` training points of a checkpoint's run.
+fn training_points(meta: &toy::ToyCheckpointMeta, n: usize) -> Result<Vec<f32>> {
+    let mut cfg = meta.config.clone();
+    if n == 0 {
+        anyhow::bail!("invalid value for -n: must be at least 1");
+    }
+    cfg.num_points = cfg.num_points.max(n);
+    Ok(cfg.data()[..2 * n].to_vec())
+}
+
+fn invert(
+    ckpt: &std::path::Path,
+    steps: &[usize],
+    spacing: Spacing,
+    n: usize,
+    out: &std::path::Path,
+    common: &CommonArgs,
+) -> Result<()> {
+    super::set_threads(common.threads)?;
+    let dev = device(common.device)?;
+    let (model, meta) = toy::load(ckpt, false, &dev)?;
+    let schedule = NoiseSchedule::new(&meta.config.schedule)?;
+    let pts = training_points(&meta, n)?;
+    ensure_dir(out)?;
+    let mut rows = Vec::new();
+    println!("steps  mean round-trip error");
+    for &s in steps {
+        let (_, _, err) = toy::invert_round_trip(&model, &schedule, &pts, s, spacing)
+            .with_context(|| format!("--steps {s}"))?;
+        println!("{s:>5}  {err:.5}");
+        rows.push(serde_json::json!({"steps": s, "mean_error": err}));
+    }
+    // Interpolation between the codes of two far-apart training points.
+    let s = *steps.iter().max().unwrap_or(&50);
+    let (a, b) = (&pts[0..2], &pts[2 * (n / 2)..2 * (n / 2) + 2]);
+    let (codes, _, _) = toy::invert_round_trip(&model, &schedule, &[a, b].concat(), s, spacing)?;
+    let path: Vec<f32> = (0..=32)
+        .flat_map(|k| toy::slerp(&codes[0..2], &codes[2..4], k as f64 / 32.0))
+        .collect();
+    let spec = SamplerSpec {
+        steps: s,
+        spacing,
+        ..SamplerSpec::default()
+    };
+    let base =
+        burn::prelude::Tensor::<2>::from_data(burn::prelude::TensorData::new(path, [33, 2]), &dev);
+    let mut none = diffuse::sampling::no_progress;
+    let decoded = diffuse::sampling::sample(
+        &model,
+        &schedule,
+        &spec,
+        base,
+        None,
+        &mut diffuse::rng::seeded(0, 0),
+        &mut none,
+    )?;
+    let decoded: Vec<f32> = decoded
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    plot::scatter(
+        &out.join("interpolation.png"),
+        &format!("slerp between two DDIM-{s} codes, decoded"),
+        &pts,
+        &decoded,
+    )?;
+    write_json(
+        &out.join("inversion.json"),
+        &serde_json::json!({"points": n, "spacing": spacing, "results": rows}),
+    )?;
+    println!(
+        "interpolation picture and inversion.json in {}",
+        out.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep(
+    ckpt: &std::path::Path,
+    samplers: &[SamplerKind],
+    steps: &[usize],
+    spacing: Spacing,
+    seeds: &[u64],
+    ddpm: bool,
+    n: usize,
+    raw: bool,
+    out: &std::path::Path,
+    common: &CommonArgs,
+) -> Result<()> {
+    super::set_threads(common.threads)?;
+    if seeds.is_empty() || steps.is_empty() || samplers.is_empty() {
+        anyhow::bail!("give at least one sampler, step count and seed");
+    }
+    let dev = device(common.device)?;
+    let (model, meta) = toy::load(ckpt, raw, &dev)?;
+    let schedule = NoiseSchedule::new(&meta.config.schedule)?;
+    let reference = training_points(&meta, n)?;
+    for &s in steps {
+        if s == 0 || s > schedule.num_steps() {
+            anyhow::bail!(
+                "invalid value for --steps: {s} is not between 1 and T = {}",
+                schedule.num_steps()
+            );
+        }
+    }
+    ensure_dir(out)?;
+    let mut csv = String::from("sampler,steps,nfe,chamfer_mean,chamfer_min,chamfer_max,seconds\n");
+    let mut series = Vec::new();
+    let run = |spec: SamplerSpec, csv: &mut String| -> Result<f64> {
+        let mut cds = Vec::new();
+        let t = Instant::now();
+        for &seed in seeds {
+            let pts = toy::sample_points(&model, &schedule, &spec, n, seed, false)?;
+            cds.push(chamfer_distance(&pts, &reference, 2)?);
+        }
+        let mean = cds.iter().sum::<f64>() / cds.len() as f64;
+        let (lo, hi) = cds
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &c| (a.min(c), b.max(c)));
+        let secs = t.elapsed().as_secs_f64() / seeds.len() as f64;
+        let label = spec.label(schedule.num_steps());
+        csv.push_str(&format!(
+            "{},{},{},{mean:.4},{lo:.4},{hi:.4},{secs:.3}\n",
+            label.rsplit_once('-').map_or(label.as_str(), |p| p.0),
+            spec.steps,
+            spec.nfe(schedule.num_steps())
+        ));
+        println!(
+            "{label:>14}  NFE {:>4}  Chamfer {mean:8.3}  ({secs:.2} s)",
+            spec.nfe(schedule.num_steps())
+        );
+        Ok(mean)
+    };
+    for &kind in samplers {
+        let mut pts = Vec::new();
+        for &s in steps {
+            if kind == SamplerKind::Ddpm {
+                continue;
+            }
+            let spec = SamplerSpec {
+                kind,
+                steps: s,
+                spacing,
+                ..SamplerSpec::default()
+            };
+            pts.push((s as f64, run(spec, &mut csv)?));
+        }
+        if !pts.is_empty() {
+            series.push((
+                format!("{kind:?}")
+                    .to_lowercase()
+                    .replace("dpmsolver2m", "dpm++2m"),
+                pts,
+            ));
+        }
+    }
+    if ddpm {
+        let spec = SamplerSpec {
+            kind: SamplerKind::Ddpm,
+            ..SamplerSpec::default()
+        };
+        let cd = run(spec, &mut csv)?;
+        let (lo, hi) = (
+            *steps.iter().min().unwrap() as f64,
+            *steps.iter().max().unwrap() as f64,
+        );
+        series.push((
+            format!("ddpm-{} (reference)", schedule.num_steps()),
+            vec![(lo, cd), (hi, cd)],
+        ));
+    }
+    diffuse::checkpoint::write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
+    plot::lines(
+        &out.join("sweep.png"),
+        "Chamfer distance vs sampling steps",
+        "steps",
+        "Chamfer distance",
+        true,
+        &series,
+    )?;
+    println!("table and plot in {}", out.display());
+    Ok(())
 }

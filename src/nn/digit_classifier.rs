@@ -22,7 +22,8 @@ pub struct DigitClassifier {
 impl DigitClassifier {
     /// Logits [B, 10] for images [B, 64].
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.l3.forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
+        self.l3
+            .forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
     }
 
     /// Predicted digit labels (1…10, the data set's labels) of 8×8 images [N·64].
@@ -30,7 +31,10 @@ impl DigitClassifier {
         let n = images.len() / 64;
         let x = Tensor::from_data(TensorData::new(images.to_vec(), [n, 64]), device);
         let pred = self.forward(x).argmax(1).into_data();
-        let v: Vec<i64> = pred.convert::<i64>().try_to_vec().map_err(|e| Error::invalid("classifier", format!("{e:?}")))?;
+        let v: Vec<i64> = pred
+            .convert::<i64>()
+            .try_to_vec()
+            .map_err(|e| Error::invalid("classifier", format!("{e:?}")))?;
         Ok(v.into_iter().map(|c| c as usize + 1).collect())
     }
 }
@@ -39,7 +43,10 @@ impl DigitClassifier {
 /// digits' nearest-neighbour enlargement.
 pub fn to_8x8(images: &[f32], side: usize) -> Result<Vec<f32>> {
     if side % 8 != 0 || images.len() % (side * side) != 0 {
-        return Err(Error::invalid("images", format!("expected 1-channel images of side 8·k, got side {side}")));
+        return Err(Error::invalid(
+            "images",
+            format!("expected 1-channel images of side 8·k, got side {side}"),
+        ));
     }
     let k = side / 8;
     let n = images.len() / (side * side);
@@ -62,13 +69,22 @@ pub fn to_8x8(images: &[f32], side: usize) -> Result<Vec<f32>> {
 
 /// Trains the classifier on 8×8 digits (labels 1…10). Holds out `holdout` of the images and
 /// returns the accuracy on them with the classifier.
-pub fn train(set: &ImageSet, holdout: f64, seed: u64, device: &Device) -> Result<(DigitClassifier, f64)> {
+pub fn train(
+    set: &ImageSet,
+    holdout: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<(DigitClassifier, f64)> {
     if set.height != 8 || set.width != 8 || set.channels != 1 {
         return Err(Error::invalid("classifier", "needs the digits at 8×8"));
     }
     let ad = device.clone().autodiff();
     let mut rng = seeded(seed, 77);
-    let mut model = DigitClassifier { l1: linear(&mut rng, 64, 256, &ad), l2: linear(&mut rng, 256, 256, &ad), l3: linear(&mut rng, 256, 10, &ad) };
+    let mut model = DigitClassifier {
+        l1: linear(&mut rng, 64, 256, &ad),
+        l2: linear(&mut rng, 256, 256, &ad),
+        l3: linear(&mut rng, 256, 10, &ad),
+    };
     let mut order: Vec<usize> = (0..set.len()).collect();
     order.shuffle(&mut rng);
     let n_test = ((set.len() as f64) * holdout) as usize;

@@ -4,7 +4,10 @@ use burn::prelude::*;
 
 pub mod ddim;
 pub mod ddpm;
+pub mod dpm_solver;
+pub mod euler;
 pub mod guidance;
+pub mod inversion;
 pub mod timesteps;
 
 pub use ddim::{ddim_sample, ddim_step, DdimConfig};
@@ -52,6 +55,14 @@ pub enum SamplerKind {
     /// DDIM over N steps (η = 0: deterministic).
     #[default]
     Ddim,
+    /// DPM-Solver++(2M): second order, one network evaluation per step.
+    #[value(name = "dpm++2m")]
+    #[serde(rename = "dpm++2m")]
+    DpmSolver2m,
+    /// Euler on the probability-flow ODE (identical to DDIM with η = 0).
+    Euler,
+    /// Heun on the probability-flow ODE: two network evaluations per step.
+    Heun,
 }
 
 /// A sampler and its settings, as the CLI describes it.
@@ -87,7 +98,7 @@ impl SamplerSpec {
     pub fn validate(&self, num_train: usize) -> crate::Result<()> {
         match self.kind {
             SamplerKind::Ddpm => Ok(()),
-            SamplerKind::Ddim => self.ddim().validate(num_train).map(|_| ()),
+            _ => self.ddim().validate(num_train).map(|_| ()),
         }
     }
 
@@ -104,16 +115,21 @@ impl SamplerSpec {
     pub fn nfe(&self, num_train: usize) -> usize {
         match self.kind {
             SamplerKind::Ddpm => num_train,
-            SamplerKind::Ddim => self.steps,
+            SamplerKind::Heun => 2 * self.steps - 1,
+            _ => self.steps,
         }
     }
 
     /// A short name such as `ddim-50`.
     pub fn label(&self, num_train: usize) -> String {
-        match self.kind {
-            SamplerKind::Ddpm => format!("ddpm-{num_train}"),
-            SamplerKind::Ddim => format!("ddim-{}", self.steps),
-        }
+        let name = match self.kind {
+            SamplerKind::Ddpm => return format!("ddpm-{num_train}"),
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::DpmSolver2m => "dpm++2m",
+            SamplerKind::Euler => "euler",
+            SamplerKind::Heun => "heun",
+        };
+        format!("{name}-{}", self.steps)
     }
 }
 
@@ -139,5 +155,25 @@ pub fn sample<const D: usize, M: Denoiser<D> + ?Sized>(
             ))
         }
         SamplerKind::Ddim => ddim_sample(model, schedule, &spec.ddim(), x_t, labels, rng, progress),
+        SamplerKind::DpmSolver2m => dpm_solver::dpm_solver_2m_sample(
+            model,
+            schedule,
+            spec.steps,
+            spec.spacing,
+            spec.clip_x0,
+            x_t,
+            labels,
+            progress,
+        ),
+        SamplerKind::Euler | SamplerKind::Heun => euler::euler_sample(
+            model,
+            schedule,
+            spec.steps,
+            spec.spacing,
+            spec.kind == SamplerKind::Heun,
+            x_t,
+            labels,
+            progress,
+        ),
     }
 }
