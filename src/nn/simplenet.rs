@@ -8,7 +8,7 @@ use burn::tensor::activation::{relu, silu};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::embedding::timestep_embedding;
+use super::embedding::{timestep_embedding, timestep_embedding_rows};
 use super::init::linear;
 use crate::sampling::Denoiser;
 use crate::{Error, Result};
@@ -88,7 +88,16 @@ pub struct SimpleNet {
 impl SimpleNet {
     /// ε_θ(x, t) for x: [B, d] and raw timesteps t: [B] (or [1], broadcast over the batch).
     pub fn forward(&self, x: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
-        let freqs = timestep_embedding(t, FREQ_DIM);
+        self.forward_freqs(x, timestep_embedding(t, FREQ_DIM))
+    }
+
+    /// ε_θ for integer timesteps (one per row, or one shared), with the sinusoid from a table.
+    pub fn forward_steps(&self, x: Tensor<2>, t: &[usize]) -> Tensor<2> {
+        let device = x.device();
+        self.forward_freqs(x, timestep_embedding_rows(t, FREQ_DIM, &device))
+    }
+
+    fn forward_freqs(&self, x: Tensor<2>, freqs: Tensor<2>) -> Tensor<2> {
         let n = self.layers.len();
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -118,8 +127,6 @@ pub fn load_pytorch(net: SimpleNet, path: &std::path::Path) -> Result<SimpleNet>
 
 impl Denoiser<2> for SimpleNet {
     fn eps(&self, x: Tensor<2>, t: usize, _labels: Option<&[usize]>) -> Tensor<2> {
-        let device = x.device();
-        let t = Tensor::from_data(TensorData::new(vec![t as f32], [1]), &device);
-        self.forward(x, t)
+        self.forward_steps(x, &[t])
     }
 }
