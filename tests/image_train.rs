@@ -1,0 +1,95 @@
+//! Image training: resume continues the same run, checkpoints load, sampling writes files.
+mod common;
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+use diffuse::data::digits::load_digits;
+use diffuse::image::{self as img, ImageTrainConfig};
+use diffuse::nn::unet::UNetConfig;
+use diffuse::sampling::{Guidance, GuidanceConvention, SamplerKind};
+use diffuse::schedule::NoiseSchedule;
+
+fn tiny(steps: usize) -> ImageTrainConfig {
+    let mut c = ImageTrainConfig::digits();
+    c.unet = UNetConfig { image_size: 8, in_channels: 1, channels: 8, channel_mult: vec![1, 2], num_res_blocks: 1, attn_levels: vec![1], num_groups: 4, num_classes: 10, ..UNetConfig::default() };
+    c.batch_size = 8;
+    c.steps = steps;
+    c.checkpoint_every = 2;
+    c.preview_every = 0;
+    c.ema_decay = Some(0.9);
+    c
+}
+
+fn weights(m: &diffuse::nn::unet::UNet) -> Vec<f32> {
+    common::to_vec(m.head.weight.val())
+}
+
+#[test]
+fn resume_continues_the_same_run() {
+    let data = Arc::new(load_digits(8).unwrap());
+    let dev = Device::flex().autodiff();
+    let a_dir = common::temp_dir("img-a");
+    let b_dir = common::temp_dir("img-b");
+    let full = img::train(&tiny(4), Arc::clone(&data), &a_dir, false, &dev, false).unwrap();
+    let _half = img::train(&tiny(2), Arc::clone(&data), &b_dir, false, &dev, false).unwrap();
+    let resumed = img::train(&tiny(4), Arc::clone(&data), &b_dir, true, &dev, false).unwrap();
+    assert_eq!(resumed.step, 4);
+    // Same batches, timesteps, noise and dropout: the losses agree to float rounding (a resumed
+    // process may sum in another order, so bit equality is not promised).
+    assert_eq!(full.losses.len(), resumed.losses.len());
+    for ((sa, la), (sb, lb)) in full.losses.iter().zip(&resumed.losses) {
+        assert_eq!(sa, sb);
+        assert!((la - lb).abs() < 1e-5 * la.abs().max(1.0), "step {sa}: {la} vs {lb}");
+    }
+    let (wa, wb) = (weights(&full.model.valid()), weights(&resumed.model.valid()));
+    let diff = common::max_abs_diff(&wa, &wb);
+    assert!(diff < 1e-5, "weights differ by {diff}");
+    let (ea, eb) = (weights(&full.sampling_model()), weights(&resumed.sampling_model()));
+    assert!(common::max_abs_diff(&ea, &eb) < 1e-5, "EMA weights differ");
+    // A run that was not resumed is not close: the check above can fail.
+    let other = img::train(&ImageTrainConfig { seed: 5, ..tiny(4) }, data, &common::temp_dir("img-c"), false, &dev, false).unwrap();
+    assert!(common::max_abs_diff(&wa, &weights(&other.model.valid())) > 1e-4);
+}
+
+#[test]
+fn saved_run_samples_images_and_rejects_bad_requests() {
+    let data = Arc::new(load_digits(8).unwrap());
+    let dir = common::temp_dir("img-sample");
+    let out = img::train(&tiny(2), Arc::clone(&data), &dir, false, &Device::flex().autodiff(), false).unwrap();
+    let (model, meta) = img::load(&dir, false, &Device::flex()).unwrap();
+    assert_eq!(meta.class_names.len(), 10);
+    assert_eq!(weights(&model), weights(&out.sampling_model()));
+    let s = NoiseSchedule::new(&meta.config.schedule).unwrap();
+    let spec = img::image_spec(SamplerKind::Ddim, 3, 0.0, true);
+    let labels = img::draw_labels(5, 10, None, 1);
+    assert!(labels.iter().all(|&l| (1..=10).contains(&l)));
+    let shape = img::model_shape(&meta.config.unet);
+    let g = Guidance::new(2.0, GuidanceConvention::Reference).unwrap();
+    let a = img::generate(&model, shape, &s, &spec, g, &labels, 3, 2, None).unwrap();
+    let b = img::generate(&model, shape, &s, &spec, g, &labels, 3, 5, None).unwrap();
+    assert_eq!(a.len(), 5 * 64);
+    assert!(common::max_abs_diff(&a, &b) < 1e-5, "images must not depend on the batch size");
+    let samples = dir.join("samples");
+    img::write_samples(&samples, &a, &labels, &meta.class_names, shape).unwrap();
+    assert!(samples.join("4.png").is_file());
+    let csv = std::fs::read_to_string(samples.join("labels.csv")).unwrap();
+    assert!(csv.starts_with("file,class\n0.png,"));
+    assert!(img::class_index("7", &meta.class_names).unwrap() == 8);
+    let err = img::class_index("cat", &meta.class_names).unwrap_err().to_string();
+    assert!(err.contains("cat") && err.contains("--class"), "{err}");
+    // Labels outside the class table are refused, not indexed.
+    assert!(img::generate(&model, shape, &s, &spec, g, &[11], 3, 1, None).is_err());
+}
+
+#[test]
+fn checkpoint_from_another_configuration_is_rejected() {
+    let data = Arc::new(load_digits(8).unwrap());
+    let dir = common::temp_dir("img-mismatch");
+    img::train(&tiny(2), data, &dir, false, &Device::flex().autodiff(), false).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    meta["config"]["unet"]["channels"] = serde_json::json!(16);
+    std::fs::write(dir.join("model.json"), meta.to_string()).unwrap();
+    let err = img::load(&dir, true, &Device::flex()).err().expect("must fail").to_string();
+    assert!(err.contains("model.safetensors") && err.to_lowercase().contains("shape"), "{err}");
+}
