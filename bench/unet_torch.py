@@ -7,7 +7,7 @@ Two uses, neither needed by `cargo test`:
       outputs for fixed inputs (`unet_small.json`); the Rust test imports the .pth and must
       reproduce the outputs.
 
-  python bench/unet_torch.py bench [ITERS]
+  python bench/unet_torch.py bench [ITERS] [all|train|fwd] [WARMUP]
       Times, at the reference AFHQ configuration with torch.set_num_threads(2):
       a training step (forward + MSE + backward + Adam) at batch 16, 64x64;
       a forward pass at batch 32 without autograd;
@@ -213,7 +213,7 @@ def timed(name, warm, iters, f):
     return m
 
 
-def bench(iters):
+def bench(iters, which="all", warm=1):
     torch.set_num_threads(2)
     torch.manual_seed(0)
     print("torch", torch.__version__, "threads", torch.get_num_threads(), flush=True)
@@ -232,7 +232,10 @@ def bench(iters):
         loss.backward()
         opt.step()
 
-    timed("unet_train_step(b16,64x64)", 1, iters, step)
+    if which in ("all", "train"):
+        timed("unet_train_step(b16,64x64)", warm, iters, step)
+    if which not in ("all", "fwd"):
+        return
     net.eval()
     x32 = torch.randn(32, 3, 64, 64)
     l32 = torch.randint(0, 4, (32,))
@@ -241,7 +244,7 @@ def bench(iters):
         with torch.inference_mode():
             net(x32, torch.tensor([500.0]), l32)
 
-    m = timed("unet_forward(b32)", 1, iters, fwd)
+    m = timed("unet_forward(b32)", warm, iters, fwd)
     print(f"BENCH torch ddim50_cfg_per_image (50 x forward(b32) / 16, network only): {m * 50 / 16 * 1e3:.1f} ms",
           flush=True)
 
@@ -251,4 +254,5 @@ if __name__ == "__main__":
     if mode == "golden":
         golden(sys.argv[2] if len(sys.argv) > 2 else "tests/golden")
     else:
-        bench(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
+        bench(int(sys.argv[2]) if len(sys.argv) > 2 else 3, sys.argv[3] if len(sys.argv) > 3 else "all",
+              int(sys.argv[4]) if len(sys.argv) > 4 else 1)

@@ -2,7 +2,7 @@
 //! a training step (forward + MSE + backward + Adam) at batch 16, 64×64, and a forward pass at
 //! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all]`
+//! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all] [WARMUP]`
 //! (`UNET_PROFILE=1` prints a per-block forward breakdown.)
 use std::time::Instant;
 
@@ -42,6 +42,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let which = args.get(2).cloned().unwrap_or_else(|| "all".into());
+    let warm: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     println!(
         "RAYON_NUM_THREADS={:?}",
         std::env::var("RAYON_NUM_THREADS").ok()
@@ -54,18 +55,23 @@ fn main() {
         let dev = base.clone().autodiff();
         let mut net = Some(cfg.init(&dev, &mut r).unwrap());
         let mut opt: ModuleOptimizer = AdamConfig::new().with_epsilon(1e-8).init();
-        let x = rng::normal_tensor(&mut r, [16, 3, 64, 64], &dev);
-        let eps = rng::normal_tensor(&mut r, [16, 3, 64, 64], &dev);
-        let t: Vec<f32> = rng::uniform_ints(&mut r, 16, 1000)
+        // UNET_BENCH_BATCH overrides the batch (for profiling at a smaller size).
+        let b: usize = std::env::var("UNET_BENCH_BATCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(16);
+        let x = rng::normal_tensor(&mut r, [b, 3, 64, 64], &dev);
+        let eps = rng::normal_tensor(&mut r, [b, 3, 64, 64], &dev);
+        let t: Vec<f32> = rng::uniform_ints(&mut r, b, 1000)
             .into_iter()
             .map(|v| v as f32)
             .collect();
-        let t: Tensor<1> = Tensor::from_data(TensorData::new(t, [16]), &dev);
-        let labels: Vec<usize> = rng::uniform_ints(&mut r, 16, 3)
+        let t: Tensor<1> = Tensor::from_data(TensorData::new(t, [b]), &dev);
+        let labels: Vec<usize> = rng::uniform_ints(&mut r, b, 3)
             .into_iter()
             .map(|v| v + 1)
             .collect();
-        let mut step = || {
+        let step = || {
             let n = net.take().unwrap();
             let t0 = Instant::now();
             let out = n.forward(x.clone(), t.clone(), Some(labels_tensor(&labels, &dev)));
@@ -85,13 +91,13 @@ fn main() {
                 (t3 - t2).as_secs_f64() * 1e3
             );
         };
-        timed("unet_train_step(b16,64x64)", 1, iters, step);
+        timed("unet_train_step(b16,64x64)", warm, iters, step);
     }
     if which == "all" || which == "fwd" {
         let net = cfg.init(&base, &mut r).unwrap();
         let x = rng::normal_tensor(&mut r, [32, 3, 64, 64], &base);
         let labels: Vec<usize> = rng::uniform_ints(&mut r, 32, 4);
-        let m = timed("unet_forward(b32)", 1, iters, || {
+        let m = timed("unet_forward(b32)", warm, iters, || {
             let t: Tensor<1> = Tensor::from_data(TensorData::new(vec![500f32], [1]), &base);
             let y = net.forward(x.clone(), t, Some(labels_tensor(&labels, &base)));
             base.sync().unwrap();

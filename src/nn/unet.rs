@@ -94,6 +94,22 @@ enum Plan {
 }
 
 impl UNetConfig {
+    /// A small CPU-friendly preset for the bundled digits enlarged to 16×16 (1 channel,
+    /// 10 classes): ch 32, levels 16² and 8² (attention at 8²), 2 blocks per level.
+    pub fn digits() -> Self {
+        Self {
+            image_size: 16,
+            in_channels: 1,
+            channels: 32,
+            channel_mult: vec![1, 2],
+            num_res_blocks: 2,
+            attn_levels: vec![1],
+            dropout: 0.1,
+            num_classes: 10,
+            ..Self::default()
+        }
+    }
+
     /// Width of the time (and class) embedding, 4 · ch as in the reference.
     pub fn temb_dim(&self) -> usize {
         4 * self.channels
