@@ -1,1 +1,2 @@
 //! Data sets.
+pub mod image_io;
