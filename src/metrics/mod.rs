@@ -1,1 +1,3 @@
 //! Quality metrics.
+pub mod fid;
+pub mod fid_pipeline;
