@@ -3,3 +3,4 @@ pub mod embedding;
 pub mod simplenet;
 pub mod inception;
 pub mod inception_load;
+pub mod inception_train;
