@@ -70,9 +70,8 @@ impl FeatureStats {
                 a[(i, j)] = row[i].into() - mu[i];
             }
         }
-        a /= ((n - 1) as f64).sqrt();
-        let sigma = &a * a.transpose();
-        let factor = (n <= d).then(|| a.transpose());
+        let sigma = (&a * a.transpose()) / (n - 1) as f64;
+        let factor = (n <= d).then(|| a.transpose() / ((n - 1) as f64).sqrt());
         Ok(Self {
             mu,
             sigma,
