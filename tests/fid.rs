@@ -215,6 +215,17 @@ fn fid_between_folders_and_errors() {
         "identical folders: {}",
         r0.fid
     );
+    // Standard (pytorch-fid) mode end to end: torch-bilinear resize, patched blocks, nested .pth.
+    let std_run = FidOptions {
+        mode: FidMode::Standard,
+        weights: golden("inception_std_tiny.pth"),
+        ..no_save.clone()
+    };
+    let rs = fid_between(&a, &b, &std_run).unwrap();
+    assert!(
+        rs.fid.is_finite() && rs.fid > 0.0 && rs.kid.is_some(),
+        "{rs:?}"
+    );
     // Mode mismatch with a statistics file.
     let std_opts = FidOptions {
         mode: FidMode::Standard,
