@@ -1,2 +1,4 @@
 //! Quality metrics.
 pub mod chamfer;
+pub mod fid;
+pub mod fid_pipeline;

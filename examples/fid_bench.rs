@@ -1,0 +1,72 @@
+//! Measurements for BENCHMARKS.md (not a test):
+//!   fid_bench throughput WEIGHTS [BATCHES]   feature-extraction images/s, 256×256, batch 32
+//!   fid_bench folders WEIGHTS GT GEN         fid_between with default reference options
+use std::path::Path;
+use std::time::Instant;
+
+use burn::prelude::*;
+use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
+use diffuse::nn::inception::InceptionKind;
+use diffuse::nn::inception_load::load_inception;
+
+fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let m = 1u64 << 32;
+            let h0 = (i * 2654435761 + seed * 40503) % m;
+            let h1 = h0 ^ (h0 >> 15);
+            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
+            let h3 = h2 ^ (h2 >> 13);
+            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
+        })
+        .collect()
+}
+
+fn main() -> diffuse::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(|s| s.as_str()) {
+        Some("throughput") => {
+            let dev = Device::flex();
+            let net = load_inception(Path::new(&args[2]), InceptionKind::Torchvision, &dev)?;
+            let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(det(32 * 3 * 256 * 256, 5, 2.0), [32, 3, 256, 256]),
+                &dev,
+            );
+            let run = || {
+                let f = net.features(x.clone());
+                let _ = f.into_data();
+            };
+            run();
+            let mut ts = Vec::new();
+            for _ in 0..n {
+                let t0 = Instant::now();
+                run();
+                ts.push(t0.elapsed().as_secs_f64());
+            }
+            let mut s = ts.clone();
+            s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let med = s[s.len() / 2];
+            println!(
+                "burn flex RAYON_NUM_THREADS={:?} batch 32 @256: median {med:.3} s/batch -> {:.2} images/s (times {ts:.3?})",
+                std::env::var("RAYON_NUM_THREADS").ok(),
+                32.0 / med
+            );
+        }
+        Some("folders") => {
+            let opts = FidOptions {
+                weights: args[2].clone().into(),
+                progress: false,
+                kid: true,
+                ..Default::default()
+            };
+            let r = fid_between(Path::new(&args[3]), Path::new(&args[4]), &opts)?;
+            println!(
+                "rust FID {:.9}  KID {:?}  [{} vs {} images, features {:.1} s, {:.2} images/s]",
+                r.fid, r.kid, r.n_gt, r.n_gen, r.feature_seconds, r.images_per_second
+            );
+        }
+        _ => eprintln!("usage: fid_bench throughput WEIGHTS [BATCHES] | folders WEIGHTS GT GEN"),
+    }
+    Ok(())
+}

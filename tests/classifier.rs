@@ -1,0 +1,62 @@
+//! `diffuse classifier train`: a 1-step smoke run on tiny synthetic images, then loading the
+//! result as FID weights.
+use burn::prelude::*;
+use diffuse::nn::inception::InceptionKind;
+use diffuse::nn::inception_load::load_inception;
+use diffuse::nn::inception_train::{class_folders, train_classifier, ClassifierTrainConfig};
+
+#[test]
+fn train_one_step_and_reload() {
+    let root = std::env::temp_dir().join(format!("diffuse_cls_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for (k, name) in ["dog", "cat"].iter().enumerate() {
+        let d = root.join("train").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..2u32 {
+            let img = image::RgbImage::from_fn(8, 8, |x, y| {
+                image::Rgb([
+                    (x * 30 + i * 7) as u8,
+                    (y * 30) as u8,
+                    (k as u32 * 200) as u8,
+                ])
+            });
+            img.save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::create_dir_all(root.join("train/empty")).unwrap();
+    let classes = class_folders(&root).unwrap();
+    assert_eq!(
+        classes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["cat", "dog"]
+    );
+
+    let out = root.join("cls.safetensors");
+    let cfg = ClassifierTrainConfig {
+        image_size: 75,
+        batch_size: 4,
+        max_steps: Some(1),
+        progress: false,
+        ..Default::default()
+    };
+    let rep = train_classifier(&root, &out, &cfg).unwrap();
+    assert_eq!(rep.steps, 1);
+    assert!(rep.last_loss.is_finite(), "{rep:?}");
+    let dev = Device::flex();
+    let net = load_inception(&out, InceptionKind::Torchvision, &dev).unwrap();
+    assert_eq!(net.num_classes(), 2);
+    let x = Tensor::<4>::zeros([1, 3, 75, 75], &dev);
+    let f = net
+        .features(x)
+        .into_data()
+        .iter::<f32>()
+        .collect::<Vec<_>>();
+    assert!(f.iter().all(|v| v.is_finite()));
+
+    // A root with a single class is rejected with its path.
+    let one = root.join("one");
+    std::fs::create_dir_all(one.join("a")).unwrap();
+    std::fs::copy(root.join("train/cat/0.png"), one.join("a/0.png")).unwrap();
+    let e = train_classifier(&one, &out, &cfg).unwrap_err().to_string();
+    assert!(e.contains("one") && e.contains("2 class"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
