@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod fid;
 mod image;
 mod toy;
 
@@ -28,6 +29,13 @@ enum Command {
         #[command(subcommand)]
         cmd: image::ImageCommand,
     },
+    /// FID (and optionally KID) between two image folders.
+    Fid(fid::FidArgs),
+    /// The FID feature network.
+    Classifier {
+        #[command(subcommand)]
+        cmd: fid::ClassifierCommand,
+    },
     /// Build ROOT/eval from every validation image (ROOT/val/<class>/…) at the training size.
     PrepareEval {
         /// Data root holding `val/<class>/…`.
@@ -44,6 +52,8 @@ pub fn run() -> Result<()> {
         Command::Toy { cmd } => toy::run(cmd),
         Command::Image { cmd } => image::run(cmd),
         Command::PrepareEval { root, size } => image::prepare_eval(&root, size),
+        Command::Fid(a) => fid::fid(&a),
+        Command::Classifier { cmd } => fid::classifier(cmd),
     }
 }
 

@@ -94,11 +94,13 @@ enum Plan {
 }
 
 impl UNetConfig {
-    /// A small CPU-friendly preset for the bundled digits enlarged to 16×16 (1 channel,
-    /// 10 classes): ch 32, levels 16² and 8² (attention at 8²), 2 blocks per level.
+    /// A small CPU-friendly preset for the bundled digits at their native 8×8 (1 channel,
+    /// 10 classes): ch 32, levels 8² and 4² (attention at 4²), 2 blocks per level.
+
+
     pub fn digits() -> Self {
         Self {
-            image_size: 16,
+            image_size: 8,
             in_channels: 1,
             channels: 32,
             channel_mult: vec![1, 2],
@@ -108,6 +110,7 @@ impl UNetConfig {
             num_classes: 10,
             ..Self::default()
         }
+    }
     }
 
     /// Width of the time (and class) embedding, 4 · ch as in the reference.
