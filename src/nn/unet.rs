@@ -96,8 +96,6 @@ enum Plan {
 impl UNetConfig {
     /// A small CPU-friendly preset for the bundled digits at their native 8×8 (1 channel,
     /// 10 classes): ch 32, levels 8² and 4² (attention at 4²), 2 blocks per level.
-
-
     pub fn digits() -> Self {
         Self {
             image_size: 8,
@@ -110,7 +108,6 @@ impl UNetConfig {
             num_classes: 10,
             ..Self::default()
         }
-    }
     }
 
     /// Width of the time (and class) embedding, 4 · ch as in the reference.
