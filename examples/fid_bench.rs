@@ -5,22 +5,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
+use diffuse::rng::det_values as det;
 use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
 use diffuse::nn::inception::InceptionKind;
 use diffuse::nn::inception_load::load_inception;
 
-fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let m = 1u64 << 32;
-            let h0 = (i * 2654435761 + seed * 40503) % m;
-            let h1 = h0 ^ (h0 >> 15);
-            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
-            let h3 = h2 ^ (h2 >> 13);
-            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
-        })
-        .collect()
-}
 
 fn main() -> diffuse::Result<()> {
     let args: Vec<String> = std::env::args().collect();

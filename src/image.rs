@@ -80,17 +80,7 @@ impl ImageTrainConfig {
     /// A small run on the bundled digits (native 8×8) that trains on a 2-core CPU in minutes.
     pub fn digits() -> Self {
         Self {
-            unet: UNetConfig {
-                image_size: 8,
-                in_channels: 1,
-                channels: 32,
-                channel_mult: vec![1, 2],
-                num_res_blocks: 2,
-                attn_levels: vec![1],
-                dropout: 0.1,
-                num_classes: 10,
-                ..UNetConfig::default()
-            },
+            unet: UNetConfig::digits(),
             optim: OptimConfig {
                 lr: 1e-3,
                 warmup_steps: 100,
@@ -100,7 +90,7 @@ impl ImageTrainConfig {
                 ..OptimConfig::default()
             },
             batch_size: 64,
-            steps: 2500,
+            steps: 1500,
             ema_decay: Some(0.995),
             checkpoint_every: 500,
             preview_every: 500,

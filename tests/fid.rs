@@ -1,6 +1,7 @@
 //! FID math against scipy/numpy goldens, torch-style resize, and the folder pipeline's errors.
 use std::path::{Path, PathBuf};
 
+use diffuse::rng::det_values as det;
 use diffuse::metrics::fid::{frechet_distance, kid, load_stats, save_stats, FeatureStats};
 use diffuse::metrics::fid_pipeline::{fid_between, resize_bilinear_torch, FidMode, FidOptions};
 
@@ -10,18 +11,6 @@ fn golden(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let m = 1u64 << 32;
-            let h0 = (i * 2654435761 + seed * 40503) % m;
-            let h1 = h0 ^ (h0 >> 15);
-            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
-            let h3 = h2 ^ (h2 >> 13);
-            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
-        })
-        .collect()
-}
 
 /// Same as `feature_set` in bench/fid_torch.py.
 fn feature_set(n: usize, d: usize, seed: u64, shift: f64) -> Vec<f64> {

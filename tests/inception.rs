@@ -2,6 +2,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use diffuse::rng::det_values as det;
 use diffuse::nn::inception::{InceptionKind, InceptionV3};
 use diffuse::nn::inception_load::{load_inception, save_inception_safetensors};
 
@@ -19,19 +20,6 @@ fn read_f32(name: &str) -> Vec<f32> {
         .collect()
 }
 
-/// The project's deterministic hash (bench/inception_torch.py `det`).
-fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let m = 1u64 << 32;
-            let h0 = (i * 2654435761 + seed * 40503) % m;
-            let h1 = h0 ^ (h0 >> 15);
-            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
-            let h3 = h2 ^ (h2 >> 13);
-            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
-        })
-        .collect()
-}
 
 fn input(side: usize, seed: u64, dev: &Device) -> Tensor<4> {
     Tensor::from_data(

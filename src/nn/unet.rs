@@ -95,14 +95,14 @@ enum Plan {
 
 impl UNetConfig {
     /// A small CPU-friendly preset for the bundled digits at their native 8×8 (1 channel,
-    /// 10 classes): ch 32, levels 8² and 4² (attention at 4²), 2 blocks per level.
+    /// 10 classes): ch 32, levels 8² and 4² (attention at 4²), 1 block per level.
     pub fn digits() -> Self {
         Self {
             image_size: 8,
             in_channels: 1,
             channels: 32,
             channel_mult: vec![1, 2],
-            num_res_blocks: 2,
+            num_res_blocks: 1,
             attn_levels: vec![1],
             dropout: 0.1,
             num_classes: 10,

@@ -4,19 +4,8 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 
-/// The deterministic weight formula of bench/common.py: n values in [−scale/2, scale/2).
-pub fn det(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let m = 1u64 << 32;
-            let h0 = (i * 2654435761 + seed * 40503) % m;
-            let h1 = h0 ^ (h0 >> 15);
-            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
-            let h3 = h2 ^ (h2 >> 13);
-            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
-        })
-        .collect()
-}
+/// The deterministic weight formula of bench/common.py.
+pub use diffuse::rng::det_values as det;
 
 /// Sets a Linear to bench/common.py's `det_linear(lin, seed)` (PyTorch layout [out, in],
 /// transposed into burn's [in, out]).
