@@ -41,6 +41,12 @@ pub enum ImageCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Judge digit samples (a folder written by `image sample` on a digits run): how often the
+    /// evaluation classifier recognises each image as its label in labels.csv.
+    Judge {
+        /// Samples folder with labels.csv.
+        samples: PathBuf,
+    },
     /// The digits demo: train, sample at w = 0 and a guided scale, judge the samples with a
     /// classifier trained on the real digits.
     Run {
@@ -50,7 +56,7 @@ pub enum ImageCommand {
         #[arg(short = 'n', long = "num", default_value_t = 500)]
         n: usize,
         /// Guided scale compared with w = 0 (reference convention).
-        #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
         cfg_scale: f64,
         /// Sampler.
         #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
@@ -284,6 +290,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             sampler,
             sample_steps,
         } => demo(&train, n, cfg_scale, sampler, sample_steps),
+        ImageCommand::Judge { samples } => judge(&samples),
     }
 }
 
@@ -503,5 +510,32 @@ pub fn prepare_eval(root: &Path, size: usize) -> Result<()> {
         report.written,
         root.join("eval").display()
     );
+    Ok(())
+}
+
+fn judge(dir: &Path) -> Result<()> {
+    let csv_path = dir.join("labels.csv");
+    let text = std::fs::read_to_string(&csv_path).map_err(|e| anyhow::anyhow!("{}: {e}", csv_path.display()))?;
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let Some((file, class)) = line.split_once(',') else { bail!("{}: line {}: expected `file,class`", csv_path.display(), i + 1) };
+        let digit: usize = class.trim().parse().map_err(|_| anyhow::anyhow!("{}: line {}: class `{class}` is not a digit", csv_path.display(), i + 1))?;
+        let path = dir.join(file.trim());
+        let img = image::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.to_luma8();
+        if img.dimensions() != (8, 8) {
+            bail!("{}: expected an 8×8 digit, got {:?}", path.display(), img.dimensions());
+        }
+        images.extend(img.pixels().map(|p| p.0[0] as f32 / 255.0 * 2.0 - 1.0));
+        labels.push(digit + 1);
+    }
+    if labels.is_empty() {
+        bail!("{}: no samples listed", csv_path.display());
+    }
+    let dev = device(Default::default())?;
+    let (clf, _) = digit_classifier::train(&load_digits(8)?, 0.1, 0, &dev)?;
+    let pred = clf.predict(&images, &dev)?;
+    let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64;
+    println!("accuracy: {:.1}% of {} samples recognised as their label", 100.0 * acc, labels.len());
     Ok(())
 }
