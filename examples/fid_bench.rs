@@ -5,11 +5,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
-use diffuse::rng::det_values as det;
 use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
 use diffuse::nn::inception::InceptionKind;
 use diffuse::nn::inception_load::load_inception;
-
+use diffuse::rng::det_values as det;
 
 fn main() -> diffuse::Result<()> {
     let args: Vec<String> = std::env::args().collect();

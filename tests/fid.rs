@@ -1,16 +1,15 @@
 //! FID math against scipy/numpy goldens, torch-style resize, and the folder pipeline's errors.
 use std::path::{Path, PathBuf};
 
-use diffuse::rng::det_values as det;
 use diffuse::metrics::fid::{frechet_distance, kid, load_stats, save_stats, FeatureStats};
 use diffuse::metrics::fid_pipeline::{fid_between, resize_bilinear_torch, FidMode, FidOptions};
+use diffuse::rng::det_values as det;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name)
 }
-
 
 /// Same as `feature_set` in bench/fid_torch.py.
 fn feature_set(n: usize, d: usize, seed: u64, shift: f64) -> Vec<f64> {

@@ -12,7 +12,17 @@ use diffuse::schedule::NoiseSchedule;
 
 fn tiny(steps: usize) -> ImageTrainConfig {
     let mut c = ImageTrainConfig::digits();
-    c.unet = UNetConfig { image_size: 8, in_channels: 1, channels: 8, channel_mult: vec![1, 2], num_res_blocks: 1, attn_levels: vec![1], num_groups: 4, num_classes: 10, ..UNetConfig::default() };
+    c.unet = UNetConfig {
+        image_size: 8,
+        in_channels: 1,
+        channels: 8,
+        channel_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_levels: vec![1],
+        num_groups: 4,
+        num_classes: 10,
+        ..UNetConfig::default()
+    };
     c.batch_size = 8;
     c.steps = steps;
     c.checkpoint_every = 2;
@@ -40,15 +50,32 @@ fn resume_continues_the_same_run() {
     assert_eq!(full.losses.len(), resumed.losses.len());
     for ((sa, la), (sb, lb)) in full.losses.iter().zip(&resumed.losses) {
         assert_eq!(sa, sb);
-        assert!((la - lb).abs() < 1e-5 * la.abs().max(1.0), "step {sa}: {la} vs {lb}");
+        assert!(
+            (la - lb).abs() < 1e-5 * la.abs().max(1.0),
+            "step {sa}: {la} vs {lb}"
+        );
     }
-    let (wa, wb) = (weights(&full.model.valid()), weights(&resumed.model.valid()));
+    let (wa, wb) = (
+        weights(&full.model.valid()),
+        weights(&resumed.model.valid()),
+    );
     let diff = common::max_abs_diff(&wa, &wb);
     assert!(diff < 1e-5, "weights differ by {diff}");
-    let (ea, eb) = (weights(&full.sampling_model()), weights(&resumed.sampling_model()));
+    let (ea, eb) = (
+        weights(&full.sampling_model()),
+        weights(&resumed.sampling_model()),
+    );
     assert!(common::max_abs_diff(&ea, &eb) < 1e-5, "EMA weights differ");
     // A run that was not resumed is not close: the check above can fail.
-    let other = img::train(&ImageTrainConfig { seed: 5, ..tiny(4) }, data, &common::temp_dir("img-c"), false, &dev, false).unwrap();
+    let other = img::train(
+        &ImageTrainConfig { seed: 5, ..tiny(4) },
+        data,
+        &common::temp_dir("img-c"),
+        false,
+        &dev,
+        false,
+    )
+    .unwrap();
     assert!(common::max_abs_diff(&wa, &weights(&other.model.valid())) > 1e-4);
 }
 
@@ -56,7 +83,15 @@ fn resume_continues_the_same_run() {
 fn saved_run_samples_images_and_rejects_bad_requests() {
     let data = Arc::new(load_digits(8).unwrap());
     let dir = common::temp_dir("img-sample");
-    let out = img::train(&tiny(2), Arc::clone(&data), &dir, false, &Device::flex().autodiff(), false).unwrap();
+    let out = img::train(
+        &tiny(2),
+        Arc::clone(&data),
+        &dir,
+        false,
+        &Device::flex().autodiff(),
+        false,
+    )
+    .unwrap();
     let (model, meta) = img::load(&dir, false, &Device::flex()).unwrap();
     assert_eq!(meta.class_names.len(), 10);
     assert_eq!(weights(&model), weights(&out.sampling_model()));
@@ -69,14 +104,19 @@ fn saved_run_samples_images_and_rejects_bad_requests() {
     let a = img::generate(&model, shape, &s, &spec, g, &labels, 3, 2, None).unwrap();
     let b = img::generate(&model, shape, &s, &spec, g, &labels, 3, 5, None).unwrap();
     assert_eq!(a.len(), 5 * 64);
-    assert!(common::max_abs_diff(&a, &b) < 1e-5, "images must not depend on the batch size");
+    assert!(
+        common::max_abs_diff(&a, &b) < 1e-5,
+        "images must not depend on the batch size"
+    );
     let samples = dir.join("samples");
     img::write_samples(&samples, &a, &labels, &meta.class_names, shape).unwrap();
     assert!(samples.join("4.png").is_file());
     let csv = std::fs::read_to_string(samples.join("labels.csv")).unwrap();
     assert!(csv.starts_with("file,class\n0.png,"));
     assert!(img::class_index("7", &meta.class_names).unwrap() == 8);
-    let err = img::class_index("cat", &meta.class_names).unwrap_err().to_string();
+    let err = img::class_index("cat", &meta.class_names)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cat") && err.contains("--class"), "{err}");
     // Labels outside the class table are refused, not indexed.
     assert!(img::generate(&model, shape, &s, &spec, g, &[11], 3, 1, None).is_err());
@@ -86,10 +126,25 @@ fn saved_run_samples_images_and_rejects_bad_requests() {
 fn checkpoint_from_another_configuration_is_rejected() {
     let data = Arc::new(load_digits(8).unwrap());
     let dir = common::temp_dir("img-mismatch");
-    img::train(&tiny(2), data, &dir, false, &Device::flex().autodiff(), false).unwrap();
-    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    img::train(
+        &tiny(2),
+        data,
+        &dir,
+        false,
+        &Device::flex().autodiff(),
+        false,
+    )
+    .unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
     meta["config"]["unet"]["channels"] = serde_json::json!(16);
     std::fs::write(dir.join("model.json"), meta.to_string()).unwrap();
-    let err = img::load(&dir, true, &Device::flex()).err().expect("must fail").to_string();
-    assert!(err.contains("model.safetensors") && err.to_lowercase().contains("shape"), "{err}");
+    let err = img::load(&dir, true, &Device::flex())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.to_lowercase().contains("shape"),
+        "{err}"
+    );
 }

@@ -2,9 +2,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use diffuse::rng::det_values as det;
 use diffuse::nn::inception::{InceptionKind, InceptionV3};
 use diffuse::nn::inception_load::{load_inception, save_inception_safetensors};
+use diffuse::rng::det_values as det;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +19,6 @@ fn read_f32(name: &str) -> Vec<f32> {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect()
 }
-
 
 fn input(side: usize, seed: u64, dev: &Device) -> Tensor<4> {
     Tensor::from_data(

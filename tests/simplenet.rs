@@ -77,3 +77,21 @@ fn mismatched_state_dict_is_rejected_with_tensor_name() {
         "{msg}"
     );
 }
+
+#[test]
+fn table_sinusoid_matches_the_tensor_sinusoid() {
+    let dev = Device::flex();
+    let net = det_net(vec![2, 128, 128, 128, 2], &dev);
+    let case = &golden("toy.json")["simplenet"];
+    let x = tensor2(f32s(&case["x"]), 2, &dev);
+    let t = usizes(&case["t"]);
+    let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+    let a = to_vec(net.forward(
+        x.clone(),
+        Tensor::from_data(TensorData::new(tf, [t.len()]), &dev),
+    ));
+    let b = to_vec(net.forward_steps(x, &t));
+    assert!(max_abs_diff(&a, &b) < 1e-4, "{}", max_abs_diff(&a, &b));
+    let err = max_abs_diff(&b, &f32s(&case["eps"]));
+    assert!(err < 1e-4, "table path vs PyTorch: {err}");
+}

@@ -52,7 +52,10 @@ pub fn fid(a: &FidArgs) -> Result<()> {
         ..FidOptions::default()
     };
     let r = fid_between(&a.gt, &a.generated, &opts)?;
-    eprintln!("{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s", r.n_gt, r.n_gen, r.mode, r.image_size, r.images_per_second);
+    eprintln!(
+        "{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s",
+        r.n_gt, r.n_gen, r.mode, r.image_size, r.images_per_second
+    );
     if let Some(k) = &r.kid {
         println!("kid: {:.6} ± {:.6}", k.mean, k.std);
     }
@@ -92,11 +95,35 @@ pub enum ClassifierCommand {
 
 pub fn classifier(cmd: ClassifierCommand) -> Result<()> {
     match cmd {
-        ClassifierCommand::Train { root, out, epochs, batch, lr, image_size, seed, common } => {
+        ClassifierCommand::Train {
+            root,
+            out,
+            epochs,
+            batch,
+            lr,
+            image_size,
+            seed,
+            common,
+        } => {
             super::set_threads(common.threads)?;
-            let cfg = ClassifierTrainConfig { epochs, batch_size: batch, lr, image_size, seed, max_steps: None, progress: !common.quiet };
+            let cfg = ClassifierTrainConfig {
+                epochs,
+                batch_size: batch,
+                lr,
+                image_size,
+                seed,
+                max_steps: None,
+                progress: !common.quiet,
+            };
             let r = train_classifier(&root, &out, &cfg)?;
-            println!("trained {} steps on classes {:?} ({:?} images); last loss {:.4}; saved {}", r.steps, r.classes, r.counts, r.last_loss, display(&out));
+            println!(
+                "trained {} steps on classes {:?} ({:?} images); last loss {:.4}; saved {}",
+                r.steps,
+                r.classes,
+                r.counts,
+                r.last_loss,
+                display(&out)
+            );
             Ok(())
         }
     }

@@ -515,16 +515,35 @@ pub fn prepare_eval(root: &Path, size: usize) -> Result<()> {
 
 fn judge(dir: &Path) -> Result<()> {
     let csv_path = dir.join("labels.csv");
-    let text = std::fs::read_to_string(&csv_path).map_err(|e| anyhow::anyhow!("{}: {e}", csv_path.display()))?;
+    let text = std::fs::read_to_string(&csv_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", csv_path.display()))?;
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
-        let Some((file, class)) = line.split_once(',') else { bail!("{}: line {}: expected `file,class`", csv_path.display(), i + 1) };
-        let digit: usize = class.trim().parse().map_err(|_| anyhow::anyhow!("{}: line {}: class `{class}` is not a digit", csv_path.display(), i + 1))?;
+        let Some((file, class)) = line.split_once(',') else {
+            bail!(
+                "{}: line {}: expected `file,class`",
+                csv_path.display(),
+                i + 1
+            )
+        };
+        let digit: usize = class.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: line {}: class `{class}` is not a digit",
+                csv_path.display(),
+                i + 1
+            )
+        })?;
         let path = dir.join(file.trim());
-        let img = image::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.to_luma8();
+        let img = image::open(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .to_luma8();
         if img.dimensions() != (8, 8) {
-            bail!("{}: expected an 8×8 digit, got {:?}", path.display(), img.dimensions());
+            bail!(
+                "{}: expected an 8×8 digit, got {:?}",
+                path.display(),
+                img.dimensions()
+            );
         }
         images.extend(img.pixels().map(|p| p.0[0] as f32 / 255.0 * 2.0 - 1.0));
         labels.push(digit + 1);
@@ -536,6 +555,10 @@ fn judge(dir: &Path) -> Result<()> {
     let (clf, _) = digit_classifier::train(&load_digits(8)?, 0.1, 0, &dev)?;
     let pred = clf.predict(&images, &dev)?;
     let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64;
-    println!("accuracy: {:.1}% of {} samples recognised as their label", 100.0 * acc, labels.len());
+    println!(
+        "accuracy: {:.1}% of {} samples recognised as their label",
+        100.0 * acc,
+        labels.len()
+    );
     Ok(())
 }

@@ -33,7 +33,10 @@ pub fn timestep_embedding_rows(t: &[usize], dim: usize, device: &Device) -> Tens
         out.extend(args.iter().map(|&a| (a as f64).sin() as f32));
     };
     let table = {
-        let mut map = TABLES.get_or_init(|| Mutex::new(HashMap::new())).lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = TABLES
+            .get_or_init(|| Mutex::new(HashMap::new()))
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         map.entry(dim)
             .or_insert_with(|| {
                 let mut v = Vec::with_capacity(ROWS * 2 * half);
