@@ -13,7 +13,6 @@ use diffuse::image::{self as img, ImageTrainConfig};
 use diffuse::nn::digit_classifier;
 use diffuse::sampling::{Guidance, GuidanceConvention, SamplerKind};
 use diffuse::schedule::NoiseSchedule;
-use diffuse::train::LrSchedule;
 
 use super::toy::CommonArgs;
 
@@ -94,18 +93,6 @@ pub struct ImageTrainArgs {
     /// Batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// Linear warm-up steps.
-    #[arg(long)]
-    warmup: Option<usize>,
-    /// Learning-rate schedule after warm-up.
-    #[arg(long, value_enum)]
-    lr_schedule: Option<LrSchedule>,
-    /// EMA decay of the weights, 0 = off.
-    #[arg(long, allow_negative_numbers = true)]
-    ema: Option<f64>,
     /// Probability of dropping a label to the null class in training.
     #[arg(long, allow_negative_numbers = true)]
     p_uncond: Option<f64>,
@@ -128,6 +115,8 @@ pub struct ImageTrainArgs {
     #[arg(long, default_value = "out/image")]
     out: PathBuf,
     #[command(flatten)]
+    optim: super::OptimArgs,
+    #[command(flatten)]
     common: CommonArgs,
 }
 
@@ -146,23 +135,12 @@ impl ImageTrainArgs {
         c.unet.image_size = data.height;
         c.unet.in_channels = data.channels;
         c.unet.num_classes = data.num_classes();
+        self.optim.apply(&mut c.optim, &mut c.ema_decay);
         if let Some(v) = self.steps {
             c.steps = v;
         }
         if let Some(v) = self.batch_size {
             c.batch_size = v;
-        }
-        if let Some(v) = self.lr {
-            c.optim.lr = v;
-        }
-        if let Some(v) = self.warmup {
-            c.optim.warmup_steps = v;
-        }
-        if let Some(v) = self.lr_schedule {
-            c.optim.schedule = v;
-        }
-        if let Some(v) = self.ema {
-            c.ema_decay = (v > 0.0).then_some(v);
         }
         if let Some(v) = self.p_uncond {
             c.p_uncond = v;

@@ -70,3 +70,44 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Optimizer flags shared by the 2D and image trainers; unset flags keep the preset's value.
+#[derive(clap::Args, Clone)]
+pub struct OptimArgs {
+    /// Peak learning rate [2D reference: 1e-3; AFHQ reference: 2e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Linear warm-up steps [2D reference: 0; AFHQ reference: 200].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Learning-rate schedule after warm-up [reference: constant].
+    #[arg(long, value_enum)]
+    lr_schedule: Option<diffuse::train::LrSchedule>,
+    /// Clip the global gradient norm, 0 = off [reference: off].
+    #[arg(long, allow_negative_numbers = true)]
+    grad_clip: Option<f64>,
+    /// EMA decay of the weights, 0 = off [reference: off].
+    #[arg(long, allow_negative_numbers = true)]
+    ema: Option<f64>,
+}
+
+impl OptimArgs {
+    /// Overrides the preset's optimizer settings and EMA decay with the flags that were given.
+    pub fn apply(&self, o: &mut diffuse::train::OptimConfig, ema: &mut Option<f64>) {
+        if let Some(v) = self.lr {
+            o.lr = v;
+        }
+        if let Some(v) = self.warmup {
+            o.warmup_steps = v;
+        }
+        if let Some(v) = self.lr_schedule {
+            o.schedule = v;
+        }
+        if let Some(v) = self.grad_clip {
+            o.grad_clip = (v != 0.0).then_some(v);
+        }
+        if let Some(v) = self.ema {
+            *ema = (v != 0.0).then_some(v);
+        }
+    }
+}

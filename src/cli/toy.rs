@@ -13,7 +13,6 @@ use diffuse::plot;
 use diffuse::sampling::{SamplerKind, SamplerSpec, Spacing};
 use diffuse::schedule::{NoiseSchedule, SigmaKind};
 use diffuse::toy::{self, Recipe, ToyConfig};
-use diffuse::train::LrSchedule;
 
 #[derive(Subcommand)]
 pub enum ToyCommand {
@@ -162,30 +161,17 @@ pub struct TrainArgs {
     /// Batch size [reference: 128].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Peak learning rate [reference: 1e-3].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
     /// Size of the training set [reference: 1,000,000].
     #[arg(long)]
     num_points: Option<usize>,
-    /// Learning-rate schedule after warm-up [reference: constant].
-    #[arg(long, value_enum)]
-    lr_schedule: Option<LrSchedule>,
-    /// Linear warm-up steps [reference: 0].
-    #[arg(long)]
-    warmup: Option<usize>,
-    /// Clip the global gradient norm [reference: off].
-    #[arg(long, allow_negative_numbers = true)]
-    grad_clip: Option<f64>,
-    /// EMA decay of the weights, 0 = off [reference: off].
-    #[arg(long, allow_negative_numbers = true)]
-    ema: Option<f64>,
     /// Stratified timestep sampling [reference: off].
     #[arg(long)]
     stratified_t: Option<bool>,
     /// Seed of data, initialisation and training noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    optim: super::OptimArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -194,6 +180,7 @@ impl TrainArgs {
     fn config(&self) -> ToyConfig {
         let mut c = self.recipe.config();
         c.seed = self.seed;
+        self.optim.apply(&mut c.optim, &mut c.ema_decay);
         if let Some(v) = self.dataset {
             c.dataset = v;
         }
@@ -203,23 +190,8 @@ impl TrainArgs {
         if let Some(v) = self.batch_size {
             c.batch_size = v;
         }
-        if let Some(v) = self.lr {
-            c.optim.lr = v;
-        }
         if let Some(v) = self.num_points {
             c.num_points = v;
-        }
-        if let Some(v) = self.lr_schedule {
-            c.optim.schedule = v;
-        }
-        if let Some(v) = self.warmup {
-            c.optim.warmup_steps = v;
-        }
-        if let Some(v) = self.grad_clip {
-            c.optim.grad_clip = (v > 0.0).then_some(v);
-        }
-        if let Some(v) = self.ema {
-            c.ema_decay = (v > 0.0).then_some(v);
         }
         if let Some(v) = self.stratified_t {
             c.stratified_t = v;
