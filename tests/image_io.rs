@@ -69,9 +69,10 @@ fn decode_gray_and_rgba_like_pil_convert_rgb() {
 
 #[test]
 fn decode_jpeg_close_to_pil() {
-    // PIL (libjpeg-turbo) and the `image` crate (zune-jpeg) round the IDCT and the 4:2:0 chroma
-    // upsampling differently. On this noisy 32x24 pattern saved by PIL at quality 75 (4:2:0) the
-    // differences measured max 11, mean 0.41 levels; with 4:4:4 max 3, mean 0.04. Guard those.
+    // JPEGs are decoded with jpeg-decoder, whose IDCT and 4:2:0 "fancy" chroma upsampling follow
+    // libjpeg (PIL). On this noisy 32x24 pattern saved by PIL at quality 75 (4:2:0) the
+    // differences measured max 2, mean 0.09 levels (the `image` crate's zune-jpeg: max 11,
+    // mean 0.41, which moved an FID by 1.6 %). Guard the closer agreement.
     let img = load_rgb(&golden("pattern.jpg")).unwrap();
     let want = expected("pattern.jpg");
     let d: Vec<i32> = img
@@ -83,7 +84,7 @@ fn decode_jpeg_close_to_pil() {
     let max = *d.iter().max().unwrap();
     let mean = d.iter().sum::<i32>() as f64 / d.len() as f64;
     assert!(
-        max <= 12 && mean < 0.5,
+        max <= 2 && mean < 0.15,
         "max |diff| vs PIL = {max}, mean {mean}"
     );
 }

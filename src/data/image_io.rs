@@ -62,10 +62,42 @@ pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
     if reader.format().is_none() {
         return Err(Error::bad_file(path, "not a PNG or JPEG image"));
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        return load_jpeg(path, reader.into_inner().into_inner());
+    }
     let img = reader
         .decode()
         .map_err(|e| Error::bad_file(path, format!("cannot decode image: {e}")))?;
     Ok(img.to_rgb8())
+}
+
+/// JPEG through `jpeg-decoder`, whose IDCT and "fancy" chroma upsampling follow libjpeg (what
+/// PIL uses) more closely than the `image` crate's default decoder.
+fn load_jpeg(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
+    let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+    let pixels = dec
+        .decode()
+        .map_err(|e| Error::bad_file(path, format!("cannot decode JPEG: {e}")))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| Error::bad_file(path, "JPEG without a header"))?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    let rgb: Vec<u8> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels,
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+        jpeg_decoder::PixelFormat::L16 => {
+            pixels.chunks(2).flat_map(|c| [c[0], c[0], c[0]]).collect()
+        }
+        jpeg_decoder::PixelFormat::CMYK32 => pixels
+            .chunks(4)
+            .flat_map(|c| {
+                let k = c[3] as u32;
+                [c[0], c[1], c[2]].map(|v| (v as u32 * k / 255) as u8)
+            })
+            .collect(),
+    };
+    image::RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| Error::bad_file(path, "JPEG size does not match its pixels"))
 }
 
 /// Fixed-point precision of Pillow's 8-bit resampling coefficients: 32 bits minus 8 for the
