@@ -576,7 +576,10 @@ pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheck
         ckpt.to_path_buf()
     };
     if !ckpt.is_file() {
-        return Err(Error::Checkpoint { path: ckpt, msg: "no such file (give a run folder or its model.safetensors)".into() });
+        return Err(Error::Checkpoint {
+            path: ckpt,
+            msg: "no such file (give a run folder or its model.safetensors)".into(),
+        });
     }
     let meta_path = config_path(&ckpt);
     if !meta_path.is_file() {

@@ -264,7 +264,10 @@ pub fn ema_path(path: &Path) -> PathBuf {
 /// A PyTorch state dict (`.pt/.pth/.ckpt`) loads with the default config when no JSON is beside it.
 pub fn load(path: &Path, raw: bool, device: &Device) -> Result<(SimpleNet, ToyCheckpointMeta)> {
     if !path.is_file() {
-        return Err(Error::Checkpoint { path: path.into(), msg: "no such file".into() });
+        return Err(Error::Checkpoint {
+            path: path.into(),
+            msg: "no such file".into(),
+        });
     }
     let json = config_path(path);
     let meta: ToyCheckpointMeta = if json.is_file() {

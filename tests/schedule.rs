@@ -214,3 +214,17 @@ fn q_sample_uses_one_t_per_row() {
     let want = s.alpha_bar(999).sqrt() + (1.0 - s.alpha_bar(999)).sqrt();
     assert!((out[2] as f64 - want).abs() < 1e-6);
 }
+
+#[test]
+fn quadratic_timesteps_are_dense_near_zero_and_strictly_decreasing() {
+    assert_eq!(
+        timesteps(Spacing::Quadratic, 1000, 5).unwrap(),
+        vec![999, 562, 250, 62, 0]
+    );
+    for n in [2, 20, 50, 500, 999, 1000] {
+        let ts = timesteps(Spacing::Quadratic, 1000, n).unwrap();
+        assert_eq!(ts.len(), n);
+        assert_eq!((ts[0], ts[n - 1]), (999, 0), "N = {n}");
+        assert!(ts.windows(2).all(|w| w[0] > w[1]), "N = {n}: {ts:?}");
+    }
+}

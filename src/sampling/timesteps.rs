@@ -14,6 +14,9 @@ pub enum Spacing {
     Trailing,
     /// round(linspace(0, T−1, N)), descending.
     Linspace,
+    /// round((k/(N−1))² (T−1)), kept strictly increasing: dense near t = 0, where few-step
+    /// samplers make most of their error (the "quadratic" selection of Song et al. 2021, §D.2).
+    Quadratic,
 }
 
 /// The N timesteps of `spacing`, in the descending order a sampler visits them.
@@ -43,6 +46,30 @@ pub fn timesteps(spacing: Spacing, num_train: usize, n: usize) -> Result<Vec<usi
                 .rev()
                 .map(|k| (k as f64 * step).round_ties_even() as usize)
                 .collect()
+        }
+        Spacing::Quadratic => {
+            let last = (num_train - 1) as f64;
+            let mut asc: Vec<usize> = Vec::with_capacity(n);
+            for k in 0..n {
+                let u = if n > 1 {
+                    k as f64 / (n - 1) as f64
+                } else {
+                    0.0
+                };
+                let t = (u * u * last).round() as usize;
+                asc.push(match asc.last() {
+                    Some(&p) if t <= p => p + 1,
+                    _ => t,
+                });
+            }
+            // Pushing duplicates up can overshoot T−1 only when N is close to T: pull back down.
+            for k in (0..n).rev() {
+                let cap = num_train - (n - k);
+                if asc[k] > cap {
+                    asc[k] = cap;
+                }
+            }
+            asc.into_iter().rev().collect()
         }
     };
     Ok(ts)
