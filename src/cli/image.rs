@@ -320,10 +320,27 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             sample_steps,
         } => demo(&train, n, cfg_scale, sampler, sample_steps),
         ImageCommand::Judge { samples } => judge(&samples),
-        ImageCommand::Sweep { ckpt, samplers, steps, spacing, cfg_scale, n, ddpm, seed, out, common } => {
-            sweep(&ckpt, &samplers, &steps, spacing, cfg_scale, n, ddpm, seed, &out, &common)
-        }
-        ImageCommand::Invert { ckpt, steps, n, out, common } => invert(&ckpt, &steps, n, &out, &common),
+        ImageCommand::Sweep {
+            ckpt,
+            samplers,
+            steps,
+            spacing,
+            cfg_scale,
+            n,
+            ddpm,
+            seed,
+            out,
+            common,
+        } => sweep(
+            &ckpt, &samplers, &steps, spacing, cfg_scale, n, ddpm, seed, &out, &common,
+        ),
+        ImageCommand::Invert {
+            ckpt,
+            steps,
+            n,
+            out,
+            common,
+        } => invert(&ckpt, &steps, n, &out, &common),
     }
 }
 
@@ -597,20 +614,42 @@ fn judge(dir: &Path) -> Result<()> {
 }
 
 /// Loads a digits run and the judge classifier.
-fn digits_run(ckpt: &Path, common: &CommonArgs) -> Result<(diffuse::nn::unet::UNet, img::ImageCheckpointMeta, digit_classifier::DigitClassifier, burn::prelude::Device)> {
+fn digits_run(
+    ckpt: &Path,
+    common: &CommonArgs,
+) -> Result<(
+    diffuse::nn::unet::UNet,
+    img::ImageCheckpointMeta,
+    digit_classifier::DigitClassifier,
+    burn::prelude::Device,
+)> {
     super::set_threads(common.threads)?;
     let dev = device(common.device)?;
     let (model, meta) = img::load(ckpt, false, &dev)?;
     let u = &meta.config.unet;
     if (u.in_channels, u.image_size, u.num_classes) != (1, 8, 10) {
-        bail!("{}: not a digits run (expected 1×8×8 images and 10 classes)", ckpt.display());
+        bail!(
+            "{}: not a digits run (expected 1×8×8 images and 10 classes)",
+            ckpt.display()
+        );
     }
     let (clf, _) = digit_classifier::train(&load_digits(8)?, 0.1, 0, &dev)?;
     Ok((model, meta, clf, dev))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn sweep(ckpt: &Path, samplers: &[SamplerKind], steps: &[usize], spacing: diffuse::sampling::Spacing, cfg_scale: f64, n: usize, ddpm: bool, seed: u64, out: &Path, common: &CommonArgs) -> Result<()> {
+fn sweep(
+    ckpt: &Path,
+    samplers: &[SamplerKind],
+    steps: &[usize],
+    spacing: diffuse::sampling::Spacing,
+    cfg_scale: f64,
+    n: usize,
+    ddpm: bool,
+    seed: u64,
+    out: &Path,
+    common: &CommonArgs,
+) -> Result<()> {
     let guidance = Guidance::new(cfg_scale, GuidanceConvention::Reference)?;
     if n == 0 || steps.is_empty() {
         bail!("give at least one step count and -n ≥ 1");
@@ -625,31 +664,65 @@ fn sweep(ckpt: &Path, samplers: &[SamplerKind], steps: &[usize], spacing: diffus
     let eval = |spec: diffuse::sampling::SamplerSpec, csv: &mut String| -> Result<f64> {
         spec.validate(schedule.num_steps())?;
         let t = std::time::Instant::now();
-        let images = img::generate(&model, shape, &schedule, &spec, guidance, &labels, seed, 250, None)?;
+        let images = img::generate(
+            &model, shape, &schedule, &spec, guidance, &labels, seed, 250, None,
+        )?;
         let secs = t.elapsed().as_secs_f64();
         let pred = clf.predict(&images, &dev)?;
         let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / n as f64;
         let label = spec.label(schedule.num_steps());
-        csv.push_str(&format!("{},{},{},{acc:.4},{secs:.2}\n", label.rsplit_once('-').map_or(label.as_str(), |p| p.0), spec.steps, spec.nfe(schedule.num_steps())));
-        println!("{label:>14}  NFE {:>4}  accuracy {:5.1}%  ({secs:.1} s)", spec.nfe(schedule.num_steps()), 100.0 * acc);
+        csv.push_str(&format!(
+            "{},{},{},{acc:.4},{secs:.2}\n",
+            label.rsplit_once('-').map_or(label.as_str(), |p| p.0),
+            spec.steps,
+            spec.nfe(schedule.num_steps())
+        ));
+        println!(
+            "{label:>14}  NFE {:>4}  accuracy {:5.1}%  ({secs:.1} s)",
+            spec.nfe(schedule.num_steps()),
+            100.0 * acc
+        );
         Ok(acc)
     };
     for &kind in samplers.iter().filter(|&&k| k != SamplerKind::Ddpm) {
         let mut pts = Vec::new();
         for &s in steps {
-            let spec = diffuse::sampling::SamplerSpec { kind, steps: s, spacing, clip_x0: true, ..Default::default() };
+            let spec = diffuse::sampling::SamplerSpec {
+                kind,
+                steps: s,
+                spacing,
+                clip_x0: true,
+                ..Default::default()
+            };
             pts.push((s as f64, 100.0 * eval(spec, &mut csv)?));
         }
-        series.push((kind.to_possible_value().map_or("?".into(), |v| v.get_name().to_string()), pts));
+        series.push((
+            kind.to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_string()),
+            pts,
+        ));
     }
     if ddpm {
         let spec = img::image_spec(SamplerKind::Ddpm, 0, 0.0, true);
         let acc = 100.0 * eval(spec, &mut csv)?;
-        let (lo, hi) = (*steps.iter().min().unwrap() as f64, *steps.iter().max().unwrap() as f64);
-        series.push((format!("ddpm-{} (reference)", schedule.num_steps()), vec![(lo, acc), (hi, acc)]));
+        let (lo, hi) = (
+            *steps.iter().min().unwrap() as f64,
+            *steps.iter().max().unwrap() as f64,
+        );
+        series.push((
+            format!("ddpm-{} (reference)", schedule.num_steps()),
+            vec![(lo, acc), (hi, acc)],
+        ));
     }
     diffuse::checkpoint::write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
-    diffuse::plot::lines(&out.join("sweep.png"), &format!("digits recognised at w = {cfg_scale} vs sampling steps"), "steps", "accuracy (%)", false, &series)?;
+    diffuse::plot::lines(
+        &out.join("sweep.png"),
+        &format!("digits recognised at w = {cfg_scale} vs sampling steps"),
+        "steps",
+        "accuracy (%)",
+        false,
+        &series,
+    )?;
     println!("table and plot in {}", out.display());
     Ok(())
 }
@@ -664,16 +737,38 @@ fn invert(ckpt: &Path, steps: &[usize], n: usize, out: &Path, common: &CommonArg
     let batch = data.gather(&idx);
     let labels = batch.labels.clone();
     let x0: Tensor<4> = batch.to_tensor(&dev);
-    let cond = diffuse::sampling::Guided { model: &model, guidance: Guidance::new(0.0, GuidanceConvention::Reference)? };
+    let cond = diffuse::sampling::Guided {
+        model: &model,
+        guidance: Guidance::new(0.0, GuidanceConvention::Reference)?,
+    };
     diffuse::checkpoint::ensure_dir(out)?;
     let mut none = diffuse::sampling::no_progress;
     let mut rows = Vec::new();
     let mut last_code = None;
     println!("steps  mean |x − decode(encode(x))|");
     for &s in steps {
-        let code = diffuse::sampling::inversion::ddim_invert(&cond, &schedule, s, Default::default(), x0.clone(), Some(&labels), &mut none)?;
-        let spec = diffuse::sampling::SamplerSpec { steps: s, ..Default::default() };
-        let back = diffuse::sampling::sample(&cond, &schedule, &spec, code.clone(), Some(&labels), &mut diffuse::rng::seeded(0, 0), &mut none)?;
+        let code = diffuse::sampling::inversion::ddim_invert(
+            &cond,
+            &schedule,
+            s,
+            Default::default(),
+            x0.clone(),
+            Some(&labels),
+            &mut none,
+        )?;
+        let spec = diffuse::sampling::SamplerSpec {
+            steps: s,
+            ..Default::default()
+        };
+        let back = diffuse::sampling::sample(
+            &cond,
+            &schedule,
+            &spec,
+            code.clone(),
+            Some(&labels),
+            &mut diffuse::rng::seeded(0, 0),
+            &mut none,
+        )?;
         let err = (back - x0.clone()).abs().mean().into_scalar::<f32>() as f64;
         println!("{s:>5}  {err:.5}");
         rows.push(serde_json::json!({"steps": s, "mean_abs_error": err}));
@@ -681,17 +776,39 @@ fn invert(ckpt: &Path, steps: &[usize], n: usize, out: &Path, common: &CommonArg
     }
     // Interpolate between the codes of the first two digits (slerp), decoding with the first label.
     if let Some((code, s)) = last_code {
-        let c: Vec<f32> = code.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let c: Vec<f32> = code
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let (a, b) = (&c[0..64], &c[64..128]);
-        let path: Vec<f32> = (0..8).flat_map(|k| diffuse::toy::slerp(a, b, k as f64 / 7.0)).collect();
+        let path: Vec<f32> = (0..8)
+            .flat_map(|k| diffuse::toy::slerp(a, b, k as f64 / 7.0))
+            .collect();
         let z: Tensor<4> = Tensor::from_data(TensorData::new(path, [8, 1, 8, 8]), &dev);
-        let spec = diffuse::sampling::SamplerSpec { steps: s, ..Default::default() };
+        let spec = diffuse::sampling::SamplerSpec {
+            steps: s,
+            ..Default::default()
+        };
         let lab = vec![labels[0]; 8];
-        let dec = diffuse::sampling::sample(&cond, &schedule, &spec, z, Some(&lab), &mut diffuse::rng::seeded(0, 0), &mut none)?;
-        let dec: Vec<f32> = dec.into_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let dec = diffuse::sampling::sample(
+            &cond,
+            &schedule,
+            &spec,
+            z,
+            Some(&lab),
+            &mut diffuse::rng::seeded(0, 0),
+            &mut none,
+        )?;
+        let dec: Vec<f32> = dec
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         img::save_grid(&out.join("interpolation.png"), &dec, (1, 8, 8), 8)?;
     }
-    write_json(&out.join("inversion.json"), &serde_json::json!({"images": n, "results": rows}))?;
+    write_json(
+        &out.join("inversion.json"),
+        &serde_json::json!({"images": n, "results": rows}),
+    )?;
     println!("inversion.json and interpolation.png in {}", out.display());
     Ok(())
 }
