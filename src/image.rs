@@ -5,17 +5,15 @@
 //! `model.ema.safetensors`, and the resume state: `optim.bin` (Adam moments) and
 //! `state.json` (step, parameter ids, loss history). Everything is written atomically.
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{config_path, ensure_dir, read_json, save_weights, write_json};
-use crate::data::image_set::{HostBatch, ImageSet};
+use crate::data::image_set::ImageSet;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{sample, Guidance, Guided, SamplerKind, SamplerSpec};
@@ -161,27 +159,6 @@ fn ema_path(dir: &Path) -> PathBuf {
     dir.join("model.ema.safetensors")
 }
 
-/// The batch order: a fresh seeded permutation per epoch, full batches only. Any step's batch
-/// can be computed directly, so a resumed run sees exactly the batches it would have seen.
-struct BatchPlan {
-    n: usize,
-    batch: usize,
-    seed: u64,
-}
-
-impl BatchPlan {
-    fn indices(&self, step: usize, cache: &mut Option<(usize, Vec<usize>)>) -> Vec<usize> {
-        let per_epoch = self.n / self.batch;
-        let (epoch, i) = (step / per_epoch, step % per_epoch);
-        if cache.as_ref().map(|c| c.0) != Some(epoch) {
-            let mut order: Vec<usize> = (0..self.n).collect();
-            order.shuffle(&mut seeded(self.seed, 0xba7c_0000 + epoch as u64));
-            *cache = Some((epoch, order));
-        }
-        cache.as_ref().unwrap().1[i * self.batch..(i + 1) * self.batch].to_vec()
-    }
-}
-
 /// Result of a training call.
 pub struct TrainOutcome {
     pub model: UNet,
@@ -284,25 +261,8 @@ pub fn train(
     if show {
         eprintln!("UNet: {} parameters", model.num_params());
     }
-    let plan = BatchPlan {
-        n: data.len(),
-        batch: cfg.batch_size,
-        seed: cfg.seed,
-    };
-    // Batches are gathered on a helper thread, one step ahead of the network.
-    let (tx, rx) = sync_channel::<HostBatch>(2);
-    let producer = {
-        let data = Arc::clone(&data);
-        let (start, end) = (start, cfg.steps);
-        std::thread::spawn(move || {
-            let mut cache = None;
-            for s in start..end {
-                if tx.send(data.gather(&plan.indices(s, &mut cache))).is_err() {
-                    return;
-                }
-            }
-        })
-    };
+    // Batches are gathered on a helper thread, ahead of the network.
+    let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, start)?;
     let pb = if show {
         progress_bar((cfg.steps) as u64, "train")
     } else {
@@ -343,9 +303,9 @@ pub fn train(
         write_json(&state_path, &st)
     };
     while step < cfg.steps {
-        let batch = rx
-            .recv()
-            .map_err(|_| Error::invalid("data", "the batch producer stopped"))?;
+        let batch = batches
+            .next()
+            .ok_or_else(|| Error::invalid("data", "the batch producer stopped"))?;
         let b = batch.labels.len();
         let mut rng = seeded(cfg.seed, 0x5eed_0000_0000 + step as u64);
         device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
@@ -406,8 +366,7 @@ pub fn train(
         }
     }
     pb.finish_and_clear();
-    drop(rx);
-    let _ = producer.join();
+    drop(batches);
     Ok(TrainOutcome {
         model,
         ema,

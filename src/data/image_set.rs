@@ -63,14 +63,16 @@ impl ImageSet {
         }
     }
 
-    /// An endless stream of shuffled batches (a fresh permutation per epoch, seeded by
-    /// `seed`; incomplete last batches are dropped, as the reference's `drop_last=True`),
-    /// produced `prefetch` batches ahead on a background thread.
+    /// An endless stream of shuffled batches starting at step `start` (a fresh seeded
+    /// permutation per epoch; incomplete last batches are dropped, as the reference's
+    /// `drop_last=True`), produced `prefetch` batches ahead on a background thread. Batch `s`
+    /// depends only on (`seed`, `s`), so a resumed run sees the batches it would have seen.
     pub fn batches(
         self: &Arc<Self>,
         batch_size: usize,
         seed: u64,
         prefetch: usize,
+        start: usize,
     ) -> Result<BatchIter> {
         if batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
@@ -89,15 +91,20 @@ impl ImageSet {
         let handle = std::thread::Builder::new()
             .name("batch-prefetch".into())
             .spawn(move || {
-                let mut rng = crate::rng::seeded(seed, 0xba7c);
+                let per_epoch = set.len() / batch_size;
                 let mut order: Vec<usize> = (0..set.len()).collect();
-                loop {
-                    order.shuffle(&mut rng);
-                    for chunk in order.chunks_exact(batch_size) {
-                        // The receiver was dropped: the trainer is done.
-                        if tx.send(set.gather(chunk)).is_err() {
-                            return;
-                        }
+                let mut epoch = None;
+                for step in start.. {
+                    let (e, i) = (step / per_epoch, step % per_epoch);
+                    if epoch != Some(e) {
+                        order = (0..set.len()).collect();
+                        order.shuffle(&mut crate::rng::seeded(seed, 0xba7c_0000 + e as u64));
+                        epoch = Some(e);
+                    }
+                    let chunk = &order[i * batch_size..(i + 1) * batch_size];
+                    // The receiver was dropped: the trainer is done.
+                    if tx.send(set.gather(chunk)).is_err() {
+                        return;
                     }
                 }
             })
