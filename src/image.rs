@@ -172,11 +172,7 @@ pub struct TrainOutcome {
 impl TrainOutcome {
     /// The weights sampling uses: EMA when trained with it.
     pub fn sampling_model(&self) -> UNet {
-        let m = self.model.valid();
-        match &self.ema {
-            Some(e) => e.apply(m),
-            None => m,
-        }
+        crate::train::sampling_weights(&self.model, self.ema.as_ref())
     }
 }
 
@@ -345,10 +341,7 @@ pub fn train(
             plot_losses(out, &losses)?;
         }
         if cfg.preview_every > 0 && (step % cfg.preview_every == 0 || step == cfg.steps) && !stop {
-            let m = match &ema {
-                Some(e) => e.apply(model.valid()),
-                None => model.valid(),
-            };
+            let m = crate::train::sampling_weights(&model, ema.as_ref());
             preview(
                 &m,
                 &schedule,

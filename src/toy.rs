@@ -149,11 +149,7 @@ impl TrainedToy {
 
     /// The weights sampling should use: EMA if trained with it, else raw; on a plain device.
     pub fn sampling_model(&self) -> SimpleNet {
-        let m = self.model.valid();
-        match &self.ema {
-            Some(e) => e.apply(m),
-            None => m,
-        }
+        crate::train::sampling_weights(&self.model, self.ema.as_ref())
     }
 }
 

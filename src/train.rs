@@ -259,6 +259,15 @@ impl Ema {
     }
 }
 
+/// The weights to sample with: a plain-device copy of `model`, averaged by `ema` when given.
+pub fn sampling_weights<M: Module>(model: &M, ema: Option<&Ema>) -> M {
+    let m = model.valid();
+    match ema {
+        Some(e) => e.apply(m),
+        None => m,
+    }
+}
+
 /// A progress bar showing steps/s, ETA and a message (loss). Hidden when stderr is not a TTY.
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total);
