@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 def sinusoid(t, dim):
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t[:, None].float() * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -200,13 +200,23 @@ def golden(out_dir):
     print(f"wrote {out_dir}/unet_small.pth ({n} params) and unet_small.json")
 
 
+DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(name, warm, iters, f):
     for _ in range(warm):
         f()
+    sync()
     ts = []
     for _ in range(iters):
         s = time.perf_counter()
         f()
+        sync()
         ts.append(time.perf_counter() - s)
     m = statistics.median(ts)
     print(f"BENCH torch {name}: median {m * 1e3:.1f} ms  min {min(ts) * 1e3:.1f} ms  (n={iters})", flush=True)
@@ -214,16 +224,22 @@ def timed(name, warm, iters, f):
 
 
 def bench(iters, which="all", warm=1):
-    torch.set_num_threads(2)
+    """Timings on BENCH_DEVICE (default cpu, 2 threads; `BENCH_DEVICE=cuda` for a GPU, where
+    BENCH_TF32=0 turns off PyTorch's default TF32 convolutions for an all-f32 comparison)."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    if DEVICE.type == "cuda" and os.environ.get("BENCH_TF32") == "0":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
-    print("torch", torch.__version__, "threads", torch.get_num_threads(), flush=True)
-    net = UNet()
+    print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", DEVICE,
+          "cudnn tf32", torch.backends.cudnn.allow_tf32, flush=True)
+    net = UNet().to(DEVICE)
     print("params", sum(p.numel() for p in net.parameters()), flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
-    x = torch.randn(16, 3, 64, 64)
-    eps = torch.randn(16, 3, 64, 64)
-    t = torch.randint(0, 1000, (16,)).float()
-    labels = torch.randint(1, 4, (16,))
+    x = torch.randn(16, 3, 64, 64, device=DEVICE)
+    eps = torch.randn(16, 3, 64, 64, device=DEVICE)
+    t = torch.randint(0, 1000, (16,), device=DEVICE).float()
+    labels = torch.randint(1, 4, (16,), device=DEVICE)
     net.train()
 
     def step():
@@ -237,12 +253,13 @@ def bench(iters, which="all", warm=1):
     if which not in ("all", "fwd"):
         return
     net.eval()
-    x32 = torch.randn(32, 3, 64, 64)
-    l32 = torch.randint(0, 4, (32,))
+    x32 = torch.randn(32, 3, 64, 64, device=DEVICE)
+    l32 = torch.randint(0, 4, (32,), device=DEVICE)
+    t500 = torch.tensor([500.0], device=DEVICE)
 
     def fwd():
         with torch.inference_mode():
-            net(x32, torch.tensor([500.0]), l32)
+            net(x32, t500, l32)
 
     m = timed("unet_forward(b32)", warm, iters, fwd)
     print(f"BENCH torch ddim50_cfg_per_image (50 x forward(b32) / 16, network only): {m * 50 / 16 * 1e3:.1f} ms",

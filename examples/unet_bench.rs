@@ -3,7 +3,8 @@
 //! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all] [WARMUP]`
-//! (`UNET_PROFILE=1` prints a per-block forward breakdown.)
+//! (`UNET_PROFILE=1` prints a per-block forward breakdown; `DIFFUSE_DEVICE=vulkan` runs it on the
+//! GPU in a binary built with `--features vulkan`.)
 use std::time::Instant;
 
 use burn::nn::loss::{MseLoss, Reduction};
@@ -49,7 +50,12 @@ fn main() {
     );
     let cfg = UNetConfig::default();
     let mut r = rng::seeded(0, 0);
-    let base = Device::flex();
+    let kind = match std::env::var("DIFFUSE_DEVICE").as_deref() {
+        Ok("vulkan") => diffuse::device::DeviceKind::Vulkan,
+        _ => diffuse::device::DeviceKind::Cpu,
+    };
+    let base = diffuse::device::device(kind).expect("DIFFUSE_DEVICE");
+    println!("device {kind:?}");
 
     if which == "all" || which == "train" {
         let dev = base.clone().autodiff();
