@@ -250,6 +250,9 @@ def bench(iters, which="all", warm=1):
 
     if which in ("all", "train"):
         timed("unet_train_step(b16,64x64)", warm, iters, step)
+        if DEVICE.type == "cuda":
+            print(f"torch peak GPU memory (training): {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB",
+                  flush=True)
     if which not in ("all", "fwd"):
         return
     net.eval()
