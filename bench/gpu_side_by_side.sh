@@ -8,23 +8,31 @@ set -u
 BIN=${BIN:-.gpu}
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
+# Builds with the Vulkan backend are large (~85 MB each); they may travel xz-compressed.
+for f in "$BIN"/*.xz; do [ -e "$f" ] && xz -dkf "$f" && chmod +x "${f%.xz}"; done
 export PYTHONUNBUFFERED=1
-if ! ldconfig -p | grep -q libvulkan.so.1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+# Vulkan loader and GL vendor-neutral dispatch (Debian's libvulkan1, libglvnd0, …) from .gl.
+for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+ldconfig
+icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd*.json \
+  /etc/vulkan/icd.d/nvidia_icd*.json 2>/dev/null | head -1)
+echo "vulkan ICD: ${icd:-none found}"
+[ -n "$icd" ] && export VK_DRIVER_FILES=$icd
+ldconfig -p | grep -E "libvulkan.so.1|libGLX_nvidia|libGLdispatch|libnvidia-glcore" | head
+# Libraries the full `diffuse` binary links (fontconfig for plot labels), unpacked aside.
+mkdir -p /tmp/extra
+for f in "$BIN"/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" /tmp/extra; done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 echo "== burn (vulkan)"
-DIFFUSE_DEVICE=vulkan timeout 240 "$BIN/unet_bench" 10 all 3 2>&1 | tee "$OUT/burn.log"
+VK_LOADER_DEBUG=${VK_LOADER_DEBUG:-error} DIFFUSE_DEVICE=vulkan timeout 200 "$BIN/unet_bench" 20 all 3 2>&1 | tee "$OUT/burn.log"
+[ "${TORCH:-1}" = 1 ] || exit 0
 echo "== torch (cuda, defaults: TF32 convolutions)"
-BENCH_DEVICE=cuda timeout 120 python3 bench/unet_torch.py bench 10 all 3 2>&1 | tee "$OUT/torch.log"
+BENCH_DEVICE=cuda timeout 120 python3 bench/unet_torch.py bench 20 all 3 2>&1 | tee "$OUT/torch.log"
 echo "== torch (cuda, TF32 off: all f32)"
-BENCH_DEVICE=cuda BENCH_TF32=0 timeout 120 python3 bench/unet_torch.py bench 10 all 3 2>&1 | tee "$OUT/torch_f32.log"
+BENCH_DEVICE=cuda BENCH_TF32=0 timeout 120 python3 bench/unet_torch.py bench 20 all 3 2>&1 | tee "$OUT/torch_f32.log"
 if [ "${DEMO:-1}" = 1 ]; then
   echo "== digits demo on the GPU"
-  time timeout 200 "$BIN/diffuse" image run --data digits --device vulkan --out /tmp/demo 2>&1 \
+  export LD_LIBRARY_PATH=/tmp/extra/usr/lib/x86_64-linux-gnu:/tmp/extra/lib/x86_64-linux-gnu; time timeout 150 "$BIN/diffuse" image run --data digits --device vulkan --out /tmp/demo 2>&1 \
     | grep -v "^\s*$" | tail -40 | tee "$OUT/demo.log"
 fi

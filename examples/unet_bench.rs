@@ -3,7 +3,7 @@
 //! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all] [WARMUP]`
-//! (`UNET_PROFILE=1` prints a per-block forward breakdown; `DIFFUSE_DEVICE=vulkan` runs it on the
+//! (`ops` times the UNet's building blocks one by one; `DIFFUSE_DEVICE=vulkan` runs it on the
 //! GPU in a binary built with `--features vulkan`.)
 use std::time::Instant;
 
@@ -99,6 +99,9 @@ fn main() {
         };
         timed("unet_train_step(b16,64x64)", warm, iters, step);
     }
+    if which == "ops" {
+        ops(&base, warm, iters);
+    }
     if which == "all" || which == "fwd" {
         let net = cfg.init(&base, &mut r).unwrap();
         let x = rng::normal_tensor(&mut r, [32, 3, 64, 64], &base);
@@ -114,4 +117,63 @@ fn main() {
             m * 50.0 / 16.0 * 1e3
         );
     }
+}
+
+/// The forward pass's building blocks at their AFHQ sizes (batch 32: one CFG call), one by one,
+/// to find a slow kernel on a backend.
+fn ops(dev: &Device, warm: usize, iters: usize) {
+    use burn::nn::{conv::Conv2dConfig, GroupNormConfig, LinearConfig, PaddingConfig2d};
+    use burn::tensor::activation::silu;
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let mut r = rng::seeded(1, 0);
+    for (c, hw) in [(128usize, 64usize), (256, 32), (256, 16)] {
+        let x = rng::normal_tensor(&mut r, [32, c, hw, hw], dev);
+        let conv = Conv2dConfig::new([c, c], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(dev);
+        timed(&format!("conv3x3 {c}->{c} @{hw}x{hw} b32"), warm, iters, || {
+            let y = conv.forward(x.clone());
+            dev.sync().unwrap();
+            drop(y);
+        });
+        let gn = GroupNormConfig::new(32, c).init(dev);
+        timed(&format!("groupnorm {c} @{hw}x{hw} b32"), warm, iters, || {
+            let y = gn.forward(x.clone());
+            dev.sync().unwrap();
+            drop(y);
+        });
+        timed(&format!("silu {c} @{hw}x{hw} b32"), warm, iters, || {
+            let y = silu(x.clone());
+            dev.sync().unwrap();
+            drop(y);
+        });
+    }
+    // Attention at the 32×32 level: 1024 tokens of 256 channels, one head.
+    let q = rng::normal_tensor(&mut r, [32, 1, 1024, 256], dev);
+    timed("attention 1024 tokens x 256 b32", warm, iters, || {
+        let y = attention(
+            q.clone(),
+            q.clone(),
+            q.clone(),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        dev.sync().unwrap();
+        drop(y);
+    });
+    let a = rng::normal_tensor(&mut r, [32 * 1024, 256], dev);
+    let lin = LinearConfig::new(256, 768).init(dev);
+    timed("linear 256->768 on 32768 rows", warm, iters, || {
+        let y = lin.forward(a.clone());
+        dev.sync().unwrap();
+        drop(y);
+    });
+    let m = rng::normal_tensor(&mut r, [4096, 4096], dev);
+    timed("matmul 4096^3", warm, iters, || {
+        let y = m.clone().matmul(m.clone());
+        dev.sync().unwrap();
+        drop(y);
+    });
 }
