@@ -6,15 +6,18 @@
                                                # subsampling, progressive (a quarter of them cut
                                                # after a few scans), restarts...) as
                                                # DIR/i.jpg + DIR/i.rgb (Pillow's RGB bytes)
-  python bench/golden_jpeg.py fid DIR          # DIR/gt_jpg: DIR/gt/*.png re-saved as quality-75
-                                               # JPEGs (the FID agreement check in BENCHMARKS.md)
 """
 import io
 import os
 import sys
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image, ImageFile, features
+
+# libjpeg-turbo writes progressive/optimized files in one go into Pillow's output buffer; with
+# restart markers at high quality Pillow's default size can be too small ("Suspension not
+# allowed here").
+ImageFile.MAXBLOCK = 1 << 24
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "jpeg")
 
@@ -145,14 +148,12 @@ def corpus(d, n, seed=1):
     print(f"{n} JPEGs in {d}")
 
 
-def fid_jpegs(d):
-    src, dst = os.path.join(d, "gt"), os.path.join(d, "gt_jpg")
-    os.makedirs(dst, exist_ok=True)
-    for f in sorted(os.listdir(src)):
-        if f.endswith(".png"):
-            Image.open(os.path.join(src, f)).convert("RGB").save(
-                os.path.join(dst, f[:-4] + ".jpg"), quality=75)
-    print(f"quality-75 JPEGs of {src} in {dst}")
+def speed_set(d):
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        photo(512, 512, rng).save(os.path.join(d, f"{i:02d}.jpg"), quality=90, progressive=i % 4 == 3)
+    print(f"20 JPEGs in {d}")
 
 
 if __name__ == "__main__":
@@ -161,7 +162,7 @@ if __name__ == "__main__":
         goldens()
     elif cmd == "corpus":
         corpus(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 1)
-    elif cmd == "fid":
-        fid_jpegs(sys.argv[2])
+    elif cmd == "speed":
+        speed_set(sys.argv[2])
     else:
         sys.exit(__doc__)
