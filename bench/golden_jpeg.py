@@ -77,6 +77,18 @@ def drop_last_scans(data, keep):
     return bytes(out + b"\xff\xd9")
 
 
+def strip_dht(data):
+    """The file without its DHT segments, like a Motion-JPEG frame: decoders fall back to the
+    T.81 Annex K tables, which are also what libjpeg-turbo encodes with unless optimizing."""
+    out, pos = bytearray(data[:2]), 2
+    while data[pos + 1] != 0xDA:
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if data[pos + 1] != 0xC4:
+            out += data[pos:end]
+        pos = end
+    return bytes(out + data[pos:])
+
+
 def golden_cases():
     rng = np.random.default_rng(20261125)
     p = lambda w, h, gray=False: photo(w, h, rng, gray)
@@ -110,6 +122,7 @@ def golden_cases():
     prog = save(p(40, 32), quality=80, progressive=True)
     out.append(("prog_partial_smoothed", drop_last_scans(prog, 3)))
     out.append(("prog_partial_dc_only", drop_last_scans(prog, 1)))
+    out.append(("no_dht_420", strip_dht(save(p(40, 32), quality=80))))
     return out
 
 

@@ -5,7 +5,8 @@
 //! `torchvision.transforms.Resize((256, 256))` (which calls PIL's `Image.resize(.., BILINEAR)` on
 //! PIL images) → `ToTensor()` → `Normalize(0.5, 0.5)`. FID is sensitive to the resize filter
 //! (clean-fid), so [`resize_bilinear_pil`] re-implements Pillow's `libImaging/Resample.c`
-//! bit for bit instead of using a generic bilinear interpolation.
+//! bit for bit instead of using a generic bilinear interpolation, and JPEGs are decoded by
+//! [`super::jpeg`], which reproduces Pillow's libjpeg-turbo output bit for bit.
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};

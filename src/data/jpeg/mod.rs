@@ -14,6 +14,7 @@ mod idct;
 mod markers;
 mod scan;
 mod smooth;
+mod std_tables;
 mod upsample;
 
 use huffman::{next_marker, HuffTable};
@@ -116,6 +117,9 @@ pub fn decode_rgb(data: &[u8]) -> Result<RgbPixels, JpegError> {
                 let f = frame
                     .as_mut()
                     .ok_or_else(|| JpegError::corrupt("scan before the frame header"))?;
+                if scans == 0 && !f.progressive {
+                    std_tables::fill_missing(&mut dc, &mut ac);
+                }
                 let sh = markers::parse_sos(seg, f)?;
                 for &(ci, ..) in &sh.comps {
                     let c = &mut f.comps[ci];
