@@ -4,6 +4,8 @@
   python bench/fid_torch.py throughput   # images/s of the reference network, 256x256, batch 32
   python bench/fid_torch.py folders DIR  # writes DIR/{gt,gen}/*.png, DIR/tiny.ckpt and prints
                                          # the reference FID (PIL resize, torchvision, scipy)
+  python bench/fid_torch.py jpeg DIR     # after `folders`: DIR/gt_jpg = DIR/gt saved by PIL as
+                                         # quality-75 JPEGs, and the reference FID gt_jpg vs gen
 """
 import json
 import os
@@ -171,6 +173,20 @@ def folders(root):
           f"[{len(f1)} vs {len(f2)} images, {time.perf_counter() - t0:.1f} s]")
 
 
+def jpeg_folders(root):
+    """The JPEG variant of `folders`: FID of PIL-decoded JPEG ground truth (src/data/jpeg)."""
+    gt, gt_jpg, gen = (os.path.join(root, d) for d in ("gt", "gt_jpg", "gen"))
+    os.makedirs(gt_jpg, exist_ok=True)
+    for f in sorted(os.listdir(gt)):
+        if f.endswith(".png"):
+            Image.open(os.path.join(gt, f)).convert("RGB").save(
+                os.path.join(gt_jpg, f[:-4] + ".jpg"), quality=75)
+    ckpt = os.path.join(GOLDEN, "inception_ref_tiny.ckpt")
+    fs, fe, f1, f2 = reference_fid(gt_jpg, gen, ckpt)
+    print(f"reference FID, JPEG gt (scipy sqrtm) {fs:.9g}  (eigen form) {fe:.9g}  "
+          f"[{len(f1)} vs {len(f2)} images]")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "goldens"
     if cmd == "goldens":
@@ -179,3 +195,5 @@ if __name__ == "__main__":
         throughput()
     elif cmd == "folders":
         folders(sys.argv[2])
+    elif cmd == "jpeg":
+        jpeg_folders(sys.argv[2])

@@ -1,6 +1,8 @@
 //! Measurements for BENCHMARKS.md (not a test):
 //!   fid_bench throughput WEIGHTS [BATCHES]   feature-extraction images/s, 256×256, batch 32
 //!   fid_bench folders WEIGHTS GT GEN         fid_between with default reference options
+//!   fid_bench jpeg DIR [REPS]                 JPEG decode images/s (this thread only):
+//!                                             src/data/jpeg vs the jpeg-decoder crate
 use std::path::Path;
 use std::time::Instant;
 
@@ -54,7 +56,43 @@ fn main() -> diffuse::Result<()> {
                 r.fid, r.kid, r.n_gt, r.n_gen, r.feature_seconds, r.images_per_second
             );
         }
-        _ => eprintln!("usage: fid_bench throughput WEIGHTS [BATCHES] | folders WEIGHTS GT GEN"),
+        Some("jpeg") => {
+            let dir = Path::new(&args[2]);
+            let reps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+            let files: Vec<Vec<u8>> = diffuse::data::image_io::list_images(dir)?
+                .iter()
+                .map(|p| std::fs::read(p).map_err(|e| diffuse::Error::io(p, e)))
+                .collect::<diffuse::Result<_>>()?;
+            let n = (reps * files.len()) as f64;
+            for round in 0..2 {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    for f in &files {
+                        let px = diffuse::data::jpeg::decode_rgb(f)
+                            .map_err(|e| diffuse::Error::bad_file(dir, e.to_string()))?;
+                        std::hint::black_box(px);
+                    }
+                }
+                let ours = n / t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    for f in &files {
+                        let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(f));
+                        std::hint::black_box(d.decode().map_err(|e| {
+                            diffuse::Error::bad_file(dir, e.to_string())
+                        })?);
+                    }
+                }
+                let theirs = n / t0.elapsed().as_secs_f64();
+                println!(
+                    "round {round}: src/data/jpeg {ours:.1} images/s, jpeg-decoder {theirs:.1} images/s ({} files x {reps})",
+                    files.len()
+                );
+            }
+        }
+        _ => eprintln!(
+            "usage: fid_bench throughput WEIGHTS [BATCHES] | folders WEIGHTS GT GEN | jpeg DIR [REPS]"
+        ),
     }
     Ok(())
 }

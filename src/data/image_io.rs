@@ -5,7 +5,8 @@
 //! `torchvision.transforms.Resize((256, 256))` (which calls PIL's `Image.resize(.., BILINEAR)` on
 //! PIL images) → `ToTensor()` → `Normalize(0.5, 0.5)`. FID is sensitive to the resize filter
 //! (clean-fid), so [`resize_bilinear_pil`] re-implements Pillow's `libImaging/Resample.c`
-//! bit for bit instead of using a generic bilinear interpolation.
+//! bit for bit instead of using a generic bilinear interpolation, and JPEGs are decoded by
+//! [`super::jpeg`], which reproduces Pillow's libjpeg-turbo output bit for bit.
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -71,9 +72,20 @@ pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
     Ok(img.to_rgb8())
 }
 
-/// JPEG through `jpeg-decoder`, whose IDCT and "fancy" chroma upsampling follow libjpeg (what
-/// PIL uses) more closely than the `image` crate's default decoder.
+/// JPEG through [`super::jpeg`], which reproduces Pillow's libjpeg-turbo decode bit for bit.
+/// Variants it does not implement (arithmetic coding, lossless, 12-bit, …) go to
+/// `jpeg-decoder` instead, whose output is close to but not exactly Pillow's.
 fn load_jpeg(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
+    match super::jpeg::decode_rgb(&bytes) {
+        Ok(px) => image::RgbImage::from_raw(px.width as u32, px.height as u32, px.data)
+            .ok_or_else(|| Error::bad_file(path, "JPEG size does not match its pixels")),
+        Err(super::jpeg::JpegError::Unsupported(_)) => load_jpeg_fallback(path, bytes),
+        Err(e) => Err(Error::bad_file(path, format!("cannot decode JPEG: {e}"))),
+    }
+}
+
+/// JPEG through `jpeg-decoder`, for the variants [`super::jpeg`] leaves out.
+fn load_jpeg_fallback(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
     let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
     let pixels = dec
         .decode()
