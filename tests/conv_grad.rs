@@ -1,7 +1,7 @@
-//! Convolution gradients against brute force in f64. The weight gradient runs through the
-//! patched burn-flex (`vendor/burn-flex/src/ops/conv_weight_grad.rs`: im2col + GEMM accumulated
-//! over batch chunks), so the cases cover strides, padding, dilation, groups, 1×1 kernels and
-//! batches that split into uneven chunks.
+//! Convolution output and gradients against brute force in f64. The weight gradient runs
+//! through the patched burn-flex (`vendor/burn-flex/src/ops/conv_weight_grad.rs`: im2col + GEMM
+//! over batch chunks), so the cases cover strides, padding, dilation, groups, bias, 1×1 kernels
+//! and batches that split into uneven chunks or one item per GEMM.
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -34,6 +34,7 @@ fn check(c: &Case, seed: u64) {
     let xv = rng::normal_vec(&mut r, c.n * c.ci * h * w);
     let wv = rng::normal_vec(&mut r, c.co * cig * c.k[0] * c.k[1]);
     let rv = rng::normal_vec(&mut r, c.n * c.co * ho * wo);
+    let bv = rng::normal_vec(&mut r, c.co);
 
     let dev = Device::flex().autodiff();
     let x: Tensor<4> =
@@ -42,17 +43,22 @@ fn check(c: &Case, seed: u64) {
         Tensor::from_data(TensorData::new(wv.clone(), [c.co, cig, c.k[0], c.k[1]]), &dev)
             .require_grad();
     let rt: Tensor<4> = Tensor::from_data(TensorData::new(rv.clone(), [c.n, c.co, ho, wo]), &dev);
+    let bt: Tensor<1> = Tensor::from_data(TensorData::new(bv.clone(), [c.co]), &dev);
     let y = conv2d(
         x.clone(),
         wt.clone(),
-        None,
+        Some(bt),
         ConvOptions::new(c.stride, c.pad, c.dilation, c.groups),
     );
     assert_eq!(y.dims(), [c.n, c.co, ho, wo]);
+    let yv: Vec<f32> = y.clone().into_data().to_vec().unwrap();
     let grads = (y * rt).sum().backward();
     let gw: Vec<f32> = wt.grad(&grads).unwrap().into_data().to_vec().unwrap();
     let gx: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
 
+    let mut ey: Vec<f64> = (0..yv.len())
+        .map(|i| bv[(i / (ho * wo)) % c.co] as f64)
+        .collect();
     let mut ew = vec![0f64; gw.len()];
     let mut ex = vec![0f64; gx.len()];
     for n in 0..c.n {
@@ -60,7 +66,8 @@ fn check(c: &Case, seed: u64) {
             let g = o / cog;
             for oh in 0..ho {
                 for ow in 0..wo {
-                    let rr = rv[((n * c.co + o) * ho + oh) * wo + ow] as f64;
+                    let yi = ((n * c.co + o) * ho + oh) * wo + ow;
+                    let rr = rv[yi] as f64;
                     for cl in 0..cig {
                         let ci = g * cig + cl;
                         for ki in 0..c.k[0] {
@@ -77,6 +84,7 @@ fn check(c: &Case, seed: u64) {
                                 }
                                 let xi = ((n * c.ci + ci) * h + ih as usize) * w + iw as usize;
                                 let wi = ((o * cig + cl) * c.k[0] + ki) * c.k[1] + kj;
+                                ey[yi] += wv[wi] as f64 * xv[xi] as f64;
                                 ew[wi] += rr * xv[xi] as f64;
                                 ex[xi] += rr * wv[wi] as f64;
                             }
@@ -93,7 +101,8 @@ fn check(c: &Case, seed: u64) {
             .map(|(a, b)| (*a as f64 - b).abs() / scale)
             .fold(0.0, f64::max)
     };
-    let (erw, erx) = (max_err(&gw, &ew), max_err(&gx, &ex));
+    let (ery, erw, erx) = (max_err(&yv, &ey), max_err(&gw, &ew), max_err(&gx, &ex));
+    assert!(ery < 1e-5, "output off by {ery:e} (relative to max)");
     assert!(erw < 1e-5, "weight gradient off by {erw:e} (relative to max)");
     assert!(erx < 1e-5, "input gradient off by {erx:e} (relative to max)");
 }
@@ -182,5 +191,38 @@ fn conv_grouped_and_1x1() {
             groups: 1,
         },
         5,
+    );
+}
+
+#[test]
+fn conv_one_item_per_gemm() {
+    // ≥ 2049 output pixels: each batch item is its own GEMM.
+    check(
+        &Case {
+            n: 2,
+            ci: 2,
+            co: 3,
+            hw: [50, 50],
+            k: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        },
+        6,
+    );
+    check(
+        &Case {
+            n: 2,
+            ci: 4,
+            co: 6,
+            hw: [48, 48],
+            k: [1, 1],
+            stride: [1, 1],
+            pad: [0, 0],
+            dilation: [1, 1],
+            groups: 2,
+        },
+        7,
     );
 }

@@ -1,16 +1,15 @@
-//! diffuse patch (not in upstream burn-flex 0.22.1): the weight gradient of a 2D convolution as one GEMM over an im2col matrix.
+//! diffuse patch (not in upstream burn-flex 0.22.1): the weight gradient of a 2D convolution as
+//! large GEMMs over an im2col matrix laid out [Ci·Kh·Kw rows, batch·Ho·Wo columns].
 //!
 //! burn-backend's default `conv2d_weight_backward` runs a convolution of the input (batch and
-//! channel axes swapped) with the output gradient as its kernel: for a 3×3 conv over 64×64
-//! maps that is a 64×64 "kernel" producing 3×3 outputs, i.e. one GEMM per input channel with
-//! only 9 columns, which re-packs the whole output gradient for every input channel. Profiled
-//! on a UNet training step this path was ~25 % of the step. Here the gradient is computed the
-//! usual way instead:
+//! channel axes swapped) with the output gradient as its kernel: for a 3×3 conv over 64×64 maps
+//! that is a 64×64 "kernel" producing 3×3 outputs, i.e. one GEMM per input channel with only 9
+//! columns, which re-packs the whole output gradient for every input channel. Here instead
 //!
 //!   dW[co, (ci, kh, kw)] = Σ_(n, oh, ow) dY[n, co, oh, ow] · x[n, ci, oh·s + kh·d − p, ow·s + kw·d − p]
 //!
-//! i.e. dW = dY_mat · colsᵀ with `cols` the im2col matrix of x, accumulated over chunks of the
-//! batch so that each GEMM has an inner dimension of a few thousand.
+//! i.e. dW = dY_mat · colsᵀ, accumulated over chunks of the batch so that each GEMM has an
+//! inner dimension of a few thousand.
 
 use alloc::vec;
 use burn_backend::ops::ConvOptions;
