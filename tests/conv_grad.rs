@@ -51,10 +51,10 @@ fn check(c: &Case, seed: u64) {
         ConvOptions::new(c.stride, c.pad, c.dilation, c.groups),
     );
     assert_eq!(y.dims(), [c.n, c.co, ho, wo]);
-    let yv: Vec<f32> = y.clone().into_data().to_vec().unwrap();
+    let yv: Vec<f32> = y.clone().into_data().try_to_vec().unwrap();
     let grads = (y * rt).sum().backward();
-    let gw: Vec<f32> = wt.grad(&grads).unwrap().into_data().to_vec().unwrap();
-    let gx: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    let gw: Vec<f32> = wt.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+    let gx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
 
     let mut ey: Vec<f64> = (0..yv.len())
         .map(|i| bv[(i / (ho * wo)) % c.co] as f64)

@@ -1,26 +1,12 @@
 //! Image data: folder-per-class loader, eval-set preparation, bundled digits, batch iterator.
-use std::path::{Path, PathBuf};
+mod common;
+use common::TempDir;
+use std::path::Path;
 use std::sync::Arc;
 
 use diffuse::data::digits::{load_digits, NUM_DIGITS};
 use diffuse::data::image_folder::{load_image_folder_report, prepare_eval, ImageFolderConfig};
 use diffuse::data::image_set::ImageSet;
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("diffuse-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn rgb(path: &Path, w: u32, h: u32, px: [u8; 3]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

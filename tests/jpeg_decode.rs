@@ -4,6 +4,8 @@
 //! so that block smoothing applies, a frame without DHT like Motion-JPEG) must decode to
 //! exactly the pixels of Pillow's `Image.open(f).convert("RGB")`, stored losslessly beside it
 //! as PNG.
+mod common;
+use common::TempDir;
 use std::path::{Path, PathBuf};
 
 use diffuse::data::image_io::load_rgb;
@@ -21,21 +23,6 @@ fn goldens() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("diffuse-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
