@@ -19,9 +19,6 @@ icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/
 echo "vulkan ICD: ${icd:-none found}"
 [ -n "$icd" ] && export VK_DRIVER_FILES=$icd
 ldconfig -p | grep -E "libvulkan.so.1|libGLX_nvidia|libGLdispatch|libnvidia-glcore" | head
-# Libraries the full `diffuse` binary links (fontconfig for plot labels), unpacked aside.
-mkdir -p /tmp/extra
-for f in "$BIN"/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" /tmp/extra; done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 echo "== burn (vulkan)"
@@ -33,6 +30,6 @@ echo "== torch (cuda, TF32 off: all f32)"
 BENCH_DEVICE=cuda BENCH_TF32=0 timeout 120 python3 bench/unet_torch.py bench 20 all 3 2>&1 | tee "$OUT/torch_f32.log"
 if [ "${DEMO:-1}" = 1 ]; then
   echo "== digits demo on the GPU"
-  export LD_LIBRARY_PATH=/tmp/extra/usr/lib/x86_64-linux-gnu:/tmp/extra/lib/x86_64-linux-gnu; time timeout 150 "$BIN/diffuse" image run --data digits --device vulkan --out /tmp/demo 2>&1 \
+  time timeout 150 "$BIN/diffuse" image run --data digits --device vulkan --out /tmp/demo 2>&1 \
     | grep -v "^\s*$" | tail -40 | tee "$OUT/demo.log"
 fi

@@ -5,6 +5,20 @@ use plotters::prelude::*;
 
 use crate::{Error, Result};
 
+/// DejaVu Sans, embedded so that drawing figures needs no system fonts and the binary no
+/// fontconfig (licence: assets/fonts/LICENSE-DejaVu.txt).
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+
+/// Registers [`FONT`] as plotters' "sans-serif" (once per process).
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The embedded file is a valid TrueType font; were it not, text would fail to draw
+        // with an error naming the figure, which is reported then.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
 fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::bad_file(path, format!("could not draw the figure: {e}"))
 }
@@ -32,6 +46,7 @@ fn bounds<'a>(sets: impl Iterator<Item = &'a [f32]>) -> (f32, f32, f32, f32) {
 /// Scatter plot of generated points over ground-truth points (row-major [N, 2] arrays).
 pub fn scatter(path: &Path, title: &str, truth: &[f32], generated: &[f32]) -> Result<()> {
     crate::checkpoint::ensure_parent(path)?;
+    register_font();
     let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
     let (x0, x1, y0, y1) = bounds([truth, generated].into_iter());
@@ -72,6 +87,7 @@ pub fn scatter(path: &Path, title: &str, truth: &[f32], generated: &[f32]) -> Re
 /// A row of scatter panels, one per (caption, points).
 pub fn strip(path: &Path, panels: &[(String, Vec<f32>)]) -> Result<()> {
     crate::checkpoint::ensure_parent(path)?;
+    register_font();
     let n = panels.len().max(1);
     let root = BitMapBackend::new(path, (220 * n as u32, 240)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
@@ -103,6 +119,7 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<()> {
     crate::checkpoint::ensure_parent(path)?;
+    register_font();
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
     let pts = series
