@@ -24,7 +24,10 @@ fn time(name: &str, iters: usize, mut f: impl FnMut()) {
 }
 
 fn main() {
-    let a: Vec<usize> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let iters = a.first().copied().unwrap_or(3);
     let c = a.get(1).copied().unwrap_or(128);
     let hw = a.get(2).copied().unwrap_or(64);
@@ -39,19 +42,32 @@ fn main() {
     time("forward", iters, || {
         let _ = conv2d(x.clone(), w.clone(), None, opts()).into_data();
     });
-    time("weight grad, burn-backend default formulation", iters, || {
-        let g = conv2d(x.clone().swap_dims(0, 1), dy.clone().swap_dims(0, 1), None, opts());
-        let _ = g.swap_dims(0, 1).into_data();
-    });
+    time(
+        "weight grad, burn-backend default formulation",
+        iters,
+        || {
+            let g = conv2d(
+                x.clone().swap_dims(0, 1),
+                dy.clone().swap_dims(0, 1),
+                None,
+                opts(),
+            );
+            let _ = g.swap_dims(0, 1).into_data();
+        },
+    );
     let ad = dev.clone().autodiff();
     let xa = Tensor::from_data(x.to_data(), &ad);
     let wa = Tensor::from_data(w.to_data(), &ad).require_grad();
     let dya = Tensor::from_data(dy.to_data(), &ad);
-    time("forward + weight grad through autodiff (patched)", iters, || {
-        let y = conv2d(xa.clone(), wa.clone(), None, opts());
-        let g = (y * dya.clone()).sum().backward();
-        let _ = wa.grad(&g).unwrap().into_data();
-    });
+    time(
+        "forward + weight grad through autodiff (patched)",
+        iters,
+        || {
+            let y = conv2d(xa.clone(), wa.clone(), None, opts());
+            let g = (y * dya.clone()).sum().backward();
+            let _ = wa.grad(&g).unwrap().into_data();
+        },
+    );
     let xg = Tensor::from_data(x.to_data(), &ad).require_grad();
     let wc = Tensor::from_data(w.to_data(), &ad);
     time("forward + input grad through autodiff", iters, || {

@@ -132,17 +132,27 @@ fn ops(dev: &Device, warm: usize, iters: usize) {
         let conv = Conv2dConfig::new([c, c], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(dev);
-        timed(&format!("conv3x3 {c}->{c} @{hw}x{hw} b32"), warm, iters, || {
-            let y = conv.forward(x.clone());
-            dev.sync().unwrap();
-            drop(y);
-        });
+        timed(
+            &format!("conv3x3 {c}->{c} @{hw}x{hw} b32"),
+            warm,
+            iters,
+            || {
+                let y = conv.forward(x.clone());
+                dev.sync().unwrap();
+                drop(y);
+            },
+        );
         let gn = GroupNormConfig::new(32, c).init(dev);
-        timed(&format!("groupnorm {c} @{hw}x{hw} b32"), warm, iters, || {
-            let y = gn.forward(x.clone());
-            dev.sync().unwrap();
-            drop(y);
-        });
+        timed(
+            &format!("groupnorm {c} @{hw}x{hw} b32"),
+            warm,
+            iters,
+            || {
+                let y = gn.forward(x.clone());
+                dev.sync().unwrap();
+                drop(y);
+            },
+        );
         timed(&format!("silu {c} @{hw}x{hw} b32"), warm, iters, || {
             let y = silu(x.clone());
             dev.sync().unwrap();

@@ -39,9 +39,11 @@ fn check(c: &Case, seed: u64) {
     let dev = Device::flex().autodiff();
     let x: Tensor<4> =
         Tensor::from_data(TensorData::new(xv.clone(), [c.n, c.ci, h, w]), &dev).require_grad();
-    let wt: Tensor<4> =
-        Tensor::from_data(TensorData::new(wv.clone(), [c.co, cig, c.k[0], c.k[1]]), &dev)
-            .require_grad();
+    let wt: Tensor<4> = Tensor::from_data(
+        TensorData::new(wv.clone(), [c.co, cig, c.k[0], c.k[1]]),
+        &dev,
+    )
+    .require_grad();
     let rt: Tensor<4> = Tensor::from_data(TensorData::new(rv.clone(), [c.n, c.co, ho, wo]), &dev);
     let bt: Tensor<1> = Tensor::from_data(TensorData::new(bv.clone(), [c.co]), &dev);
     let y = conv2d(
@@ -103,8 +105,14 @@ fn check(c: &Case, seed: u64) {
     };
     let (ery, erw, erx) = (max_err(&yv, &ey), max_err(&gw, &ew), max_err(&gx, &ex));
     assert!(ery < 1e-5, "output off by {ery:e} (relative to max)");
-    assert!(erw < 1e-5, "weight gradient off by {erw:e} (relative to max)");
-    assert!(erx < 1e-5, "input gradient off by {erx:e} (relative to max)");
+    assert!(
+        erw < 1e-5,
+        "weight gradient off by {erw:e} (relative to max)"
+    );
+    assert!(
+        erx < 1e-5,
+        "input gradient off by {erx:e} (relative to max)"
+    );
 }
 
 #[test]

@@ -83,7 +83,12 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        crate::ops::conv_weight_grad::conv2d_weight_backward(x, output_grad, weight.shape(), &options)
+        crate::ops::conv_weight_grad::conv2d_weight_backward(
+            x,
+            output_grad,
+            weight.shape(),
+            &options,
+        )
     }
 
     fn deform_conv2d(
