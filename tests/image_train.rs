@@ -13,15 +13,9 @@ use diffuse::schedule::NoiseSchedule;
 fn tiny(steps: usize) -> ImageTrainConfig {
     let mut c = ImageTrainConfig::digits();
     c.unet = UNetConfig {
-        image_size: 8,
-        in_channels: 1,
         channels: 8,
-        channel_mult: vec![1, 2],
-        num_res_blocks: 1,
-        attn_levels: vec![1],
         num_groups: 4,
-        num_classes: 10,
-        ..UNetConfig::default()
+        ..UNetConfig::digits()
     };
     c.batch_size = 8;
     c.steps = steps;

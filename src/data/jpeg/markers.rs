@@ -44,6 +44,13 @@ pub struct Component {
 impl Component {
     /// The 64 coefficients of block (bx, by).
     #[inline(always)]
+    pub fn block(&self, bx: usize, by: usize) -> &[i16] {
+        let off = (by * self.stride + bx) * 64;
+        &self.coefs[off..off + 64]
+    }
+
+    /// The 64 coefficients of block (bx, by), to decode into.
+    #[inline(always)]
     pub fn block_mut(&mut self, bx: usize, by: usize) -> &mut [i16] {
         let off = (by * self.stride + bx) * 64;
         &mut self.coefs[off..off + 64]

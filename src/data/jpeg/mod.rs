@@ -186,7 +186,7 @@ fn color_space(frame: &Frame, saw_jfif: bool, adobe: Option<u8>) -> ColorSpace {
 }
 
 /// IDCT, upsampling and colour conversion of the decoded coefficients.
-fn render(mut frame: Frame, cs: ColorSpace) -> Result<RgbPixels, JpegError> {
+fn render(frame: Frame, cs: ColorSpace) -> Result<RgbPixels, JpegError> {
     let (w, h) = (frame.width, frame.height);
     let smoothing = frame.progressive && smooth::wanted(&frame);
     let mut planes = Vec::with_capacity(frame.comps.len());
@@ -197,7 +197,7 @@ fn render(mut frame: Frame, cs: ColorSpace) -> Result<RgbPixels, JpegError> {
         let plane = if smoothing {
             smooth::component_plane(&frame, ci)
         } else {
-            component_plane(&mut frame, ci)
+            component_plane(&frame, ci)
         };
         let comp = &frame.comps[ci];
         planes.push(upsample::upsample(plane, comp.width, comp.height, m, w, h));
@@ -218,14 +218,14 @@ fn render(mut frame: Frame, cs: ColorSpace) -> Result<RgbPixels, JpegError> {
 }
 
 /// The component's samples: every block holding real samples through the islow IDCT.
-fn component_plane(frame: &mut Frame, ci: usize) -> Plane {
-    let comp = &mut frame.comps[ci];
+fn component_plane(frame: &Frame, ci: usize) -> Plane {
+    let comp = &frame.comps[ci];
     let q = comp.qtable.unwrap_or([0; 64]);
     let stride = comp.blocks_w * 8;
     let mut data = vec![0u8; stride * comp.blocks_h * 8];
     for by in 0..comp.blocks_h {
         for bx in 0..comp.blocks_w {
-            let blk = comp.block_mut(bx, by);
+            let blk = comp.block(bx, by);
             let out = &mut data[by * 8 * stride + bx * 8..];
             idct::idct_islow(blk, &q, out, stride);
         }

@@ -193,9 +193,8 @@ pub fn component_plane(frame: &Frame, ci: usize) -> Plane {
                     }
                     s * q[0] as i64
                 };
-                let off = (cur * comp.stride + bx) * 64;
                 let mut ws = [0i16; 64];
-                ws.copy_from_slice(&comp.coefs[off..off + 64]);
+                ws.copy_from_slice(comp.block(bx, cur));
                 let n_ac = if change_dc { 9 } else { 5 };
                 for i in 1..=n_ac {
                     let p = POS[i];

@@ -97,7 +97,11 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
     // One [Co/groups, K] block per group, stacked: exactly the [Co, Ci/groups, Kh, Kw] layout.
     let mut dw = vec![zero; co * k_len];
     let mut cols = vec![zero; k_len * chunk * p];
-    let mut dy_chunk = vec![zero; co_g * chunk * p];
+    let mut dy_chunk = if chunk > 1 {
+        vec![zero; co_g * chunk * p]
+    } else {
+        vec![]
+    };
     for g in 0..groups {
         geo.c0 = g * ci_g;
         let dw_g = &mut dw[g * co_g * k_len..(g + 1) * co_g * k_len];
@@ -107,14 +111,20 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
             let inner = m * p;
             im2col(&mut cols[..k_len * inner], x_data, start, m, &geo, zero);
             // The GEMM's left operand: dY of this group's output channels for these batch
-            // items as one [Co/groups, m·P] matrix; gathered (a copy of m·P-long runs).
-            for c in 0..co_g {
-                for j in 0..m {
-                    let src = ((start + j) * co + g * co_g + c) * p;
-                    let dst = c * inner + j * p;
-                    dy_chunk[dst..dst + p].copy_from_slice(&dy_data[src..src + p]);
+            // items as one [Co/groups, m·P] matrix. For one item those rows are contiguous in
+            // dY; for several they are gathered (a copy of P-long runs).
+            let lhs: &[T] = if m == 1 {
+                &dy_data[(start * co + g * co_g) * p..][..co_g * p]
+            } else {
+                for c in 0..co_g {
+                    for j in 0..m {
+                        let src = ((start + j) * co + g * co_g + c) * p;
+                        let dst = c * inner + j * p;
+                        dy_chunk[dst..dst + p].copy_from_slice(&dy_data[src..src + p]);
+                    }
                 }
-            }
+                &dy_chunk[..co_g * inner]
+            };
             // dW (+)= dY[Co/g, inner] · cols[K, inner]ᵀ. gemm's arguments: dst := alpha·dst +
             // beta·lhs·rhs, with column and row strides for each operand.
             unsafe {
@@ -126,7 +136,7 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
                     1,
                     k_len as isize,
                     start > 0,
-                    dy_chunk.as_ptr(),
+                    lhs.as_ptr(),
                     1,
                     inner as isize,
                     cols.as_ptr(),
