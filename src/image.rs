@@ -162,6 +162,8 @@ pub struct TrainOutcome {
     pub step: usize,
     pub losses: Vec<(usize, f64)>,
     pub seconds: f64,
+    /// Of `seconds`, the time spent writing checkpoints.
+    pub checkpoint_seconds: f64,
     pub interrupted: bool,
 }
 
@@ -256,6 +258,7 @@ pub fn train(
     };
     pb.set_position(start as u64);
     let t0 = Instant::now();
+    let mut checkpoint_seconds = 0.0;
     let mut step = start;
     let mut was_interrupted = false;
     while step < cfg.steps {
@@ -297,7 +300,9 @@ pub fn train(
         pb.set_message(format!("loss {lv:.4}"));
         let stop = interrupted();
         if step % cfg.checkpoint_every == 0 || step == cfg.steps || stop {
+            let t = Instant::now();
             save_checkpoint(out, cfg, &data.class_names, &model, &ema, &optim, step, &losses)?;
+            checkpoint_seconds += t.elapsed().as_secs_f64();
             plot_losses(out, &losses)?;
         }
         if cfg.preview_every > 0 && (step % cfg.preview_every == 0 || step == cfg.steps) && !stop {
@@ -326,6 +331,7 @@ pub fn train(
         step,
         losses,
         seconds: t0.elapsed().as_secs_f64(),
+        checkpoint_seconds,
         interrupted: was_interrupted,
     })
 }

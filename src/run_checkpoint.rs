@@ -194,7 +194,7 @@ pub fn commit(
             std::process::id()
         )),
     };
-    let result = (|| {
+    let result: Result<PathBuf> = (|| {
         if stage.dir.exists() {
             fs::remove_dir_all(&stage.dir).map_err(|e| Error::io(&stage.dir, e))?;
         }
@@ -218,7 +218,14 @@ pub fn commit(
         Ok(t) => t,
         Err(e) => {
             let _ = fs::remove_dir_all(&stage.dir);
-            return Err(e);
+            let kept = match list(run)?.first() {
+                Some((s, _)) => format!("the checkpoint of step {s} is unchanged"),
+                None => "no earlier checkpoint exists".into(),
+            };
+            return Err(Error::Checkpoint {
+                path: root.join(step_dir_name(step)),
+                msg: format!("could not be saved ({kept}): {e}"),
+            });
         }
     };
     for (_, old) in list(run)?.into_iter().skip(keep.max(1)) {

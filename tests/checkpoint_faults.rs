@@ -166,7 +166,9 @@ fn full_disk_while_saving_keeps_the_previous_checkpoint() {
     let err = text(&o);
     assert!(!o.status.success(), "a failed save must fail the command");
     assert!(
-        err.contains("model.safetensors") && err.lines().count() < 20,
+        err.contains("model.safetensors")
+            && err.contains("step 2 is unchanged")
+            && err.lines().count() < 20,
         "the error names the file it could not write: {err}"
     );
     assert!(!step_dir(&out, 4).exists());

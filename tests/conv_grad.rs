@@ -125,7 +125,6 @@ fn check(c: &Case, seed: u64) {
         "input gradient off by {erx:e} (relative to max; allowed {tx:e})"
     );
 }
-}
 
 #[test]
 fn conv3x3_same_padding() {

@@ -302,9 +302,10 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             super::set_threads(train.common.threads)?;
             let outcome = train_cmd(&train)?;
             println!(
-                "trained to step {} in {:.1} s; run folder {}",
+                "trained to step {} in {:.1} s ({:.2} s of it writing checkpoints); run folder {}",
                 outcome.0.step,
                 outcome.0.seconds,
+                outcome.0.checkpoint_seconds,
                 train.out.display()
             );
             Ok(())
