@@ -17,6 +17,9 @@ Run: python bench/golden_prepare_eval.py            (goldens)
      python bench/golden_prepare_eval.py --bench N  (N synthetic 512×512 JPEGs: Pillow's
         folder vs `target/release/diffuse prepare-eval`, bytes and FID with the tiny
         Inception weights; needs a release build)
+     python bench/golden_prepare_eval.py --fuzz DIR N, then
+     PREPARE_EVAL_FUZZ=DIR cargo test --release --test prepare_eval -- --ignored
+        (N random images of random sizes and qualities, encoder vs Pillow byte for byte)
 """
 import argparse
 import os
@@ -169,13 +172,42 @@ def bench(n):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fuzz(d, n):
+    """n random images (1–149 px a side: noise, photo-like, saturated, constant, black/white)
+    as lossless `{i}_q{q}.png` and Pillow's `save(quality=q)` as `{i}_q{q}.jpg`, for the
+    ignored test `jpeg_encoder_matches_pillow_on_a_corpus`."""
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        w, h = int(rng.integers(1, 150)), int(rng.integers(1, 150))
+        k = i % 5
+        if k == 0:
+            px = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        elif k == 1:
+            px = smooth(w, h, i)
+        elif k == 2:
+            px = (rng.integers(0, 2, (h, w, 3)) * 255).astype(np.uint8)
+        elif k == 3:
+            px = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        else:
+            px = np.where(rng.random((h, w, 1)) < 0.5, 0, 255).astype(np.uint8).repeat(3, 2)
+        q = int(rng.choice([75, 75, 75, 1, 5, 20, 50, 90, 99, 100]))
+        Image.fromarray(px, "RGB").save(os.path.join(d, f"{i}_q{q}.png"))
+        Image.fromarray(px, "RGB").save(os.path.join(d, f"{i}_q{q}.jpg"), quality=q)
+    print(f"{n} cases in {d}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", type=int, default=0)
+    ap.add_argument("--fuzz", nargs=2, metavar=("DIR", "N"))
     a = ap.parse_args()
     print("Pillow", PIL.__version__, "libjpeg-turbo", features.version("libjpeg_turbo"))
     if a.bench:
         bench(a.bench)
+        return
+    if a.fuzz:
+        fuzz(a.fuzz[0], int(a.fuzz[1]))
         return
     resize_goldens()
     jpeg_goldens()

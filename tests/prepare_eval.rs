@@ -129,6 +129,44 @@ fn jpeg_encoder_writes_pillows_bytes() {
     }
 }
 
+/// A larger corpus, not committed: `python bench/golden_prepare_eval.py --fuzz DIR 300`, then
+/// `PREPARE_EVAL_FUZZ=DIR cargo test --release --test prepare_eval -- --ignored`.
+#[test]
+#[ignore = "needs a corpus from bench/golden_prepare_eval.py --fuzz"]
+fn jpeg_encoder_matches_pillow_on_a_corpus() {
+    let dir = PathBuf::from(
+        std::env::var("PREPARE_EVAL_FUZZ").expect("set PREPARE_EVAL_FUZZ to the corpus folder"),
+    );
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let png = e.unwrap().path();
+        if png.extension().and_then(|x| x.to_str()) != Some("png") {
+            continue;
+        }
+        let stem = png.file_stem().unwrap().to_string_lossy().into_owned();
+        let quality: u8 = stem.rsplit_once("_q").unwrap().1.parse().unwrap();
+        let img = load_rgb(&png).unwrap();
+        let opts = EncodeOptions {
+            quality,
+            ..Default::default()
+        };
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let got = encode_rgb(w, h, img.as_raw(), &opts).unwrap();
+        if got != std::fs::read(png.with_extension("jpg")).unwrap() {
+            bad.push(stem);
+        }
+        n += 1;
+    }
+    assert!(n > 0, "no cases in {}", dir.display());
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ from Pillow: {bad:?}",
+        bad.len()
+    );
+    println!("{n} files byte-identical to Pillow's");
+}
+
 /// Copies tests/golden/prepare_eval/val into `root/val`.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
