@@ -1,11 +1,12 @@
-//! `prepare-eval` against Pillow (goldens from bench/golden_prepare_eval.py): the bicubic
-//! resize, the JPEG encoder, the whole course folder, FID against it, and bad input.
+//! `prepare-eval` against Pillow (goldens from bench/golden_prepare_eval.py): the JPEG
+//! encoder, the whole course folder, FID against it, and bad input (the bicubic resize:
+//! tests/image_io.rs).
 mod common;
-use common::TempDir;
+use common::{pattern, TempDir};
 use std::path::{Path, PathBuf};
 
 use diffuse::data::image_folder::{prepare_eval, EvalFormat, PrepareEvalConfig};
-use diffuse::data::image_io::{load_rgb, resize_bicubic_pil};
+use diffuse::data::image_io::load_rgb;
 use diffuse::data::jpeg::decode_rgb;
 use diffuse::data::jpeg::encode::{encode_rgb, EncodeOptions};
 use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
@@ -14,20 +15,6 @@ fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name)
-}
-
-/// Same formula as `pattern` in bench/golden_image_io.py: gradients with wrap-around edges
-/// plus hashed noise.
-fn pattern(w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let mut p = [0u8; 3];
-        for c in 0..3u64 {
-            let (x, y) = (x as u64, y as u64);
-            let hsh = (x * 73856093) ^ (y * 19349663) ^ (c * 83492791);
-            p[c as usize] = ((x * 7 + y * 13 + c * 50 + hsh % 64) % 256) as u8;
-        }
-        image::Rgb(p)
-    })
 }
 
 /// Largest per-channel difference between two decoded images of the same size.
@@ -39,35 +26,6 @@ fn max_diff(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
         .map(|(x, y)| x.abs_diff(*y))
         .max()
         .unwrap_or(0)
-}
-
-#[test]
-fn bicubic_resize_matches_pillow_bit_exact() {
-    // Downsampling (support widened by the scale), upsampling, one axis only.
-    let cases = [
-        ((512, 512), (64, 64)),
-        ((37, 23), (64, 64)),
-        ((100, 90), (64, 64)),
-        ((20, 16), (64, 48)),
-        ((40, 30), (40, 75)),
-        ((50, 20), (17, 20)),
-    ];
-    for ((w, h), (ow, oh)) in cases {
-        let want =
-            std::fs::read(golden(&format!("resize_bicubic_{w}x{h}_to_{ow}x{oh}.bin"))).unwrap();
-        let got = resize_bicubic_pil(&pattern(w, h), ow, oh);
-        let bad = got
-            .as_raw()
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| a != b)
-            .count();
-        assert_eq!(
-            bad, 0,
-            "{w}x{h} -> {ow}x{oh}: {bad} bytes differ from Pillow"
-        );
-        assert_eq!(got.as_raw().len(), want.len());
-    }
 }
 
 /// The cases of `encode_cases` in bench/golden_prepare_eval.py: file, pixels, options.

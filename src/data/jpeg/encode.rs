@@ -10,6 +10,11 @@
 //! that pad the last MCUs), `jfdctint.c` (LL&M integer forward DCT), `jcdctmgr.c`
 //! (quantisation by reciprocal multiplication), `jchuff.c` (sequential Huffman coding) and
 //! `jcmarker.c` (marker segments).
+use super::idct::{
+    CONST_BITS, FIX_0_298631336, FIX_0_390180644, FIX_0_541196100, FIX_0_765366865,
+    FIX_0_899976223, FIX_1_175875602, FIX_1_501321110, FIX_1_847759065, FIX_1_961570560,
+    FIX_2_053119869, FIX_2_562915447, FIX_3_072711026, PASS1_BITS,
+};
 use super::markers::ZIGZAG;
 use super::std_tables;
 use super::JpegError;
@@ -106,32 +111,18 @@ fn quantize(x: i32, d: Divisor) -> i16 {
     }
 }
 
-const CONST_BITS: u32 = 13;
-const PASS1_BITS: u32 = 2;
-const FIX_0_298631336: i64 = 2446;
-const FIX_0_390180644: i64 = 3196;
-const FIX_0_541196100: i64 = 4433;
-const FIX_0_765366865: i64 = 6270;
-const FIX_0_899976223: i64 = 7373;
-const FIX_1_175875602: i64 = 9633;
-const FIX_1_501321110: i64 = 12299;
-const FIX_1_847759065: i64 = 15137;
-const FIX_1_961570560: i64 = 16069;
-const FIX_2_053119869: i64 = 16819;
-const FIX_2_562915447: i64 = 20995;
-const FIX_3_072711026: i64 = 25172;
-
 #[inline(always)]
-fn descale(x: i64, n: u32) -> i64 {
+fn descale(x: i32, n: u32) -> i32 {
     (x + (1 << (n - 1))) >> n
 }
 
 /// One 1-D pass of `jpeg_fdct_islow` (Loeffler–Ligtenberg–Moschytz) over 8 values `d[k·step]`.
 /// Pass 1 (rows) scales up by 2^PASS1_BITS; pass 2 (columns) removes it and leaves the
-/// overall factor 8 that the quantiser divides out.
+/// overall factor 8 that the quantiser divides out. 32-bit sums, as libjpeg's `JLONG` may be:
+/// for 8-bit samples the largest term is about 2^30.
 #[inline(always)]
 fn fdct_1d(d: &mut [i32; 64], base: usize, step: usize, pass1: bool) {
-    let g = |k: usize| d[base + k * step] as i64;
+    let g = |k: usize| d[base + k * step];
     let tmp0 = g(0) + g(7);
     let tmp7 = g(0) - g(7);
     let tmp1 = g(1) + g(6);
@@ -150,7 +141,7 @@ fn fdct_1d(d: &mut [i32; 64], base: usize, step: usize, pass1: bool) {
     } else {
         (PASS1_BITS, CONST_BITS + PASS1_BITS)
     };
-    let mut out = [0i64; 8];
+    let mut out = [0i32; 8];
     if pass1 {
         out[0] = (tmp10 + tmp11) << PASS1_BITS;
         out[4] = (tmp10 - tmp11) << PASS1_BITS;
@@ -522,9 +513,9 @@ pub fn encode_rgb(
                     encode_block(&mut w, &blk, &mut last_dc[0], &dc[0], &ac[0]);
                 }
             }
-            for ci in 1..3 {
+            for (ci, last) in last_dc.iter_mut().enumerate().skip(1) {
                 let blk = block(ci, mx, my);
-                encode_block(&mut w, &blk, &mut last_dc[ci], &dc[1], &ac[1]);
+                encode_block(&mut w, &blk, last, &dc[1], &ac[1]);
             }
         }
     }
