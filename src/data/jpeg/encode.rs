@@ -136,18 +136,19 @@ fn fdct_1d(d: &mut [i32; 64], base: usize, step: usize, pass1: bool) {
     let tmp13 = tmp0 - tmp3;
     let tmp11 = tmp1 + tmp2;
     let tmp12 = tmp1 - tmp2;
-    let (n_even, n) = if pass1 {
-        (0, CONST_BITS - PASS1_BITS)
+    // Descaling of the rotated outputs.
+    let n = if pass1 {
+        CONST_BITS - PASS1_BITS
     } else {
-        (PASS1_BITS, CONST_BITS + PASS1_BITS)
+        CONST_BITS + PASS1_BITS
     };
     let mut out = [0i32; 8];
     if pass1 {
         out[0] = (tmp10 + tmp11) << PASS1_BITS;
         out[4] = (tmp10 - tmp11) << PASS1_BITS;
     } else {
-        out[0] = descale(tmp10 + tmp11, n_even);
-        out[4] = descale(tmp10 - tmp11, n_even);
+        out[0] = descale(tmp10 + tmp11, PASS1_BITS);
+        out[4] = descale(tmp10 - tmp11, PASS1_BITS);
     }
     let z1 = (tmp12 + tmp13) * FIX_0_541196100;
     out[2] = descale(z1 + tmp13 * FIX_0_765366865, n);
