@@ -10,6 +10,9 @@
 //! Unlike the reference (`os.listdir`), plain files directly in `ROOT/{split}` are not classes.
 //! A file that cannot be decoded is skipped with a warning naming it, or is an error with
 //! `strict`; it is not replaced by the next file, so a class can end up below the cap.
+//!
+//! [`prepare_eval`] builds the flat FID folder `ROOT/eval/` from `ROOT/val/`, by default exactly
+//! as the course's `dataset.py` does (bicubic resize, Pillow's JPEG bytes).
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
