@@ -17,7 +17,8 @@ use crate::data::image_set::ImageSet;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{
-    sample, Guidance, GuidanceConfig, GuidanceMethod, Guided, GuidedBy, SamplerKind, SamplerSpec,
+    sample, Denoiser, Guidance, GuidanceConfig, GuidanceMethod, Guided, GuidedBy, SamplerKind,
+    SamplerSpec,
 };
 use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
 use crate::train::{
@@ -499,16 +500,27 @@ impl Generator<'_> {
             let x_t = Tensor::from_data(TensorData::new(x, [chunk.len(), c, h, w]), &device);
             let mut rng = seeded(seed, 0x2000_0000 + first as u64);
             let mut tick = |_: usize, _: usize| {};
-            let x0 = if self.guidance.method == GuidanceMethod::Cfg {
-                let guided = Guided {
+            // Plain CFG through its own wrapper (no x̂₀ conversion: the reference's numbers).
+            let (cfg_only, by);
+            let guided: &dyn Denoiser<4> = if self.guidance.method == GuidanceMethod::Cfg {
+                cfg_only = Guided {
                     model,
                     guidance: self.guidance.scale,
                 };
-                sample(&guided, schedule, spec, x_t, Some(chunk), &mut rng, &mut tick)?
+                &cfg_only
             } else {
-                let guided = GuidedBy::new(model, self.guide, schedule, self.guidance)?;
-                sample(&guided, schedule, spec, x_t, Some(chunk), &mut rng, &mut tick)?
+                by = GuidedBy::new(model, self.guide, schedule, self.guidance)?;
+                &by
             };
+            let x0 = sample(
+                guided,
+                schedule,
+                spec,
+                x_t,
+                Some(chunk),
+                &mut rng,
+                &mut tick,
+            )?;
             out.extend(
                 x0.into_data()
                     .try_to_vec::<f32>()

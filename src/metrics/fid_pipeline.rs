@@ -233,7 +233,11 @@ pub fn describe_input(path: &Path) -> Result<String> {
     Ok(format!(
         "{} files ({}) in {} folder{} (searched recursively)",
         files.len(),
-        if exts.is_empty() { "none".into() } else { exts.join(", ") },
+        if exts.is_empty() {
+            "none".into()
+        } else {
+            exts.join(", ")
+        },
         dirs.len(),
         if dirs.len() == 1 { "" } else { "s" }
     ))
