@@ -137,7 +137,9 @@ fn sample_folder_sweep_and_judge() {
         "--ckpt",
         r,
         "--guidance",
-        "cfg,apg",
+        "cfg,auto",
+        "--guide-ckpt",
+        r,
         "--scales",
         "0,2",
         "-n",
@@ -154,7 +156,7 @@ fn sample_folder_sweep_and_judge() {
     assert_eq!(lines[0], "method,w,accuracy,frechet,seconds");
     assert_eq!(lines.len(), 5, "{csv}");
     assert!(
-        lines[1].starts_with("cfg,0,") && lines[4].starts_with("apg,2,"),
+        lines[1].starts_with("cfg,0,") && lines[4].starts_with("auto,2,"),
         "{csv}"
     );
     // w = 0 is the same plain conditional model for every method.
@@ -181,5 +183,31 @@ fn sample_folder_sweep_and_judge() {
             sweep.to_str().unwrap(),
         ],
         "--weights",
+    );
+}
+
+#[test]
+fn fid_says_what_it_reads() {
+    // Two PNGs in one folder and a JPEG in a subfolder: the summary counts both extensions and
+    // folders before the (here missing) weights stop the run.
+    let tmp = common::TempDir::new("cli-fid-inputs");
+    let gen = tmp.0.join("gen");
+    std::fs::create_dir_all(gen.join("sub")).unwrap();
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]));
+    img.save(gen.join("0.png")).unwrap();
+    img.save(gen.join("1.png")).unwrap();
+    img.save(gen.join("sub/2.jpg")).unwrap();
+    std::fs::write(gen.join("labels.csv"), "file,class\n").unwrap();
+    let g = gen.to_str().unwrap();
+    let missing = tmp.0.join("nope.ckpt");
+    let (code, _, err) = diffuse(&["fid", g, g, "--weights", missing.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("3 files (1 .jpg, 2 .png) in 2 folders"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nope.ckpt") && !err.contains("panicked"),
+        "{err}"
     );
 }

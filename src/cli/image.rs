@@ -1067,7 +1067,7 @@ fn cfg_sweep(a: &CfgSweepArgs) -> Result<()> {
                     let t = std::time::Instant::now();
                     let images = img::Generator {
                         model: &model,
-                        guide: guide.as_ref(),
+                        guide: guide.as_ref().filter(|_| *method == GuidanceMethod::Auto),
                         shape,
                         schedule: &schedule,
                         spec,
