@@ -113,11 +113,12 @@ pub enum ImageCommand {
         /// Samples per guidance scale.
         #[arg(short = 'n', long = "num", default_value_t = 500)]
         n: usize,
-        /// Guided scale compared with w = 0 (reference convention).
-        #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+        /// Guided scale compared with w = 0 (reference convention; the reference default 7.5).
+        #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
         cfg_scale: f64,
-        /// Guidance method of the guided samples.
-        #[arg(long, value_enum, default_value_t = GuidanceMethod::Cfg)]
+        /// Guidance method of the guided samples. APG keeps the digits' distribution at
+        /// w = 7.5 where plain CFG collapses it (BENCHMARKS.md, guidance sweep).
+        #[arg(long, value_enum, default_value_t = GuidanceMethod::Apg)]
         guidance: GuidanceMethod,
         #[command(flatten)]
         params: GuidanceParams,

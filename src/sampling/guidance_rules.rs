@@ -64,8 +64,8 @@ pub struct ApgConfig {
     /// β of the momentum Δ_t ← Δ_t + β Δ_{t+1} (the paper recommends a negative β, −0.5).
     pub momentum: f64,
     /// r: the update's per-image L2 norm (of x̂₀ differences, pixels in [−1, 1]) is clipped to
-    /// r (0 = no clipping). The norm grows with √(pixels): the default 0.25 was chosen on the
-    /// 8×8 digits (64 pixels; BENCHMARKS.md, guidance sweep), about 0.03 per pixel RMS.
+    /// r (0 = no clipping). The norm grows with √(pixels): the default 0.15 was chosen on the
+    /// 8×8 digits (64 pixels; BENCHMARKS.md, guidance sweep), about 0.02 per pixel RMS.
     pub norm_threshold: f64,
 }
 
@@ -74,7 +74,7 @@ impl Default for ApgConfig {
         Self {
             eta: 0.0,
             momentum: -0.5,
-            norm_threshold: 0.25,
+            norm_threshold: 0.15,
         }
     }
 }
