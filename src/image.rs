@@ -15,7 +15,10 @@ use crate::checkpoint::{config_path, ensure_dir, read_json};
 use crate::data::image_set::ImageSet;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
-use crate::sampling::{sample, Guidance, Guided, SamplerKind, SamplerSpec};
+use crate::sampling::{
+    sample, Denoiser, Guidance, GuidanceConfig, GuidanceMethod, Guided, GuidedBy, SamplerKind,
+    SamplerSpec,
+};
 use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
 use crate::train::{
     clip_grads, interrupted, param_ids, progress_bar, set_param_ids, Ema, OptimConfig,
@@ -384,57 +387,117 @@ pub fn model_shape(cfg: &UNetConfig) -> (usize, usize, usize) {
 }
 
 /// Generates one image per label (values in [−1, 1], [N, C, H, W] row-major), in batches of
-/// `batch`, with the sampler of `spec` and classifier-free guidance `guidance`.
+/// `batch`, with the sampler of `spec` and classifier-free guidance `guidance` (or any
+/// [`GuidanceConfig`] whose method needs no guide model; see [`Generator`] for autoguidance).
 /// Image i's noise depends only on (seed, i), so results do not depend on the batch size.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &UNet,
     shape: (usize, usize, usize),
     schedule: &NoiseSchedule,
     spec: &SamplerSpec,
-    guidance: Guidance,
+    guidance: impl Into<GuidanceConfig>,
     labels: &[usize],
     seed: u64,
     batch: usize,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Vec<f32>> {
-    spec.validate(schedule.num_steps())?;
-    model.check_labels(labels)?;
-    let (c, h, w) = shape;
-    let device = model.head.weight.val().device();
-    let guided = Guided { model, guidance };
-    let mut out = Vec::with_capacity(labels.len() * c * h * w);
-    for (bi, chunk) in labels.chunks(batch.max(1)).enumerate() {
-        let first = bi * batch.max(1);
-        // x_T per image from its own stream; the sampler's own noise from the batch's stream.
-        let mut x = Vec::with_capacity(chunk.len() * c * h * w);
-        for i in 0..chunk.len() {
-            x.extend(normal_vec(
-                &mut seeded(seed, 0x1000_0000 + (first + i) as u64),
-                c * h * w,
-            ));
-        }
-        let x_t = Tensor::from_data(TensorData::new(x, [chunk.len(), c, h, w]), &device);
-        let mut rng = seeded(seed, 0x2000_0000 + first as u64);
-        let mut tick = |_: usize, _: usize| {};
-        let x0 = sample(
-            &guided,
-            schedule,
-            spec,
-            x_t,
-            Some(chunk),
-            &mut rng,
-            &mut tick,
-        )?;
-        out.extend(
-            x0.into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::invalid("sampling", format!("{e:?}")))?,
-        );
-        if let Some(pb) = progress {
-            pb.inc(chunk.len() as u64);
-        }
+    Generator {
+        model,
+        guide: None,
+        shape,
+        schedule,
+        spec: *spec,
+        guidance: guidance.into(),
     }
-    Ok(out)
+    .generate(labels, seed, batch, progress)
+}
+
+/// Everything that turns labels into images: the model (and autoguidance's weaker guide), the
+/// image shape, the schedule, the sampler and the guidance.
+#[derive(Clone, Copy)]
+pub struct Generator<'a> {
+    pub model: &'a UNet,
+    /// The weaker model of `--guidance auto` (None otherwise).
+    pub guide: Option<&'a UNet>,
+    /// (channels, height, width).
+    pub shape: (usize, usize, usize),
+    pub schedule: &'a NoiseSchedule,
+    pub spec: SamplerSpec,
+    pub guidance: GuidanceConfig,
+}
+
+impl Generator<'_> {
+    /// One image per label, as [`generate`] describes. Each batch gets a fresh guidance wrapper
+    /// (APG's momentum never crosses batches).
+    pub fn generate(
+        &self,
+        labels: &[usize],
+        seed: u64,
+        batch: usize,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Vec<f32>> {
+        let (model, schedule, spec) = (self.model, self.schedule, &self.spec);
+        spec.validate(schedule.num_steps())?;
+        model.check_labels(labels)?;
+        if let Some(g) = self.guide {
+            let io = |m: &UNet| (m.num_classes(), m.head.weight.dims()[1]);
+            if io(g) != io(model) {
+                return Err(Error::invalid(
+                    "--guide-ckpt",
+                    "the guide model must have the same classes and channels as the model",
+                ));
+            }
+        }
+        GuidedBy::new(model, self.guide, schedule, self.guidance)?;
+        let (c, h, w) = self.shape;
+        let device = model.head.weight.val().device();
+        let mut out = Vec::with_capacity(labels.len() * c * h * w);
+        for (bi, chunk) in labels.chunks(batch.max(1)).enumerate() {
+            let first = bi * batch.max(1);
+            // x_T per image from its own stream; the sampler's own noise from the batch's stream.
+            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
+            for i in 0..chunk.len() {
+                x.extend(normal_vec(
+                    &mut seeded(seed, 0x1000_0000 + (first + i) as u64),
+                    c * h * w,
+                ));
+            }
+            let x_t = Tensor::from_data(TensorData::new(x, [chunk.len(), c, h, w]), &device);
+            let mut rng = seeded(seed, 0x2000_0000 + first as u64);
+            let mut tick = |_: usize, _: usize| {};
+            // Plain CFG through its own wrapper (no x̂₀ conversion: the reference's numbers).
+            let (cfg_only, by);
+            let guided: &dyn Denoiser<4> = if self.guidance.method == GuidanceMethod::Cfg {
+                cfg_only = Guided {
+                    model,
+                    guidance: self.guidance.scale,
+                };
+                &cfg_only
+            } else {
+                by = GuidedBy::new(model, self.guide, schedule, self.guidance)?;
+                &by
+            };
+            let x0 = sample(
+                guided,
+                schedule,
+                spec,
+                x_t,
+                Some(chunk),
+                &mut rng,
+                &mut tick,
+            )?;
+            out.extend(
+                x0.into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| Error::invalid("sampling", format!("{e:?}")))?,
+            );
+            if let Some(pb) = progress {
+                pb.inc(chunk.len() as u64);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// x ∈ [−1, 1] → round(clamp(x/2 + 1/2, 0, 1)·255), the reference's `tensor_to_pil_image`.

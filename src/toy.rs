@@ -439,9 +439,11 @@ pub fn invert_round_trip(
     let n = points.len() / 2;
     let x0: Tensor<2> = Tensor::from_data(TensorData::new(points.to_vec(), [n, 2]), &device);
     let mut none = crate::sampling::no_progress;
-    let code = crate::sampling::inversion::ddim_invert(
-        model, schedule, steps, spacing, x0, None, &mut none,
-    )?;
+    let lv = crate::sampling::levels(
+        schedule,
+        &crate::sampling::timesteps(spacing, schedule.num_steps(), steps)?,
+    );
+    let code = crate::sampling::inversion::ddim_invert(model, &lv, x0, None, &mut none);
     let spec = SamplerSpec {
         steps,
         spacing,

@@ -113,3 +113,345 @@ fn negative_scales_are_rejected() {
     assert!(Guidance::new(0.5, GuidanceConvention::Diffusers).is_err());
     assert!(Guidance::new(f64::NAN, GuidanceConvention::Reference).is_err());
 }
+
+// ---- The guidance methods (src/sampling/guidance_rules.rs and GuidedBy). Values below are
+// small hand-made numbers of size ≈ 1–30 computed in f32; 1e-5 relative (a few ulps of
+// f32 over a handful of operations) is the tolerance.
+
+use diffuse::sampling::guidance_rules::{self as rules, ApgConfig};
+use diffuse::sampling::{GuidanceConfig, GuidanceMethod, GuidedBy};
+use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
+
+fn rows(v: &[f32], cols: usize) -> Tensor<2> {
+    Tensor::from_data(
+        TensorData::new(v.to_vec(), [v.len() / cols, cols]),
+        &Device::flex(),
+    )
+}
+
+fn vec2(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().try_to_vec().unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (a, b) in got.iter().zip(want) {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn cfg_rescale_matches_lin_et_al() {
+    // x_c has std 1, x_cfg std 3 (rows ±1 and ±3): φ = 1 rescales x_cfg to std 1, φ = 0 keeps
+    // it, φ = 0.5 multiplies by 0.5·(1/3) + 0.5 = 2/3.
+    let xc = [1.0, -1.0, 1.0, -1.0];
+    let xg = [3.0, -3.0, 3.0, -3.0];
+    for (phi, k) in [(1.0, 1.0 / 3.0), (0.0, 1.0), (0.5, 2.0 / 3.0)] {
+        let out = vec2(rules::cfg_rescale(rows(&xc, 4), rows(&xg, 4), phi));
+        let want: Vec<f32> = xg.iter().map(|v| v * k as f32).collect();
+        assert_close(&out, &want);
+    }
+    // Per image: the second row (std 2 vs 4) gets its own factor 1/2.
+    let out = vec2(rules::cfg_rescale(
+        rows(&[1.0, -1.0, 2.0, -2.0], 2),
+        rows(&[3.0, -3.0, 4.0, -4.0], 2),
+        1.0,
+    ));
+    assert_close(&out, &[1.0, -1.0, 2.0, -2.0]);
+}
+
+#[test]
+fn apg_projects_clips_and_carries_momentum() {
+    // x_c = (1, 0), x_u = (0, 1): Δ = (1, −1), Δ∥ = (1, 0), Δ⊥ = (0, −1).
+    let (xc, xu) = (rows(&[1.0, 0.0], 2), rows(&[0.0, 1.0], 2));
+    let w = 2.0;
+    let cfg = |eta, norm_threshold| ApgConfig {
+        eta,
+        momentum: -0.5,
+        norm_threshold,
+    };
+    // η = 0: x_c + w Δ⊥ = (1, −2).
+    let (out, running) = rules::apg(xc.clone(), xu.clone(), w, &cfg(0.0, 0.0), None);
+    assert_close(&vec2(out), &[1.0, -2.0]);
+    assert_close(&vec2(running), &[1.0, -1.0]);
+    // η = 1 without clipping is plain CFG: x_c + w (x_c − x_u) = (3, −2).
+    let (out, _) = rules::apg(xc.clone(), xu.clone(), w, &cfg(1.0, 0.0), None);
+    assert_close(&vec2(out), &[3.0, -2.0]);
+    // r = √2/2 halves Δ (‖Δ‖ = √2): x_c + w (0.5, −0.5) with η = 1 = (2, −1).
+    let (out, _) = rules::apg(
+        xc.clone(),
+        xu.clone(),
+        w,
+        &cfg(1.0, std::f64::consts::FRAC_1_SQRT_2),
+        None,
+    );
+    assert_close(&vec2(out), &[2.0, -1.0]);
+    // Momentum: Δ = (1, −1) + β (2, 0) = (0, −1), all orthogonal: x_c + w (0, −1) = (1, −2);
+    // the running Δ is the unclipped sum.
+    let (out, running) = rules::apg(xc, xu, w, &cfg(0.0, 0.0), Some(rows(&[2.0, 0.0], 2)));
+    assert_close(&vec2(out), &[1.0, -2.0]);
+    assert_close(&vec2(running), &[0.0, -1.0]);
+}
+
+#[test]
+fn dynamic_threshold_matches_imagen() {
+    // |x| sorted (0.5, 1, 2, 3). p = 1: s = 3, divide by 3.
+    let x = [0.5, -2.0, 3.0, 1.0];
+    let out = vec2(rules::dynamic_threshold(rows(&x, 4), 1.0));
+    assert_close(&out, &[0.5 / 3.0, -2.0 / 3.0, 1.0, 1.0 / 3.0]);
+    // p = 0.5: position 1.5 between 1 and 2, s = 1.5: clip to ±1.5, divide by 1.5.
+    let out = vec2(rules::dynamic_threshold(rows(&x, 4), 0.5));
+    assert_close(&out, &[0.5 / 1.5, -1.0, 1.0, 1.0 / 1.5]);
+    // Inside [−1, 1] s = max(q, 1) = 1: unchanged (second row), per image.
+    let out = vec2(rules::dynamic_threshold(
+        rows(&[4.0, 0.0, 0.0, 0.0, 0.5, -0.25, 1.0, 0.0], 4),
+        1.0,
+    ));
+    assert_close(&out, &[1.0, 0.0, 0.0, 0.0, 0.5, -0.25, 1.0, 0.0]);
+}
+
+#[test]
+fn interval_bounds_are_half_open() {
+    assert!(!rules::in_interval(0.28, (0.28, 5.42)));
+    assert!(rules::in_interval(5.42, (0.28, 5.42)));
+    assert!(rules::in_interval(1.0, (0.28, 5.42)));
+    assert!(!rules::in_interval(6.0, (0.28, 5.42)));
+    // σ = √((1−ᾱ)/ᾱ): ᾱ = 0.5 is σ = 1; ᾱ = 0.2 is σ = 2.
+    assert!((rules::edm_sigma(0.5) - 1.0).abs() < 1e-15);
+    assert!((rules::edm_sigma(0.2) - 2.0).abs() < 1e-15);
+}
+
+fn schedule() -> NoiseSchedule {
+    NoiseSchedule::new(&ScheduleConfig::default()).unwrap()
+}
+
+fn config(method: GuidanceMethod, w: f64) -> GuidanceConfig {
+    GuidanceConfig {
+        method,
+        scale: Guidance::new(w, GuidanceConvention::Reference).unwrap(),
+        ..GuidanceConfig::default()
+    }
+}
+
+fn eps_of<M: Denoiser<2>>(m: &M, t: usize, labels: &[usize]) -> Vec<f32> {
+    m.eps(x(), t, Some(labels))
+        .into_data()
+        .try_to_vec()
+        .unwrap()
+}
+
+#[test]
+fn interval_guides_only_inside_its_noise_levels() {
+    let s = schedule();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let g = GuidedBy::new(&m, None, &s, config(GuidanceMethod::Interval, 3.0)).unwrap();
+    let plain = Guided {
+        model: &m,
+        guidance: Guidance::new(3.0, GuidanceConvention::Reference).unwrap(),
+    };
+    let sigma = |t: usize| rules::edm_sigma(s.alpha_bar(t));
+    // Linear schedule: σ(999) ≈ 157 (outside), a mid timestep inside (0.28, 5.42], t = 0 below.
+    let mid = (0..1000).find(|&t| sigma(t) > 1.0).unwrap();
+    assert!(sigma(999) > 5.42 && sigma(0) < 0.28);
+    assert_eq!(eps_of(&g, mid, &[1, 2]), eps_of(&plain, mid, &[1, 2]));
+    for t in [0, 999] {
+        m.calls.set(0);
+        assert_eq!(eps_of(&g, t, &[1, 2]), eps_of(&m, t, &[1, 2]));
+        assert_eq!(m.calls.get(), 2, "outside the interval: one plain call");
+    }
+}
+
+/// ε = k · x · (label + 1), recording the labels it was called with.
+struct Scaled {
+    k: f32,
+    labels: std::cell::RefCell<Vec<usize>>,
+}
+
+impl Denoiser<2> for Scaled {
+    fn eps(&self, x: Tensor<2>, _t: usize, labels: Option<&[usize]>) -> Tensor<2> {
+        let labels = labels.expect("labels");
+        self.labels.borrow_mut().extend_from_slice(labels);
+        let scale: Vec<f32> = labels.iter().map(|&l| self.k * (l as f32 + 1.0)).collect();
+        let n = scale.len();
+        x * Tensor::<2>::from_data(TensorData::new(scale, [n, 1]), &Device::flex())
+    }
+}
+
+#[test]
+fn autoguidance_extrapolates_away_from_the_weaker_model() {
+    let s = schedule();
+    let scaled = |k| Scaled {
+        k,
+        labels: Default::default(),
+    };
+    let (main, weak) = (scaled(1.0), scaled(0.25));
+    // Karras et al. 2024, eq. 1 with w' = 1 + w: (1 + w) ε_main − w ε_weak = (3 − 0.5) ε_main/1.
+    let g = GuidedBy::new(&main, Some(&weak), &s, config(GuidanceMethod::Auto, 2.0)).unwrap();
+    let out = eps_of(&g, 500, &[3, 4]);
+    let want: Vec<f32> = eps_of(&scaled(1.0), 500, &[3, 4])
+        .iter()
+        .map(|v| (3.0 - 2.0 * 0.25) * v)
+        .collect();
+    assert_close(&out, &want);
+    // Both are evaluated with the requested labels (never the null class), once each.
+    assert_eq!(*weak.labels.borrow(), vec![3, 4]);
+    assert_eq!(*main.labels.borrow(), vec![3, 4]);
+}
+
+#[test]
+fn x0_methods_go_through_the_schedule() {
+    // Rescale, APG and thresholding act on x̂₀ = (x − √(1−ᾱ) ε)/√ᾱ: recompute by hand.
+    let s = schedule();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let t = 300;
+    let ab = s.alpha_bar(t);
+    let (a, sq) = (ab.sqrt() as f32, (1.0 - ab).sqrt() as f32);
+    let xv: Vec<f32> = vec2(x());
+    let labels = [1usize, 2];
+    let eps_c: Vec<f32> = eps_of(&m, t, &labels);
+    let eps_u: Vec<f32> = eps_of(&m, t, &[0, 0]);
+    let x0 = |e: &[f32]| -> Vec<f32> { xv.iter().zip(e).map(|(x, e)| (x - sq * e) / a).collect() };
+    let to_eps =
+        |x0: Vec<f32>| -> Vec<f32> { xv.iter().zip(&x0).map(|(x, z)| (x - a * z) / sq).collect() };
+    let w = 4.0;
+    let (x0c, x0u) = (rows(&x0(&eps_c), 2), rows(&x0(&eps_u), 2));
+    let x0cfg = rules::cfg(x0c.clone(), x0u.clone(), w);
+    let d = GuidanceConfig::default();
+    let cases = [
+        (
+            GuidanceMethod::Rescale,
+            vec2(rules::cfg_rescale(
+                x0c.clone(),
+                x0cfg.clone(),
+                d.rescale_phi,
+            )),
+        ),
+        (
+            GuidanceMethod::Apg,
+            vec2(rules::apg(x0c.clone(), x0u.clone(), w, &d.apg, None).0),
+        ),
+        (
+            GuidanceMethod::Threshold,
+            vec2(rules::dynamic_threshold(x0cfg, d.threshold_percentile)),
+        ),
+    ];
+    for (method, want_x0) in cases {
+        let g = GuidedBy::new(&m, None, &s, config(method, w)).unwrap();
+        // ε of size ≈ 1–10 divided by √(1−ᾱ) ≈ 0.6: 1e-4 relative covers f32 rounding of
+        // the round trip x̂₀ → ε.
+        let got = eps_of(&g, t, &labels);
+        let want = to_eps(want_x0);
+        for (p, q) in got.iter().zip(&want) {
+            assert!(
+                (p - q).abs() <= 1e-4 * q.abs().max(1.0),
+                "{method:?}: {got:?} vs {want:?}"
+            );
+        }
+    }
+}
+
+/// ε = x + label · (0.3, −0.7): the guidance direction is not parallel to x̂₀, so APG's
+/// orthogonal update (and its momentum) is not zero.
+struct Shifted;
+
+impl Denoiser<2> for Shifted {
+    fn eps(&self, x: Tensor<2>, _t: usize, labels: Option<&[usize]>) -> Tensor<2> {
+        let labels = labels.expect("labels");
+        let v: Vec<f32> = labels
+            .iter()
+            .flat_map(|&l| [0.3 * l as f32, -0.7 * l as f32])
+            .collect();
+        let n = labels.len();
+        x + Tensor::<2>::from_data(TensorData::new(v, [n, 2]), &Device::flex())
+    }
+}
+
+#[test]
+fn apg_momentum_spans_one_sampling_run() {
+    let s = schedule();
+    let cfg = GuidanceConfig {
+        apg: ApgConfig {
+            eta: 0.0,
+            momentum: -0.5,
+            norm_threshold: 0.0,
+        },
+        ..config(GuidanceMethod::Apg, 2.0)
+    };
+    let fresh = |t| eps_of(&GuidedBy::new(&Shifted, None, &s, cfg).unwrap(), t, &[1, 2]);
+    let g = GuidedBy::new(&Shifted, None, &s, cfg).unwrap();
+    let first = eps_of(&g, 600, &[1, 2]);
+    assert_eq!(first, fresh(600));
+    // The next (lower) timestep adds β times the running Δ: not the fresh result.
+    let second = eps_of(&g, 400, &[1, 2]);
+    let d = max_diff(&second, &fresh(400));
+    assert!(d > 1e-3, "momentum changed nothing ({d})");
+    // A larger t starts a new run: the fresh result again.
+    assert_eq!(eps_of(&g, 600, &[1, 2]), first);
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn every_method_is_the_conditional_model_at_zero_scale() {
+    let s = schedule();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    for method in [
+        GuidanceMethod::Cfg,
+        GuidanceMethod::Interval,
+        GuidanceMethod::Rescale,
+        GuidanceMethod::Apg,
+        GuidanceMethod::Threshold,
+    ] {
+        let g = GuidedBy::new(&m, None, &s, config(method, 0.0)).unwrap();
+        assert_eq!(
+            eps_of(&g, 500, &[1, 2]),
+            eps_of(&m, 500, &[1, 2]),
+            "{method:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_guidance_settings_are_rejected() {
+    let s = schedule();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let err = |c: GuidanceConfig, guide: Option<&Fake>| {
+        GuidedBy::new(&m, guide, &s, c)
+            .err()
+            .expect("must fail")
+            .to_string()
+    };
+    assert!(err(config(GuidanceMethod::Auto, 1.0), None).contains("--guide-ckpt"));
+    let other = Fake {
+        calls: Cell::new(0),
+    };
+    assert!(err(config(GuidanceMethod::Cfg, 1.0), Some(&other)).contains("--guide-ckpt"));
+    let mut c = config(GuidanceMethod::Rescale, 1.0);
+    c.rescale_phi = 1.5;
+    assert!(err(c, None).contains("--rescale-phi"));
+    let mut c = config(GuidanceMethod::Interval, 1.0);
+    c.interval = (2.0, 1.0);
+    assert!(err(c, None).contains("--interval"));
+    let mut c = config(GuidanceMethod::Apg, 1.0);
+    c.apg.norm_threshold = -1.0;
+    assert!(err(c, None).contains("--apg-norm"));
+    let mut c = config(GuidanceMethod::Threshold, 1.0);
+    c.threshold_percentile = 2.0;
+    assert!(err(c, None).contains("--threshold-percentile"));
+}

@@ -7,7 +7,9 @@ use std::cell::Cell;
 use burn::prelude::*;
 use common::*;
 use diffuse::sampling::inversion::ddim_invert;
-use diffuse::sampling::{no_progress, sample, Denoiser, SamplerKind, SamplerSpec};
+use diffuse::sampling::{
+    levels, no_progress, sample, timesteps, Denoiser, SamplerKind, SamplerSpec,
+};
 use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
 
 /// ε(x, t) = x · t/2000 + 0.01 cos(t/100), the same function as bench/toy_torch.py's `dummy`.
@@ -106,32 +108,15 @@ fn inversion_matches_pytorch_and_round_trip_improves_with_steps() {
     let m = Dummy {
         calls: Cell::new(0),
     };
-    let code = ddim_invert(
-        &m,
-        &s,
-        5,
-        Default::default(),
-        x.clone(),
-        None,
-        &mut no_progress,
-    )
-    .unwrap();
+    let lv = |steps| levels(&s, &timesteps(Default::default(), 1000, steps).unwrap());
+    let code = ddim_invert(&m, &lv(5), x.clone(), None, &mut no_progress);
     let err = rel_err(&to_vec(code), &f32s(&g["invert"]));
     assert!(err < 1e-4, "inversion: relative error {err}");
     // Encode then decode: the error shrinks as the step count grows.
     let x0 = x.clone() * 0.25;
     let mut errors = Vec::new();
     for steps in [5, 20, 100] {
-        let code = ddim_invert(
-            &m,
-            &s,
-            steps,
-            Default::default(),
-            x0.clone(),
-            None,
-            &mut no_progress,
-        )
-        .unwrap();
+        let code = ddim_invert(&m, &lv(steps), x0.clone(), None, &mut no_progress);
         let spec = SamplerSpec {
             steps,
             ..SamplerSpec::default()

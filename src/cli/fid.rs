@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use diffuse::metrics::fid_pipeline::{fid_between, FidMode, FidOptions};
+use diffuse::metrics::fid_pipeline::{describe_input, fid_between, FidMode, FidOptions};
 use diffuse::nn::inception_train::{train_classifier, ClassifierTrainConfig};
 
 #[derive(Args)]
@@ -51,6 +51,10 @@ pub fn fid(a: &FidArgs) -> Result<()> {
         device: a.common.device,
         ..FidOptions::default()
     };
+    // Say what is read, so a stray file (a grid, a figure) in a folder shows up in the count.
+    for (name, p) in [("ground truth", &a.gt), ("generated", &a.generated)] {
+        eprintln!("{name}: {}: {}", p.display(), describe_input(p)?);
+    }
     let r = fid_between(&a.gt, &a.generated, &opts)?;
     eprintln!(
         "{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s",

@@ -10,8 +10,10 @@ use diffuse::data::image_folder::{load_image_folder_report, ImageFolderConfig};
 use diffuse::data::image_set::ImageSet;
 use diffuse::device::device;
 use diffuse::image::{self as img, ImageTrainConfig};
-use diffuse::nn::digit_classifier;
-use diffuse::sampling::{Guidance, GuidanceConvention, SamplerKind};
+use diffuse::metrics::digit_frechet::{DigitJudge, Judgement};
+use diffuse::sampling::{
+    ApgConfig, Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, SamplerKind,
+};
 use diffuse::schedule::NoiseSchedule;
 
 use super::toy::CommonArgs;
@@ -32,7 +34,8 @@ pub enum ImageCommand {
         #[command(flatten)]
         train: ImageTrainArgs,
     },
-    /// Sample images from a trained run: DIR/{i}.png, DIR/labels.csv, DIR/grid.png.
+    /// Sample images from a trained run: DIR/{i}.png and DIR/labels.csv only; the preview grid
+    /// goes beside the folder, to DIR.grid.png.
     Sample {
         #[command(flatten)]
         sample: ImageSampleArgs,
@@ -40,8 +43,8 @@ pub enum ImageCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Classifier accuracy against sampling steps for every sampler, on a digits run: a table
-    /// (sweep.csv) and a plot (sweep.png).
+    /// Classifier accuracy and Fréchet distance against sampling steps for every sampler, on a
+    /// digits run: a table (sweep.csv) and a plot (sweep.png).
     Sweep {
         /// Run folder (a digits run).
         #[arg(long)]
@@ -91,23 +94,34 @@ pub enum ImageCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Guidance methods × scales: accuracy and Fréchet distance on a digits run (or FID against
+    /// a folder with --fid-gt), as cfg-sweep.csv and the trade-off plot cfg-sweep.png.
+    CfgSweep(CfgSweepArgs),
     /// Judge digit samples (a folder written by `image sample` on a digits run): how often the
-    /// evaluation classifier recognises each image as its label in labels.csv.
+    /// evaluation classifier recognises each image as its label in labels.csv, and the Fréchet
+    /// distance to the real digits in the classifier's feature space (with its real-vs-real
+    /// floor at the same sample size).
     Judge {
         /// Samples folder with labels.csv.
         samples: PathBuf,
     },
     /// The digits demo: train, sample at w = 0 and a guided scale, judge the samples with a
-    /// classifier trained on the real digits.
+    /// classifier trained on the real digits (accuracy and Fréchet distance).
     Run {
         #[command(flatten)]
         train: ImageTrainArgs,
         /// Samples per guidance scale.
         #[arg(short = 'n', long = "num", default_value_t = 500)]
         n: usize,
-        /// Guided scale compared with w = 0 (reference convention).
-        #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
+        /// Guided scale compared with w = 0 (reference convention; the reference default 7.5).
+        #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
         cfg_scale: f64,
+        /// Guidance method of the guided samples. APG keeps the digits' distribution at
+        /// w = 7.5 where plain CFG collapses it (BENCHMARKS.md, guidance sweep).
+        #[arg(long, value_enum, default_value_t = GuidanceMethod::Apg)]
+        guidance: GuidanceMethod,
+        #[command(flatten)]
+        params: GuidanceParams,
         /// Sampler.
         #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
         sampler: SamplerKind,
@@ -115,6 +129,139 @@ pub enum ImageCommand {
         #[arg(long, default_value_t = 50)]
         sample_steps: usize,
     },
+}
+
+/// Settings of the guidance methods (each used only by its method); defaults from
+/// [`GuidanceConfig::default`].
+#[derive(Args, Clone)]
+pub struct GuidanceParams {
+    /// interval: guidance only for EDM noise levels σ = √((1−ᾱ)/ᾱ) above this…
+    #[arg(long, default_value_t = GuidanceConfig::default().interval.0)]
+    interval_lo: f64,
+    /// interval: …and at most this (Kynkäänniemi et al. 2024, EDM2-S: (0.28, 5.42]).
+    #[arg(long, default_value_t = GuidanceConfig::default().interval.1)]
+    interval_hi: f64,
+    /// rescale: φ, the weight of the std-rescaled prediction (Lin et al. 2024: 0.7).
+    #[arg(long, default_value_t = GuidanceConfig::default().rescale_phi)]
+    rescale_phi: f64,
+    /// apg: η, weight of the update's component parallel to the conditional x̂₀.
+    #[arg(long, default_value_t = ApgConfig::default().eta, allow_negative_numbers = true)]
+    apg_eta: f64,
+    /// apg: momentum β (Sadat et al. 2025 recommend a negative value).
+    #[arg(long, default_value_t = ApgConfig::default().momentum, allow_negative_numbers = true)]
+    apg_momentum: f64,
+    /// apg: bound r on the per-image L2 norm of the x̂₀ update (0 = none).
+    #[arg(long, default_value_t = ApgConfig::default().norm_threshold)]
+    apg_norm: f64,
+    /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
+    #[arg(long, default_value_t = GuidanceConfig::default().threshold_percentile)]
+    threshold_percentile: f64,
+    /// auto: the weaker guide model (a run folder or its model.safetensors), e.g. an early or
+    /// smaller run of the same data (Karras et al. 2024).
+    #[arg(long)]
+    guide_ckpt: Option<PathBuf>,
+}
+
+impl GuidanceParams {
+    /// The configuration of `method` at `scale`.
+    fn config(&self, method: GuidanceMethod, scale: Guidance) -> Result<GuidanceConfig> {
+        let c = GuidanceConfig {
+            method,
+            scale,
+            interval: (self.interval_lo, self.interval_hi),
+            rescale_phi: self.rescale_phi,
+            apg: ApgConfig {
+                eta: self.apg_eta,
+                momentum: self.apg_momentum,
+                norm_threshold: self.apg_norm,
+            },
+            threshold_percentile: self.threshold_percentile,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Loads the guide model when one of `methods` is `auto` (which then requires it), and
+    /// checks that it generates the same images as the main run.
+    fn load_guide(
+        &self,
+        methods: &[GuidanceMethod],
+        meta: &img::ImageCheckpointMeta,
+        raw: bool,
+        dev: &burn::prelude::Device,
+    ) -> Result<Option<diffuse::nn::unet::UNet>> {
+        let wants = methods.contains(&GuidanceMethod::Auto);
+        match (&self.guide_ckpt, wants) {
+            (None, true) => {
+                bail!("--guidance auto needs the weaker guide model: give --guide-ckpt DIR")
+            }
+            (Some(_), false) => bail!("--guide-ckpt is only used by --guidance auto"),
+            (None, false) => Ok(None),
+            (Some(p), true) => {
+                let (g, gm) = img::load(p, raw, dev)?;
+                let (a, b) = (&meta.config.unet, &gm.config.unet);
+                if (a.in_channels, a.image_size, a.num_classes)
+                    != (b.in_channels, b.image_size, b.num_classes)
+                    || meta.config.schedule != gm.config.schedule
+                {
+                    bail!(
+                        "{}: the guide must be trained on the same images, classes and noise schedule as the model",
+                        p.display()
+                    );
+                }
+                Ok(Some(g))
+            }
+        }
+    }
+}
+
+/// `diffuse image cfg-sweep`.
+#[derive(Args)]
+pub struct CfgSweepArgs {
+    /// Run folder (a digits run, or any run with --fid-gt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Guidance methods (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![GuidanceMethod::Cfg, GuidanceMethod::Interval, GuidanceMethod::Rescale, GuidanceMethod::Apg, GuidanceMethod::Threshold])]
+    guidance: Vec<GuidanceMethod>,
+    /// Guidance scales (comma-separated), read in --convention.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.5, 1.0, 2.0, 4.0, 7.5])]
+    scales: Vec<f64>,
+    /// How --scales are read: reference (1+w)ε_c − wε_u, or diffusers ε_u + s(ε_c − ε_u).
+    #[arg(long, value_enum, default_value_t = GuidanceConvention::Reference)]
+    convention: GuidanceConvention,
+    #[command(flatten)]
+    params: GuidanceParams,
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
+    sampler: SamplerKind,
+    /// Steps of few-step samplers.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Samples per (method, scale).
+    #[arg(short = 'n', long = "num", default_value_t = 200)]
+    n: usize,
+    /// Images per network batch.
+    #[arg(long, default_value_t = 250)]
+    batch: usize,
+    /// Seed of labels and noise (the same for every point).
+    #[arg(long, default_value_t = 63)]
+    seed: u64,
+    /// FID instead of the digits metrics: the ground-truth folder (e.g. ROOT/eval). Samples of
+    /// each point are written under OUT/samples/ and compared with the existing FID pipeline.
+    #[arg(long)]
+    fid_gt: Option<PathBuf>,
+    /// FID: Inception weights (as `diffuse fid --weights`).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// FID: reference (course) or standard (pytorch-fid) preprocessing.
+    #[arg(long, value_enum, default_value_t = diffuse::metrics::fid_pipeline::FidMode::Reference)]
+    fid_mode: diffuse::metrics::fid_pipeline::FidMode,
+    /// Output folder.
+    #[arg(long, default_value = "out/cfg-sweep")]
+    out: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 /// Where the training images come from.
@@ -268,6 +415,11 @@ pub struct ImageSampleArgs {
     /// How --cfg-scale is read: reference (1+w)ε_c − wε_u, or diffusers ε_u + s(ε_c − ε_u).
     #[arg(long, value_enum, default_value_t = GuidanceConvention::Reference)]
     convention: GuidanceConvention,
+    /// Guidance method.
+    #[arg(long, value_enum, default_value_t = GuidanceMethod::Cfg)]
+    guidance: GuidanceMethod,
+    #[command(flatten)]
+    params: GuidanceParams,
     /// Sampler (the reference samples images with 1000-step DDPM).
     #[arg(long, value_enum, default_value_t = SamplerKind::Ddpm)]
     sampler: SamplerKind,
@@ -314,8 +466,9 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             super::set_threads(sample.common.threads)?;
             let n = sample_cmd(&sample, &out)?;
             println!(
-                "wrote {n} images, labels.csv and grid.png to {}",
-                out.display()
+                "wrote {n} images and labels.csv to {}; grid in {}",
+                out.display(),
+                grid_path(&out).display()
             );
             Ok(())
         }
@@ -323,9 +476,20 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             train,
             n,
             cfg_scale,
+            guidance,
+            params,
             sampler,
             sample_steps,
-        } => demo(&train, n, cfg_scale, sampler, sample_steps),
+        } => demo(
+            &train,
+            n,
+            cfg_scale,
+            guidance,
+            &params,
+            sampler,
+            sample_steps,
+        ),
+        ImageCommand::CfgSweep(a) => cfg_sweep(&a),
         ImageCommand::Judge { samples } => judge(&samples),
         ImageCommand::Sweep {
             ckpt,
@@ -380,9 +544,12 @@ fn sample_cmd(a: &ImageSampleArgs, out: &Path) -> Result<usize> {
     if a.n == 0 {
         bail!("invalid value for -n: must be at least 1");
     }
-    let guidance = Guidance::new(a.cfg_scale, a.convention)?;
+    let guidance = a
+        .params
+        .config(a.guidance, Guidance::new(a.cfg_scale, a.convention)?)?;
     let dev = device(a.common.device)?;
     let (model, meta) = img::load(&a.ckpt, a.raw, &dev)?;
+    let guide = a.params.load_guide(&[a.guidance], &meta, a.raw, &dev)?;
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let spec = img::image_spec(a.sampler, a.steps, a.eta, a.clip_x0);
     spec.validate(schedule.num_steps())?;
@@ -402,27 +569,39 @@ fn sample_cmd(a: &ImageSampleArgs, out: &Path) -> Result<usize> {
     } else {
         diffuse::train::progress_bar(a.n as u64, "sample")
     };
-    let images = img::generate(
-        &model,
+    let images = img::Generator {
+        model: &model,
+        guide: guide.as_ref(),
         shape,
-        &schedule,
-        &spec,
+        schedule: &schedule,
+        spec,
         guidance,
-        &labels,
-        a.seed,
-        a.batch,
-        Some(&pb),
-    )?;
+    }
+    .generate(&labels, a.seed, a.batch, Some(&pb))?;
     pb.finish_and_clear();
     img::write_samples(out, &images, &labels, &meta.class_names, shape)?;
     write_class_grid(
-        &out.join("grid.png"),
+        &grid_path(out),
         &images,
         &labels,
         meta.class_names.len(),
         shape,
     )?;
     Ok(a.n)
+}
+
+/// Where `image sample --out DIR` puts its grid: beside the folder, `DIR.grid.png`, so that the
+/// folder holds only samples (FID scripts collect every image under it).
+fn grid_path(out: &Path) -> PathBuf {
+    // `.` or `dir/..` have no file name: name the grid after the folder's real name.
+    let abs = match out.file_name() {
+        Some(_) => out.to_path_buf(),
+        None => std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf()),
+    };
+    match (abs.parent(), abs.file_name()) {
+        (Some(p), Some(n)) => p.join(format!("{}.grid.png", n.to_string_lossy())),
+        _ => PathBuf::from("samples.grid.png"),
+    }
 }
 
 /// A grid with one row per class (up to 8 samples each), in class order.
@@ -457,6 +636,8 @@ fn demo(
     train: &ImageTrainArgs,
     n: usize,
     cfg_scale: f64,
+    method: GuidanceMethod,
+    params: &GuidanceParams,
     sampler: SamplerKind,
     sample_steps: usize,
 ) -> Result<()> {
@@ -464,20 +645,29 @@ fn demo(
     if train.data.data != "digits" {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
     }
-    let guided = Guidance::new(cfg_scale, GuidanceConvention::Reference)?;
+    if method == GuidanceMethod::Auto {
+        bail!("`image run` trains one model; autoguidance needs a second, weaker one: train it with `image train` and use `image sample --guidance auto --guide-ckpt`");
+    }
+    let guided = params.config(
+        method,
+        Guidance::new(cfg_scale, GuidanceConvention::Reference)?,
+    )?;
     let spec = img::image_spec(sampler, sample_steps, 0.0, true);
     spec.validate(1000)?;
-    if n == 0 {
-        bail!("invalid value for -n: must be at least 1");
+    if n < 2 {
+        bail!("invalid value for -n: must be at least 2 (the Fréchet distance needs a covariance)");
     }
     let dev = device(train.common.device)?;
     let t0 = std::time::Instant::now();
     // The judge: a classifier trained on the real 8×8 digits (10 % held out).
-    let real8 = load_digits(8)?;
-    let (clf, clf_acc) = digit_classifier::train(&real8, 0.1, 0, &dev)?;
+    let judge = DigitJudge::standard(&dev)?;
+    let floor = judge.real_floor(n, 0)?;
     println!(
-        "evaluation classifier: {:.1}% accuracy on held-out real digits",
-        100.0 * clf_acc
+        "evaluation classifier: {:.1}% accuracy on held-out real digits; Fréchet real-vs-real floor {:.2} (halves), {:.2} ({} real digits)",
+        100.0 * judge.holdout_accuracy,
+        floor.halves,
+        floor.at_n,
+        floor.n
     );
     let (outcome, cfg, data) = train_cmd(train)?;
     let model = outcome.sampling_model();
@@ -485,14 +675,16 @@ fn demo(
     let shape = img::model_shape(&cfg.unet);
     let labels = img::draw_labels(n, data.num_classes(), None, cfg.seed);
     let mut report = serde_json::Map::new();
-    report.insert("classifier_holdout_accuracy".into(), clf_acc.into());
+    report.insert(
+        "classifier_holdout_accuracy".into(),
+        judge.holdout_accuracy.into(),
+    );
+    report.insert("frechet_floor".into(), serde_json::to_value(floor)?);
     report.insert("train_seconds".into(), outcome.seconds.into());
     report.insert("sampler".into(), spec.label(schedule.num_steps()).into());
+    report.insert("guidance".into(), guided.method.name().into());
     let mut summary = Vec::new();
-    for (name, g) in [
-        ("w0", Guidance::new(0.0, GuidanceConvention::Reference)?),
-        ("guided", guided),
-    ] {
+    for (name, g) in [("w0", GuidanceConfig::default()), ("guided", guided)] {
         let dir = train.out.join(format!("samples_{name}"));
         let pb = if train.common.quiet {
             indicatif::ProgressBar::hidden()
@@ -521,26 +713,28 @@ fn demo(
             data.num_classes(),
             shape,
         )?;
-        let pred = clf.predict(&digit_classifier::to_8x8(&images, shape.1)?, &dev)?;
-        let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / n as f64;
-        let mut per_class = serde_json::Map::new();
-        for c in 1..=data.num_classes() {
-            let (hit, tot) = pred
-                .iter()
-                .zip(&labels)
-                .filter(|(_, &l)| l == c)
-                .fold((0, 0), |(h, t), (p, l)| (h + (p == l) as usize, t + 1));
-            per_class.insert(
-                data.class_names[c - 1].clone(),
-                (hit as f64 / tot.max(1) as f64).into(),
-            );
-        }
-        let w = g.w();
-        report.insert(format!("accuracy_{name}"), acc.into());
+        let j = judge.judge(
+            &diffuse::nn::digit_classifier::to_8x8(&images, shape.1)?,
+            &labels,
+        )?;
+        let per_class: serde_json::Map<String, serde_json::Value> = data
+            .class_names
+            .iter()
+            .zip(&j.per_class)
+            .map(|(c, &a)| (c.clone(), a.into()))
+            .collect();
+        let w = g.scale.w();
+        report.insert(format!("accuracy_{name}"), j.accuracy.into());
+        report.insert(format!("frechet_{name}"), j.frechet.into());
         report.insert(format!("per_class_{name}"), per_class.into());
         report.insert(format!("w_{name}"), w.into());
         report.insert(format!("sample_seconds_{name}"), secs.into());
-        summary.push(format!("w = {w}: {:.1}% recognised", 100.0 * acc));
+        summary.push(format!(
+            "{}: {:.1}% recognised, Fréchet {:.2}",
+            g.label(),
+            100.0 * j.accuracy,
+            j.frechet
+        ));
     }
     report.insert("total_seconds".into(), t0.elapsed().as_secs_f64().into());
     write_json(&train.out.join("metrics.json"), &report)?;
@@ -550,7 +744,7 @@ fn demo(
         outcome.seconds,
         n,
         spec.label(schedule.num_steps()),
-        summary.join(", "),
+        summary.join("; "),
         train.out.display()
     );
     Ok(())
@@ -610,43 +804,56 @@ fn judge(dir: &Path) -> Result<()> {
         images.extend(img.pixels().map(|p| p.0[0] as f32 / 255.0 * 2.0 - 1.0));
         labels.push(digit + 1);
     }
-    if labels.is_empty() {
-        bail!("{}: no samples listed", csv_path.display());
+    if labels.len() < 2 {
+        bail!(
+            "{}: {} sample(s) listed; the Fréchet distance needs at least 2",
+            csv_path.display(),
+            labels.len()
+        );
     }
     let dev = device(Default::default())?;
-    let (clf, _) = digit_classifier::train(&load_digits(8)?, 0.1, 0, &dev)?;
-    let pred = clf.predict(&images, &dev)?;
-    let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64;
+    let judge = DigitJudge::standard(&dev)?;
+    let j = judge.judge(&images, &labels)?;
+    let floor = judge.real_floor(labels.len(), 0)?;
     println!(
         "accuracy: {:.1}% of {} samples recognised as their label",
-        100.0 * acc,
+        100.0 * j.accuracy,
         labels.len()
+    );
+    println!(
+        "frechet: {:.3} to the real digits in the classifier's feature space (real-vs-real floor: {:.3} for {} real digits, {:.3} between halves)",
+        j.frechet, floor.at_n, floor.n, floor.halves
     );
     Ok(())
 }
 
-/// Loads a digits run and the judge classifier.
+/// Whether a run generates the bundled digits (1×8×8, 10 classes).
+fn is_digits(meta: &img::ImageCheckpointMeta) -> bool {
+    let u = &meta.config.unet;
+    (u.in_channels, u.image_size, u.num_classes) == (1, 8, 10)
+}
+
+/// Loads a digits run and the judge.
 fn digits_run(
     ckpt: &Path,
     common: &CommonArgs,
 ) -> Result<(
     diffuse::nn::unet::UNet,
     img::ImageCheckpointMeta,
-    digit_classifier::DigitClassifier,
+    DigitJudge,
     burn::prelude::Device,
 )> {
     super::set_threads(common.threads)?;
     let dev = device(common.device)?;
     let (model, meta) = img::load(ckpt, false, &dev)?;
-    let u = &meta.config.unet;
-    if (u.in_channels, u.image_size, u.num_classes) != (1, 8, 10) {
+    if !is_digits(&meta) {
         bail!(
             "{}: not a digits run (expected 1×8×8 images and 10 classes)",
             ckpt.display()
         );
     }
-    let (clf, _) = digit_classifier::train(&load_digits(8)?, 0.1, 0, &dev)?;
-    Ok((model, meta, clf, dev))
+    let judge = DigitJudge::standard(&dev)?;
+    Ok((model, meta, judge, dev))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -666,12 +873,20 @@ fn sweep(
     if n == 0 || steps.is_empty() {
         bail!("give at least one step count and -n ≥ 1");
     }
-    let (model, meta, clf, dev) = digits_run(ckpt, common)?;
+    if n < 2 {
+        bail!("invalid value for -n: must be at least 2 (the Fréchet distance needs a covariance)");
+    }
+    let (model, meta, judge, _dev) = digits_run(ckpt, common)?;
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let shape = img::model_shape(&meta.config.unet);
     let labels = img::draw_labels(n, 10, None, seed);
     diffuse::checkpoint::ensure_dir(out)?;
-    let mut csv = String::from("sampler,steps,nfe,accuracy,seconds\n");
+    let floor = judge.real_floor(n, 0)?;
+    println!(
+        "Fréchet real-vs-real floor: {:.2} ({} real digits), {:.2} (halves)",
+        floor.at_n, floor.n, floor.halves
+    );
+    let mut csv = String::from("sampler,steps,nfe,accuracy,frechet,seconds\n");
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let eval = |spec: diffuse::sampling::SamplerSpec, csv: &mut String| -> Result<f64> {
         spec.validate(schedule.num_steps())?;
@@ -680,19 +895,21 @@ fn sweep(
             &model, shape, &schedule, &spec, guidance, &labels, seed, 250, None,
         )?;
         let secs = t.elapsed().as_secs_f64();
-        let pred = clf.predict(&images, &dev)?;
-        let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / n as f64;
+        let j = judge.judge(&images, &labels)?;
+        let acc = j.accuracy;
         let label = spec.label(schedule.num_steps());
         csv.push_str(&format!(
-            "{},{},{},{acc:.4},{secs:.2}\n",
+            "{},{},{},{acc:.4},{:.3},{secs:.2}\n",
             label.rsplit_once('-').map_or(label.as_str(), |p| p.0),
             spec.steps,
-            spec.nfe(schedule.num_steps())
+            spec.nfe(schedule.num_steps()),
+            j.frechet
         ));
         println!(
-            "{label:>14}  NFE {:>4}  accuracy {:5.1}%  ({secs:.1} s)",
+            "{label:>14}  NFE {:>4}  accuracy {:5.1}%  Fréchet {:8.2}  ({secs:.1} s)",
             spec.nfe(schedule.num_steps()),
-            100.0 * acc
+            100.0 * acc,
+            j.frechet
         );
         Ok(acc)
     };
@@ -739,9 +956,256 @@ fn sweep(
     Ok(())
 }
 
+/// How `cfg-sweep` scores a set of samples.
+enum SweepMetric {
+    /// Digits: accuracy and Fréchet distance in the classifier's feature space.
+    Digits(DigitJudge),
+    /// A folder data set: FID against precomputed ground-truth statistics.
+    Fid {
+        gt_stats: PathBuf,
+        opts: diffuse::metrics::fid_pipeline::FidOptions,
+    },
+}
+
+/// One (method, scale) point of `cfg-sweep`.
+#[derive(serde::Serialize)]
+struct SweepPoint {
+    method: &'static str,
+    w: f64,
+    /// Digits only.
+    accuracy: Option<f64>,
+    /// Fréchet distance (digits feature space) or FID.
+    distance: f64,
+    seconds: f64,
+}
+
+fn cfg_sweep(a: &CfgSweepArgs) -> Result<()> {
+    use diffuse::metrics::fid_pipeline::{fid_between, folder_stats, FidOptions};
+    super::set_threads(a.common.threads)?;
+    if a.guidance.is_empty() || a.scales.is_empty() {
+        bail!("give at least one --guidance method and one --scales value");
+    }
+    if a.n < 2 {
+        bail!("invalid value for -n: must be at least 2 (a Fréchet distance needs a covariance)");
+    }
+    let scales = a
+        .scales
+        .iter()
+        .map(|&s| Guidance::new(s, a.convention))
+        .collect::<diffuse::Result<Vec<_>>>()?;
+    let configs = a
+        .guidance
+        .iter()
+        .map(|&m| {
+            Ok((
+                m,
+                scales
+                    .iter()
+                    .map(|&g| a.params.config(m, g))
+                    .collect::<Result<Vec<_>>>()?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dev = device(a.common.device)?;
+    let (model, meta) = img::load(&a.ckpt, false, &dev)?;
+    let guide = a.params.load_guide(&a.guidance, &meta, false, &dev)?;
+    let schedule = NoiseSchedule::new(&meta.config.schedule)?;
+    let shape = img::model_shape(&meta.config.unet);
+    let spec = img::image_spec(a.sampler, a.steps, 0.0, true);
+    spec.validate(schedule.num_steps())?;
+    diffuse::checkpoint::ensure_dir(&a.out)?;
+    let metric = match (&a.fid_gt, &a.weights) {
+        (Some(gt), Some(weights)) => {
+            let gt_stats = a.out.join("gt.fidstats");
+            let opts = FidOptions {
+                weights: weights.clone(),
+                mode: a.fid_mode,
+                progress: !a.common.quiet,
+                device: a.common.device,
+                save_stats: Some(gt_stats.clone()),
+                ..FidOptions::default()
+            };
+            eprintln!(
+                "FID ground truth {}: {}",
+                gt.display(),
+                diffuse::metrics::fid_pipeline::describe_input(gt)?
+            );
+            folder_stats(gt, &opts)?;
+            SweepMetric::Fid {
+                gt_stats,
+                opts: FidOptions {
+                    save_stats: None,
+                    progress: false,
+                    ..opts
+                },
+            }
+        }
+        (Some(_), None) => {
+            bail!("--fid-gt needs --weights (the Inception weights, as for `diffuse fid`)")
+        }
+        (None, Some(_)) => bail!("--weights is only used with --fid-gt"),
+        (None, None) => {
+            if !is_digits(&meta) {
+                bail!(
+                    "{}: not a digits run; sweep another data set with FID: --fid-gt DIR --weights FILE",
+                    a.ckpt.display()
+                );
+            }
+            SweepMetric::Digits(DigitJudge::standard(&dev)?)
+        }
+    };
+    let floor = match &metric {
+        SweepMetric::Digits(j) => {
+            let f = j.real_floor(a.n, 0)?;
+            println!(
+                "Fréchet real-vs-real floor: {:.2} ({} real digits against the other half), {:.2} (halves)",
+                f.at_n, f.n, f.halves
+            );
+            Some(f)
+        }
+        SweepMetric::Fid { .. } => None,
+    };
+    let labels = img::draw_labels(a.n, meta.class_names.len(), None, a.seed);
+    let label = spec.label(schedule.num_steps());
+    println!("{} samples per point, {label}, seed {}", a.n, a.seed);
+    let mut points: Vec<SweepPoint> = Vec::new();
+    // At w = 0 every method is the plain conditional model: sampled once, shared.
+    let mut at_zero: Option<(Option<f64>, f64, f64)> = None;
+    for (method, cfgs) in &configs {
+        for g in cfgs {
+            let w = g.scale.w();
+            let (accuracy, distance, seconds) = match at_zero {
+                Some(r) if w == 0.0 => r,
+                _ => {
+                    let t = std::time::Instant::now();
+                    let images = img::Generator {
+                        model: &model,
+                        guide: guide.as_ref().filter(|_| *method == GuidanceMethod::Auto),
+                        shape,
+                        schedule: &schedule,
+                        spec,
+                        guidance: *g,
+                    }
+                    .generate(&labels, a.seed, a.batch, None)?;
+                    let secs = t.elapsed().as_secs_f64();
+                    let r = match &metric {
+                        SweepMetric::Digits(judge) => {
+                            let j: Judgement = judge.judge(&images, &labels)?;
+                            (Some(j.accuracy), j.frechet, secs)
+                        }
+                        SweepMetric::Fid { gt_stats, opts } => {
+                            let dir = a
+                                .out
+                                .join("samples")
+                                .join(format!("{}-w{w}", method.name()));
+                            img::write_samples(&dir, &images, &labels, &meta.class_names, shape)?;
+                            (None, fid_between(gt_stats, &dir, opts)?.fid, secs)
+                        }
+                    };
+                    if w == 0.0 {
+                        at_zero = Some(r);
+                    }
+                    r
+                }
+            };
+            println!(
+                "{:>10}  w {:>5}  {}{} {:9.3}  ({seconds:.1} s)",
+                method.name(),
+                w,
+                accuracy.map_or(String::new(), |acc| format!(
+                    "accuracy {:5.1}%  ",
+                    100.0 * acc
+                )),
+                if floor.is_some() { "Fréchet" } else { "FID" },
+                distance
+            );
+            points.push(SweepPoint {
+                method: method.name(),
+                w,
+                accuracy,
+                distance,
+                seconds,
+            });
+        }
+    }
+    let dist_name = if floor.is_some() { "frechet" } else { "fid" };
+    let mut csv = format!("method,w,accuracy,{dist_name},seconds\n");
+    for p in &points {
+        csv.push_str(&format!(
+            "{},{},{},{:.4},{:.2}\n",
+            p.method,
+            p.w,
+            p.accuracy.map_or(String::new(), |v| format!("{v:.4}")),
+            p.distance,
+            p.seconds
+        ));
+    }
+    diffuse::checkpoint::write_atomic(&a.out.join("cfg-sweep.csv"), csv.as_bytes())?;
+    write_json(
+        &a.out.join("cfg-sweep.json"),
+        &serde_json::json!({
+            "ckpt": a.ckpt,
+            "sampler": label,
+            "n": a.n,
+            "seed": a.seed,
+            "frechet_floor": floor,
+            "points": points,
+        }),
+    )?;
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = configs
+        .iter()
+        .map(|(m, _)| {
+            let pts = points
+                .iter()
+                .filter(|p| p.method == m.name())
+                .map(|p| match p.accuracy {
+                    Some(acc) => (100.0 * acc, p.distance),
+                    None => (p.w, p.distance),
+                })
+                .collect();
+            (m.name().to_string(), pts)
+        })
+        .collect();
+    if let Some(f) = floor {
+        let xs = points.iter().filter_map(|p| p.accuracy.map(|v| 100.0 * v));
+        let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(x), h.max(x)));
+        series.push((
+            format!("real-vs-real floor (n = {})", f.n),
+            vec![(lo, f.at_n), (hi, f.at_n)],
+        ));
+    }
+    let plot = a.out.join("cfg-sweep.png");
+    match floor {
+        Some(_) => diffuse::plot::lines(
+            &plot,
+            &format!(
+                "digits: fidelity vs distribution, w = {:?} ({label}, n = {})",
+                a.scales, a.n
+            ),
+            "accuracy (%) — fidelity",
+            "Fréchet distance (classifier features) — lower is better",
+            true,
+            &series,
+        )?,
+        None => diffuse::plot::lines(
+            &plot,
+            &format!("FID vs guidance scale ({label}, n = {})", a.n),
+            "w (reference convention)",
+            "FID",
+            true,
+            &series,
+        )?,
+    }
+    println!(
+        "cfg-sweep.csv, cfg-sweep.json and cfg-sweep.png in {}",
+        a.out.display()
+    );
+    Ok(())
+}
+
 fn invert(ckpt: &Path, steps: &[usize], n: usize, out: &Path, common: &CommonArgs) -> Result<()> {
     use burn::prelude::{Tensor, TensorData};
-    let (model, meta, _clf, dev) = digits_run(ckpt, common)?;
+    let (model, meta, _judge, dev) = digits_run(ckpt, common)?;
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let data = load_digits(8)?;
     let n = n.clamp(2, data.len());
@@ -759,15 +1223,17 @@ fn invert(ckpt: &Path, steps: &[usize], n: usize, out: &Path, common: &CommonArg
     let mut last_code = None;
     println!("steps  mean |x − decode(encode(x))|");
     for &s in steps {
+        let lv = diffuse::sampling::levels(
+            &schedule,
+            &diffuse::sampling::timesteps(Default::default(), schedule.num_steps(), s)?,
+        );
         let code = diffuse::sampling::inversion::ddim_invert(
             &cond,
-            &schedule,
-            s,
-            Default::default(),
+            &lv,
             x0.clone(),
             Some(&labels),
             &mut none,
-        )?;
+        );
         let spec = diffuse::sampling::SamplerSpec {
             steps: s,
             ..Default::default()

@@ -213,6 +213,36 @@ pub fn resize_bilinear_torch(src: &[f32], w: usize, h: usize, ow: usize, oh: usi
     out
 }
 
+/// What an FID input holds, for the log line `diffuse fid` prints: a folder's image count per
+/// extension and the number of folders they sit in, e.g. `12 files (12 .png) in 1 folder`.
+pub fn describe_input(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return Ok("a statistics file".into());
+    }
+    let files = list_images(path)?;
+    let mut by_ext = std::collections::BTreeMap::<String, usize>::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        let ext = f
+            .extension()
+            .map_or(String::new(), |e| e.to_string_lossy().to_lowercase());
+        *by_ext.entry(ext).or_default() += 1;
+        dirs.insert(f.parent().map(Path::to_path_buf));
+    }
+    let exts: Vec<String> = by_ext.iter().map(|(e, n)| format!("{n} .{e}")).collect();
+    Ok(format!(
+        "{} files ({}) in {} folder{} (searched recursively)",
+        files.len(),
+        if exts.is_empty() {
+            "none".into()
+        } else {
+            exts.join(", ")
+        },
+        dirs.len(),
+        if dirs.len() == 1 { "" } else { "s" }
+    ))
+}
+
 /// The images of `dir`, or an error when there are fewer than two.
 fn images_of(dir: &Path) -> Result<Vec<PathBuf>> {
     let files = list_images(dir)?;

@@ -22,14 +22,27 @@ pub struct DigitClassifier {
 impl DigitClassifier {
     /// Logits [B, 10] for images [B, 64].
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.l3
-            .forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
+        self.l3.forward(self.features(x))
+    }
+
+    /// The penultimate layer [B, 256] (after the second ReLU) for images [B, 64]: the feature
+    /// space of the digits' Fréchet distance (the role Inception's pool layer plays in FID).
+    pub fn features(&self, x: Tensor<2>) -> Tensor<2> {
+        relu(self.l2.forward(relu(self.l1.forward(x))))
+    }
+
+    /// Penultimate-layer features ([N·256] row-major) of 8×8 images [N·64].
+    pub fn features_of(&self, images: &[f32], device: &Device) -> Result<Vec<f32>> {
+        let x = images_tensor(images, device)?;
+        self.features(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::invalid("classifier", format!("{e:?}")))
     }
 
     /// Predicted digit labels (1…10, the data set's labels) of 8×8 images [N·64].
     pub fn predict(&self, images: &[f32], device: &Device) -> Result<Vec<usize>> {
-        let n = images.len() / 64;
-        let x = Tensor::from_data(TensorData::new(images.to_vec(), [n, 64]), device);
+        let x = images_tensor(images, device)?;
         let pred = self.forward(x).argmax(1).into_data();
         let v: Vec<i64> = pred
             .convert::<i64>()
@@ -37,6 +50,27 @@ impl DigitClassifier {
             .map_err(|e| Error::invalid("classifier", format!("{e:?}")))?;
         Ok(v.into_iter().map(|c| c as usize + 1).collect())
     }
+}
+
+/// Number of penultimate-layer features.
+pub const FEATURE_DIM: usize = 256;
+
+/// 8×8 images [N·64] as a [N, 64] tensor; errors when the length is not a multiple of 64.
+fn images_tensor(images: &[f32], device: &Device) -> Result<Tensor<2>> {
+    if images.is_empty() || images.len() % 64 != 0 {
+        return Err(Error::invalid(
+            "classifier",
+            format!(
+                "expected 8×8 images (a multiple of 64 values), got {} values",
+                images.len()
+            ),
+        ));
+    }
+    let n = images.len() / 64;
+    Ok(Tensor::from_data(
+        TensorData::new(images.to_vec(), [n, 64]),
+        device,
+    ))
 }
 
 /// 2×2 (k×k) block averages: a [N, 1, 8k, 8k] image set back to 8×8. Exact inverse of the

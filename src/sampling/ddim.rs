@@ -2,7 +2,7 @@
 use burn::prelude::*;
 use rand::Rng;
 
-use super::{timesteps, Denoiser, Progress, Spacing};
+use super::{timesteps, Denoiser, Level, Progress, Spacing};
 use crate::rng::normal_tensor;
 use crate::schedule::NoiseSchedule;
 use crate::Result;
@@ -50,6 +50,7 @@ pub fn ddim_sigma(ab: f64, ab_prev: f64, eta: f64) -> f64 {
 
 /// One DDIM step from t to `t_prev` (`None` after t = 0, where ᾱ_prev = 1 so the output is x̂₀).
 /// `z` is required only when σ > 0.
+#[allow(clippy::too_many_arguments)]
 pub fn ddim_step<const D: usize>(
     s: &NoiseSchedule,
     x: Tensor<D>,
@@ -60,16 +61,28 @@ pub fn ddim_step<const D: usize>(
     clip_x0: bool,
     z: Option<Tensor<D>>,
 ) -> Tensor<D> {
-    let ab = s.alpha_bar(t);
-    let ab_prev = s.alpha_bar_at(t_prev);
+    let prev = t_prev.map(|tp| s.alpha_bar(tp));
+    ddim_update(x, s.alpha_bar(t), prev, eps, eta, clip_x0, z)
+}
+
+/// The DDIM update from ᾱ = `ab` to `ab_prev` (`None`: the final step to ᾱ = 1, returning x̂₀).
+fn ddim_update<const D: usize>(
+    x: Tensor<D>,
+    ab: f64,
+    ab_prev: Option<f64>,
+    eps: Tensor<D>,
+    eta: f64,
+    clip_x0: bool,
+    z: Option<Tensor<D>>,
+) -> Tensor<D> {
     // x̂₀ = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t
     let mut x0 = (x - eps.clone() * (1.0 - ab).sqrt()) / ab.sqrt();
     if clip_x0 {
         x0 = x0.clamp(-1.0, 1.0);
     }
-    if t_prev.is_none() {
+    let Some(ab_prev) = ab_prev else {
         return x0;
-    }
+    };
     let sigma = ddim_sigma(ab, ab_prev, eta);
     let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
     let out = x0 * ab_prev.sqrt() + eps * dir;
@@ -79,26 +92,35 @@ pub fn ddim_step<const D: usize>(
     }
 }
 
-/// Runs DDIM from `x` (x_T ~ N(0, I)) over the timesteps of `cfg`. The previous timestep of
-/// each step is the next entry of the timestep array (never t − stride arithmetic).
+/// DDIM's settings other than its timesteps.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DdimOptions {
+    /// η: 0 is deterministic DDIM, 1 matches DDPM's posterior variance.
+    pub eta: f64,
+    /// Clip the predicted x̂₀ to [−1, 1] (images only).
+    pub clip_x0: bool,
+}
+
+/// Runs DDIM from `x` (x_T ~ N(0, I)) over `levels` (descending). The previous level of each
+/// step is the next entry of the array (never t − stride arithmetic); the last step goes to
+/// ᾱ = 1. `rng` draws the fresh noise when η > 0.
 pub fn ddim_sample<const D: usize, M: Denoiser<D> + ?Sized>(
     model: &M,
-    s: &NoiseSchedule,
-    cfg: &DdimConfig,
+    levels: &[Level],
     mut x: Tensor<D>,
     labels: Option<&[usize]>,
+    opts: DdimOptions,
     rng: &mut impl Rng,
     progress: Progress,
-) -> Result<Tensor<D>> {
-    let ts = cfg.validate(s.num_steps())?;
+) -> Tensor<D> {
     let device = x.device();
-    for (i, &t) in ts.iter().enumerate() {
-        let t_prev = ts.get(i + 1).copied();
-        let eps = model.eps(x.clone(), t, labels);
-        let sigma = ddim_sigma(s.alpha_bar(t), s.alpha_bar_at(t_prev), cfg.eta);
-        let z = (sigma > 0.0 && t_prev.is_some()).then(|| normal_tensor(rng, x.dims(), &device));
-        x = ddim_step(s, x, t, t_prev, eps, cfg.eta, cfg.clip_x0, z);
-        progress(i + 1, ts.len());
+    for (i, l) in levels.iter().enumerate() {
+        let prev = levels.get(i + 1).map(|p| p.alpha_bar);
+        let eps = model.eps(x.clone(), l.t, labels);
+        let sigma = ddim_sigma(l.alpha_bar, prev.unwrap_or(1.0), opts.eta);
+        let z = (sigma > 0.0 && prev.is_some()).then(|| normal_tensor(rng, x.dims(), &device));
+        x = ddim_update(x, l.alpha_bar, prev, eps, opts.eta, opts.clip_x0, z);
+        progress(i + 1, levels.len());
     }
-    Ok(x)
+    x
 }

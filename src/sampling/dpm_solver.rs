@@ -7,40 +7,35 @@
 //! returns x̂₀ (first order, "lower_order_final").
 use burn::prelude::*;
 
-use super::{timesteps, Denoiser, Progress, Spacing};
-use crate::schedule::NoiseSchedule;
-use crate::Result;
+use super::{Denoiser, Level, Progress};
 
 fn lambda(ab: f64) -> f64 {
     0.5 * (ab / (1.0 - ab)).ln()
 }
 
-/// Runs DPM-Solver++(2M) from x_T over `steps` timesteps of `spacing`.
+/// Runs DPM-Solver++(2M) from x_T over `levels` (descending); the last step returns x̂₀.
 pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized>(
     model: &M,
-    s: &NoiseSchedule,
-    steps: usize,
-    spacing: Spacing,
-    clip_x0: bool,
+    levels: &[Level],
     mut x: Tensor<D>,
     labels: Option<&[usize]>,
+    clip_x0: bool,
     progress: Progress,
-) -> Result<Tensor<D>> {
-    let ts = timesteps(spacing, s.num_steps(), steps)?;
+) -> Tensor<D> {
     let mut prev: Option<(Tensor<D>, f64)> = None; // (x̂₀ of the previous step, its h)
-    for (i, &t) in ts.iter().enumerate() {
-        let ab = s.alpha_bar(t);
+    for (i, l) in levels.iter().enumerate() {
+        let ab = l.alpha_bar;
         let (a_t, s_t) = (ab.sqrt(), (1.0 - ab).sqrt());
-        let eps = model.eps(x.clone(), t, labels);
+        let eps = model.eps(x.clone(), l.t, labels);
         let mut x0 = (x.clone() - eps * s_t) / a_t;
         if clip_x0 {
             x0 = x0.clamp(-1.0, 1.0);
         }
-        let Some(&t_next) = ts.get(i + 1) else {
-            progress(i + 1, ts.len());
-            return Ok(x0);
+        let Some(next) = levels.get(i + 1) else {
+            progress(i + 1, levels.len());
+            return x0;
         };
-        let ab_n = s.alpha_bar(t_next);
+        let ab_n = next.alpha_bar;
         let (a_n, s_n) = (ab_n.sqrt(), (1.0 - ab_n).sqrt());
         let h = lambda(ab_n) - lambda(ab);
         let d = match &prev {
@@ -52,7 +47,7 @@ pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized>(
         };
         x = x * (s_n / s_t) - d * (a_n * ((-h).exp() - 1.0));
         prev = Some((x0, h));
-        progress(i + 1, ts.len());
+        progress(i + 1, levels.len());
     }
-    Ok(x)
+    x
 }

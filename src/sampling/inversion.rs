@@ -5,33 +5,29 @@
 //! data (ᾱ = 1) and evaluates the network at the first timestep.
 use burn::prelude::*;
 
-use super::{timesteps, Denoiser, Progress, Spacing};
-use crate::schedule::NoiseSchedule;
-use crate::Result;
+use super::{Denoiser, Level, Progress};
 
-/// Encodes data `x0` to x_T with `steps` DDIM steps of `spacing`.
+/// Encodes data `x0` to x_T over `levels` given in sampling order (descending, as DDIM would
+/// decode them); the encoder walks them upwards.
 pub fn ddim_invert<const D: usize, M: Denoiser<D> + ?Sized>(
     model: &M,
-    s: &NoiseSchedule,
-    steps: usize,
-    spacing: Spacing,
+    levels: &[Level],
     x0: Tensor<D>,
     labels: Option<&[usize]>,
     progress: Progress,
-) -> Result<Tensor<D>> {
-    let mut ts = timesteps(spacing, s.num_steps(), steps)?;
-    ts.reverse();
+) -> Tensor<D> {
+    let up: Vec<Level> = levels.iter().rev().copied().collect();
     let mut x = x0;
-    let mut cur: Option<usize> = None;
-    for (i, &t_next) in ts.iter().enumerate() {
-        let t_eval = cur.unwrap_or(ts[0]);
-        let ab = s.alpha_bar_at(cur);
-        let ab_n = s.alpha_bar(t_next);
+    let mut cur: Option<Level> = None;
+    for (i, next) in up.iter().enumerate() {
+        let t_eval = cur.map_or(up[0].t, |c| c.t);
+        let ab = cur.map_or(1.0, |c| c.alpha_bar);
+        let ab_n = next.alpha_bar;
         let eps = model.eps(x.clone(), t_eval, labels);
         let x0_hat = (x - eps.clone() * (1.0 - ab).sqrt()) / ab.sqrt();
         x = x0_hat * ab_n.sqrt() + eps * (1.0 - ab_n).sqrt();
-        cur = Some(t_next);
-        progress(i + 1, ts.len());
+        cur = Some(*next);
+        progress(i + 1, up.len());
     }
-    Ok(x)
+    x
 }

@@ -1,5 +1,7 @@
 //! Samplers as plain functions over a [`Denoiser`]: anything that maps (x_t, t, labels) to ε.
-//! DDPM, DDIM and guidance compose through this one interface.
+//! DDPM, DDIM and guidance compose through this one interface. In k-diffusion's shape, a
+//! sampler is a function of (denoiser, levels, x, labels, callback) plus its own options: the
+//! timesteps and their ᾱ ([`Level`]) are chosen outside it ([`timesteps`], [`levels`]).
 use burn::prelude::*;
 
 pub mod ddim;
@@ -7,13 +9,17 @@ pub mod ddpm;
 pub mod dpm_solver;
 pub mod euler;
 pub mod guidance;
+pub mod guidance_rules;
 pub mod inversion;
 pub mod timesteps;
 
-pub use ddim::{ddim_sample, ddim_step, DdimConfig};
+pub use ddim::{ddim_sample, ddim_step, DdimConfig, DdimOptions};
 pub use ddpm::{ddpm_sample, ddpm_step, DdpmConfig};
-pub use guidance::{Guidance, GuidanceConvention, Guided};
-pub use timesteps::{timesteps, Spacing};
+pub use guidance::{
+    Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, Guided, GuidedBy,
+};
+pub use guidance_rules::ApgConfig;
+pub use timesteps::{levels, timesteps, Level, Spacing};
 
 /// A noise predictor ε_θ(x_t, t, labels) for a batch that shares one timestep `t`.
 /// `labels` holds one class index per batch row (0 = the null class) for conditional models.
@@ -144,36 +150,33 @@ pub fn sample<const D: usize, M: Denoiser<D> + ?Sized>(
     progress: Progress,
 ) -> crate::Result<Tensor<D>> {
     spec.validate(schedule.num_steps())?;
-    match spec.kind {
+    let lv = || -> crate::Result<Vec<Level>> {
+        Ok(levels(
+            schedule,
+            &timesteps(spec.spacing, schedule.num_steps(), spec.steps)?,
+        ))
+    };
+    Ok(match spec.kind {
         SamplerKind::Ddpm => {
             let cfg = DdpmConfig {
                 sigma: spec.sigma,
                 clip_x0: spec.clip_x0,
             };
-            Ok(ddpm_sample(
-                model, schedule, &cfg, x_t, labels, rng, progress,
-            ))
+            ddpm_sample(model, schedule, &cfg, x_t, labels, rng, progress)
         }
-        SamplerKind::Ddim => ddim_sample(model, schedule, &spec.ddim(), x_t, labels, rng, progress),
-        SamplerKind::DpmSolver2m => dpm_solver::dpm_solver_2m_sample(
-            model,
-            schedule,
-            spec.steps,
-            spec.spacing,
-            spec.clip_x0,
-            x_t,
-            labels,
-            progress,
-        ),
-        SamplerKind::Euler | SamplerKind::Heun => euler::euler_sample(
-            model,
-            schedule,
-            spec.steps,
-            spec.spacing,
-            spec.kind == SamplerKind::Heun,
-            x_t,
-            labels,
-            progress,
-        ),
-    }
+        SamplerKind::Ddim => {
+            let opts = DdimOptions {
+                eta: spec.eta,
+                clip_x0: spec.clip_x0,
+            };
+            ddim_sample(model, &lv()?, x_t, labels, opts, rng, progress)
+        }
+        SamplerKind::DpmSolver2m => {
+            dpm_solver::dpm_solver_2m_sample(model, &lv()?, x_t, labels, spec.clip_x0, progress)
+        }
+        SamplerKind::Euler | SamplerKind::Heun => {
+            let heun = spec.kind == SamplerKind::Heun;
+            euler::euler_sample(model, &lv()?, x_t, labels, heun, progress)
+        }
+    })
 }

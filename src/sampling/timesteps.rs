@@ -1,7 +1,28 @@
 //! Timestep subsequences for few-step samplers (the three spacings of Lin et al. 2023, Table 2).
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::NoiseSchedule;
 use crate::{Error, Result};
+
+/// One sampling timestep with its ᾱ_t: what the samplers iterate over, the analogue of
+/// k-diffusion's array of σ (a sampler never looks the schedule up itself).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// The network's timestep.
+    pub t: usize,
+    /// ᾱ_t.
+    pub alpha_bar: f64,
+}
+
+/// The levels of the timesteps `ts` (in the order given) under `schedule`.
+pub fn levels(schedule: &NoiseSchedule, ts: &[usize]) -> Vec<Level> {
+    ts.iter()
+        .map(|&t| Level {
+            t,
+            alpha_bar: schedule.alpha_bar(t),
+        })
+        .collect()
+}
 
 /// How N sampling timesteps are chosen out of T.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
