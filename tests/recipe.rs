@@ -58,13 +58,15 @@ fn reference_recipe_is_the_course_protocol_and_best_changes_it() {
     assert_eq!(r.net.dims, vec![2, 128, 128, 128, 2]);
     assert_eq!(Recipe::Reference.few_step_spacing(), Spacing::Leading);
     let b = Recipe::Best.config();
-    assert!(b.ema_decay.is_some() && b.optim.grad_clip.is_some() && b.stratified_t);
+    b.validate().unwrap();
+    assert!(b.ema_decay.is_some() && b.stratified_t);
     assert_eq!(b.optim.schedule, LrSchedule::Cosine);
-    assert_eq!(
-        (b.steps, b.batch_size),
-        (r.steps, r.batch_size),
-        "same training cost"
-    );
+    // Fewer steps, and per step no more rows through the timestep-embedding MLPs than the
+    // reference (the cost that dominates its step): the training time is measured in
+    // BENCHMARKS.md, this pins the shape that makes it cheap.
+    let k = b.t_groups.expect("best groups timesteps");
+    assert!(b.steps <= r.steps && k <= r.batch_size && b.batch_size > r.batch_size);
+    assert_eq!(Recipe::Best.few_step_spacing(), Spacing::Quadratic);
 }
 
 #[test]
