@@ -135,7 +135,8 @@ pub enum ToyCommand {
     /// Train and score one model per seed and recipe: Chamfer of DDPM-1000, DDIM-50 (leading
     /// and quadratic spacing) and DPM-Solver++(2M)-20 (quadratic), training seconds; median,
     /// min and max per recipe. The recipes of a seed train back to back, so their times are
-    /// measured under the same machine load. Writes study.csv, summary.csv and the models.
+    /// measured under the same machine load. Training flags override every recipe listed.
+    /// Writes study.csv, summary.csv and the models.
     Study {
         /// Recipes compared (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Recipe::Reference, Recipe::Best])]
