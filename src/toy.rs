@@ -112,7 +112,7 @@ impl ToyConfig {
             }
         }
         if let Some(k) = self.t_groups {
-            if k == 0 || self.batch_size % k != 0 {
+            if k == 0 || !self.batch_size.is_multiple_of(k) {
                 return Err(Error::invalid(
                     "--t-groups",
                     format!(
@@ -261,7 +261,7 @@ pub fn train(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<Tr
         );
         let t: Vec<usize> = t_group
             .iter()
-            .flat_map(|&t| std::iter::repeat(t).take(b / groups))
+            .flat_map(|&t| std::iter::repeat_n(t, b / groups))
             .collect();
         let noise = Tensor::from_data(TensorData::new(normal_vec(&mut rng, 2 * b), [b, 2]), device);
         let x_t = schedule.q_sample(x0, &t, noise.clone());
@@ -503,9 +503,7 @@ impl Recipe {
             },
         }
     }
-}
 
-impl Recipe {
     /// Timestep spacing of the few-step samplers `toy run` evaluates with this recipe.
     pub fn few_step_spacing(&self) -> crate::sampling::Spacing {
         match self {

@@ -191,18 +191,15 @@ fn diffuse_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn study_writes_one_row_per_seed_and_recipe_and_a_summary() {
-    let dir = common::TempDir::new("toy-study");
-    let out = dir.0.join("s");
-    let o = out.to_str().unwrap();
-    let (ok, stdout, err) = diffuse_cli(&[
+/// `toy study` with 4 training steps per model and 32 scored points.
+fn study_cli(seeds: &str, recipes: &str, out: &std::path::Path) -> (bool, String, String) {
+    diffuse_cli(&[
         "toy",
         "study",
         "--seeds",
-        "3,5",
+        seeds,
         "--recipes",
-        "reference,best",
+        recipes,
         "--steps",
         "4",
         "--num-points",
@@ -211,8 +208,15 @@ fn study_writes_one_row_per_seed_and_recipe_and_a_summary() {
         "32",
         "-q",
         "--out",
-        o,
-    ]);
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn study_writes_one_row_per_seed_and_recipe_and_a_summary() {
+    let dir = common::TempDir::new("toy-study");
+    let out = dir.0.join("s");
+    let (ok, stdout, err) = study_cli("3,5", "reference,best", &out);
     assert!(ok, "{err}");
     assert!(stdout.contains("paired by seed"), "{stdout}");
     let csv = std::fs::read_to_string(out.join("study.csv")).unwrap();
@@ -255,23 +259,7 @@ fn study_writes_one_row_per_seed_and_recipe_and_a_summary() {
     assert!(out.join("best-seed5/model.safetensors").is_file());
     // The same seed gives the same numbers as a lone run of that seed.
     let out2 = dir.0.join("s2");
-    let (ok, _, err) = diffuse_cli(&[
-        "toy",
-        "study",
-        "--seeds",
-        "5",
-        "--recipes",
-        "best",
-        "--steps",
-        "4",
-        "--num-points",
-        "2048",
-        "--eval-points",
-        "32",
-        "-q",
-        "--out",
-        out2.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = study_cli("5", "best", &out2);
     assert!(ok, "{err}");
     let csv2 = std::fs::read_to_string(out2.join("study.csv")).unwrap();
     let tail = |l: &str| l.split(',').skip(3).collect::<Vec<_>>().join(",");

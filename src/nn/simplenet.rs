@@ -116,7 +116,7 @@ impl SimpleNet {
     pub fn forward_grouped(&self, x: Tensor<2>, t: &[usize]) -> Result<Tensor<2>> {
         let [b, _] = x.dims();
         let k = t.len();
-        if k == 0 || b % k != 0 {
+        if k == 0 || !b.is_multiple_of(k) {
             return Err(Error::invalid(
                 "t_groups",
                 format!("{k} timestep groups do not divide a batch of {b} rows"),
