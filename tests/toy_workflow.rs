@@ -125,3 +125,154 @@ fn corrupt_missing_and_mismatched_checkpoints_are_rejected() {
         "{err}"
     );
 }
+
+#[test]
+fn grouped_forward_equals_the_per_row_forward() {
+    use diffuse::nn::simplenet::SimpleNetConfig;
+    let dev = Device::flex();
+    let net = SimpleNetConfig::default()
+        .init(&mut diffuse::rng::seeded(3, 0), &dev)
+        .unwrap();
+    let (k, g) = (4, 8);
+    let ts = [0usize, 17, 500, 999];
+    let x = diffuse::rng::normal_tensor(&mut diffuse::rng::seeded(4, 0), [k * g, 2], &dev);
+    let per_row: Vec<usize> = ts.iter().flat_map(|&t| [t; 8]).collect();
+    let want = common::to_vec(net.forward_steps(x.clone(), &per_row));
+    let got = common::to_vec(net.forward_grouped(x.clone(), &ts).unwrap());
+    // The same products and sums; only the GEMM blocking over K vs B rows may differ, so allow
+    // a few f32 roundings of the largest output per accumulation (width 256) step.
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let tol = 256.0 * f32::EPSILON * scale;
+    assert!(
+        common::max_abs_diff(&want, &got) <= tol,
+        "{want:?} vs {got:?}"
+    );
+    assert!(
+        net.forward_grouped(x, &[1, 2, 3]).is_err(),
+        "3 groups of 32 rows"
+    );
+}
+
+#[test]
+fn grouped_timestep_training_is_deterministic_and_learns() {
+    let cfg = ToyConfig {
+        batch_size: 256,
+        t_groups: Some(32),
+        t_power: 1.5,
+        stratified_t: true,
+        ..short(300)
+    };
+    let dev = Device::flex().autodiff();
+    let a = toy::train(&cfg, &dev, false).unwrap();
+    let b = toy::train(
+        &ToyConfig {
+            steps: 30,
+            ..cfg.clone()
+        },
+        &dev,
+        false,
+    )
+    .unwrap();
+    assert_eq!(a.losses[..30], b.losses[..]);
+    let mean = |s: &[(usize, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&a.losses[..25]), mean(&a.losses[200..]));
+    assert!(last < 0.75 * first, "loss {first:.3} → {last:.3}");
+}
+
+fn diffuse_cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `toy study` with 4 training steps per model and 32 scored points.
+fn study_cli(seeds: &str, recipes: &str, out: &std::path::Path) -> (bool, String, String) {
+    diffuse_cli(&[
+        "toy",
+        "study",
+        "--seeds",
+        seeds,
+        "--recipes",
+        recipes,
+        "--steps",
+        "4",
+        "--num-points",
+        "2048",
+        "--eval-points",
+        "32",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn study_writes_one_row_per_seed_and_recipe_and_a_summary() {
+    let dir = common::TempDir::new("toy-study");
+    let out = dir.0.join("s");
+    let (ok, stdout, err) = study_cli("3,5", "reference,best", &out);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("paired by seed"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("study.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "recipe,seed,train_seconds,final_loss,ddpm1000,ddim50,ddim50_quad,dpm2m20_quad"
+    );
+    let keys: Vec<String> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(keys, ["reference,3", "best,3", "reference,5", "best,5"]);
+    for l in &lines[1..] {
+        let v: Vec<f64> = l.split(',').skip(2).map(|x| x.parse().unwrap()).collect();
+        assert!(
+            v.len() == 6 && v.iter().all(|x| x.is_finite() && *x >= 0.0),
+            "{l}"
+        );
+    }
+    // The summary's median of two seeds is their mean, min and max the two values.
+    let cd = |row: usize| {
+        lines[row]
+            .split(',')
+            .nth(5)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with("best,ddim50,"))
+        .expect("best ddim50 row");
+    let v: Vec<f64> = row.split(',').skip(2).map(|x| x.parse().unwrap()).collect();
+    let (a, b) = (cd(2), cd(4));
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-3 * (1.0 + y.abs()); // 4-decimal CSV
+    assert!(close(v[0], 0.5 * (a + b)) && close(v[1], a.min(b)) && close(v[2], a.max(b)));
+    assert_eq!(v[3], 2.0);
+    assert!(out.join("best-seed5/model.safetensors").is_file());
+    // The same seed gives the same numbers as a lone run of that seed.
+    let out2 = dir.0.join("s2");
+    let (ok, _, err) = study_cli("5", "best", &out2);
+    assert!(ok, "{err}");
+    let csv2 = std::fs::read_to_string(out2.join("study.csv")).unwrap();
+    let tail = |l: &str| l.split(',').skip(3).collect::<Vec<_>>().join(",");
+    assert_eq!(tail(csv2.lines().nth(1).unwrap()), tail(lines[4]));
+}
+
+#[test]
+fn study_rejects_bad_seed_lists() {
+    for seeds in ["9-0", "a", "1,,2", "1,1"] {
+        let (ok, _, err) = diffuse_cli(&["toy", "study", "--seeds", seeds, "--steps", "1"]);
+        assert!(
+            !ok && err.contains("--seeds") && !err.contains("panicked"),
+            "{seeds}: {err}"
+        );
+    }
+}

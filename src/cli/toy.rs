@@ -128,7 +128,42 @@ pub enum ToyCommand {
         /// DDIM steps of the few-step evaluation.
         #[arg(long, default_value_t = 50)]
         ddim_steps: usize,
+        /// Timestep spacing of the DDIM evaluation [reference: leading; best: quadratic].
+        #[arg(long, value_enum)]
+        ddim_spacing: Option<Spacing>,
     },
+    /// Train and score one model per seed and recipe: Chamfer of DDPM-1000, DDIM-50 (leading
+    /// and quadratic spacing) and DPM-Solver++(2M)-20 (quadratic), training seconds; median,
+    /// min and max per recipe. The recipes of a seed train back to back, so their times are
+    /// measured under the same machine load. Training flags override every recipe listed.
+    /// Writes study.csv, summary.csv and the models.
+    Study {
+        /// Recipes compared (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Recipe::Reference, Recipe::Best])]
+        recipes: Vec<Recipe>,
+        /// Seeds: comma-separated seeds and inclusive ranges, e.g. `0-9` or `0,3,100-109`.
+        #[arg(long, default_value = "0-9", value_parser = seed_list)]
+        seeds: SeedList,
+        #[command(flatten)]
+        over: TrainOverrides,
+        /// Points sampled and compared per model (against its first N training points).
+        #[arg(long, default_value_t = 2048)]
+        eval_points: usize,
+        /// Output folder.
+        #[arg(long, default_value = "out/toy-study")]
+        out: PathBuf,
+    },
+}
+
+/// A parsed `--seeds` value.
+#[derive(Clone, Debug)]
+pub struct SeedList(Vec<u64>);
+
+fn seed_list(s: &str) -> std::result::Result<SeedList, String> {
+    toy::parse_seeds(s).map(SeedList).map_err(|e| match e {
+        diffuse::Error::InvalidArgument { msg, .. } => msg,
+        e => e.to_string(),
+    })
 }
 
 /// Options every command shares.
@@ -145,13 +180,29 @@ pub struct CommonArgs {
     pub quiet: bool,
 }
 
-/// Training flags. Unset flags take the value of the recipe (reference by default), so the
-/// defaults live in one place: `ToyConfig::default()` and `Recipe`.
+/// Training flags: a recipe, a seed and overrides.
 #[derive(Args, Clone)]
 pub struct TrainArgs {
     /// Preset: `reference` (the course protocol) or `best` (the improved recipe).
     #[arg(long, value_enum, default_value_t = Recipe::Reference)]
     recipe: Recipe,
+    /// Seed of data, initialisation and training noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    over: TrainOverrides,
+}
+
+impl TrainArgs {
+    fn config(&self) -> ToyConfig {
+        self.over.config(self.recipe, self.seed)
+    }
+}
+
+/// Flags that override a recipe. Unset flags take the value of the recipe (reference by
+/// default), so the defaults live in one place: `ToyConfig::default()` and `Recipe`.
+#[derive(Args, Clone)]
+pub struct TrainOverrides {
     /// Data set.
     #[arg(long, value_enum)]
     dataset: Option<ToyDataset>,
@@ -167,19 +218,26 @@ pub struct TrainArgs {
     /// Stratified timestep sampling [reference: off].
     #[arg(long)]
     stratified_t: Option<bool>,
-    /// Seed of data, initialisation and training noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Distinct timesteps per batch, 0 = one per point [reference: 0].
+    #[arg(long)]
+    t_groups: Option<usize>,
+    /// Timestep skew: t = ⌊T·u^p⌋ [reference: 1, uniform].
+    #[arg(long)]
+    t_power: Option<f64>,
+    /// Hidden widths of SimpleNet, comma-separated [reference: 128,128,128].
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
     #[command(flatten)]
     optim: super::OptimArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
 
-impl TrainArgs {
-    fn config(&self) -> ToyConfig {
-        let mut c = self.recipe.config();
-        c.seed = self.seed;
+impl TrainOverrides {
+    /// The config of `recipe` at `seed` with the given flags applied.
+    fn config(&self, recipe: Recipe, seed: u64) -> ToyConfig {
+        let mut c = recipe.config();
+        c.seed = seed;
         self.optim.apply(&mut c.optim, &mut c.ema_decay);
         if let Some(v) = self.dataset {
             c.dataset = v;
@@ -195,6 +253,18 @@ impl TrainArgs {
         }
         if let Some(v) = self.stratified_t {
             c.stratified_t = v;
+        }
+        if let Some(v) = self.t_groups {
+            c.t_groups = (v != 0).then_some(v);
+        }
+        if let Some(v) = self.t_power {
+            c.t_power = v;
+        }
+        if let Some(h) = &self.hidden {
+            c.net.dims = std::iter::once(2)
+                .chain(h.iter().copied())
+                .chain(std::iter::once(2))
+                .collect();
         }
         c
     }
@@ -239,12 +309,12 @@ impl SamplerArgs {
 pub fn run(cmd: ToyCommand) -> Result<()> {
     match cmd {
         ToyCommand::Train { train, out } => {
-            super::set_threads(train.common.threads)?;
+            super::set_threads(train.over.common.threads)?;
             let cfg = train.config();
             cfg.validate()?;
             diffuse::checkpoint::ensure_parent(&out)?;
-            let dev = device(train.common.device)?.autodiff();
-            let trained = toy::train(&cfg, &dev, !train.common.quiet)?;
+            let dev = device(train.over.common.device)?.autodiff();
+            let trained = toy::train(&cfg, &dev, !train.over.common.quiet)?;
             toy::save(&trained, &cfg, &out)?;
             println!(
                 "trained {} steps in {:.1} s, final loss {:.4}; saved {}",
@@ -309,7 +379,21 @@ pub fn run(cmd: ToyCommand) -> Result<()> {
             out,
             eval_points,
             ddim_steps,
-        } => run_all(&train, &out, eval_points, ddim_steps),
+            ddim_spacing,
+        } => run_all(
+            &train,
+            &out,
+            eval_points,
+            ddim_steps,
+            ddim_spacing.unwrap_or(train.recipe.few_step_spacing()),
+        ),
+        ToyCommand::Study {
+            recipes,
+            seeds,
+            over,
+            eval_points,
+            out,
+        } => study(&recipes, &seeds.0, &over, eval_points, &out),
         ToyCommand::Invert {
             ckpt,
             steps,
@@ -340,15 +424,17 @@ fn run_all(
     out: &std::path::Path,
     eval_points: usize,
     ddim_steps: usize,
+    ddim_spacing: Spacing,
 ) -> Result<()> {
-    super::set_threads(train.common.threads)?;
+    super::set_threads(train.over.common.threads)?;
     let cfg = train.config();
     cfg.validate()?;
-    let show = !train.common.quiet;
+    let show = !train.over.common.quiet;
     ensure_dir(out)?;
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
     let ddim = SamplerSpec {
         steps: ddim_steps,
+        spacing: ddim_spacing,
         ..SamplerSpec::default()
     };
     if ddim.validate(schedule.num_steps()).is_err() {
@@ -363,7 +449,7 @@ fn run_all(
             cfg.num_points
         );
     }
-    let base = device(train.common.device)?;
+    let base = device(train.over.common.device)?;
     let t0 = Instant::now();
     let trained = toy::train(&cfg, &base.clone().autodiff(), show)?;
     let ckpt = out.join("model.safetensors");
@@ -432,6 +518,142 @@ fn run_all(
         out.display()
     );
     Ok(())
+}
+
+/// `toy study`: one model per (seed, recipe), scored with `toy::study_samplers()`.
+fn study(
+    recipes: &[Recipe],
+    seeds: &[u64],
+    over: &TrainOverrides,
+    eval_points: usize,
+    out: &std::path::Path,
+) -> Result<()> {
+    super::set_threads(over.common.threads)?;
+    if recipes.is_empty() {
+        anyhow::bail!("invalid value for --recipes: give at least one recipe");
+    }
+    let samplers = toy::study_samplers();
+    let mut configs = Vec::new();
+    for &r in recipes {
+        let cfg = over.config(r, 0);
+        cfg.validate()
+            .with_context(|| format!("recipe {}", recipe_name(r)))?;
+        if eval_points == 0 || eval_points > cfg.num_points {
+            anyhow::bail!(
+                "invalid value for --eval-points: must be between 1 and the training-set size {}",
+                cfg.num_points
+            );
+        }
+        configs.push((r, cfg));
+    }
+    ensure_dir(out)?;
+    let base = device(over.common.device)?;
+    let show = !over.common.quiet;
+    let names: Vec<&str> = samplers.iter().map(|s| s.0).collect();
+    let mut csv = format!("recipe,seed,train_seconds,final_loss,{}\n", names.join(","));
+    // rows[recipe] = per seed (train seconds, Chamfer per sampler).
+    let mut rows: Vec<Vec<(f64, Vec<f64>)>> = vec![Vec::new(); configs.len()];
+    println!(
+        "{:>10} {:>6} {:>8} {}",
+        "recipe",
+        "seed",
+        "train s",
+        names.iter().map(|n| format!("{n:>13}")).collect::<String>()
+    );
+    'seeds: for &seed in seeds {
+        for (i, (r, cfg)) in configs.iter().enumerate() {
+            let cfg = ToyConfig {
+                seed,
+                ..cfg.clone()
+            };
+            let trained = toy::train(&cfg, &base.clone().autodiff(), show)?;
+            if diffuse::train::interrupted() {
+                // A model cut short is not a sample of the recipe: stop before scoring it.
+                break 'seeds;
+            }
+            let dir = out.join(format!("{}-seed{seed}", recipe_name(*r)));
+            ensure_dir(&dir)?;
+            toy::save(&trained, &cfg, &dir.join("model.safetensors"))?;
+            let model = trained.sampling_model().to_device(&base);
+            let schedule = NoiseSchedule::new(&cfg.schedule)?;
+            let reference = &trained.data[..2 * eval_points];
+            let mut cds = Vec::new();
+            for (_, spec) in &samplers {
+                let pts = toy::sample_points(&model, &schedule, spec, eval_points, seed, false)?;
+                cds.push(chamfer_distance(&pts, reference, 2)?);
+            }
+            println!(
+                "{:>10} {seed:>6} {:>8.1} {}",
+                recipe_name(*r),
+                trained.seconds,
+                cds.iter().map(|c| format!("{c:>13.2}")).collect::<String>()
+            );
+            csv.push_str(&format!(
+                "{},{seed},{:.3},{:.6},{}\n",
+                recipe_name(*r),
+                trained.seconds,
+                trained.final_loss(),
+                cds.iter()
+                    .map(|c| format!("{c:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            // Rewritten after every model, so an interrupted study keeps what it measured.
+            diffuse::checkpoint::write_atomic(&out.join("study.csv"), csv.as_bytes())?;
+            rows[i].push((trained.seconds, cds));
+        }
+    }
+    let mut summary = String::from("recipe,metric,median,min,max,seeds\n");
+    println!("\nmedian [min, max] over seeds");
+    for ((r, _), rs) in configs.iter().zip(&rows) {
+        let mut line = format!("{:>10} ({} seeds):", recipe_name(*r), rs.len());
+        let metrics = std::iter::once("train_seconds").chain(names.iter().copied());
+        for (j, metric) in metrics.enumerate() {
+            let vals: Vec<f64> = rs
+                .iter()
+                .map(|(secs, cds)| if j == 0 { *secs } else { cds[j - 1] })
+                .collect();
+            let (med, lo, hi) = toy::median_min_max(&vals);
+            summary.push_str(&format!(
+                "{},{metric},{med:.4},{lo:.4},{hi:.4},{}\n",
+                recipe_name(*r),
+                vals.len()
+            ));
+            line.push_str(&format!("  {metric} {med:.2} [{lo:.2}, {hi:.2}]"));
+        }
+        println!("{line}");
+    }
+    if rows.len() > 1 && !rows[0].is_empty() {
+        for (k, (r, _)) in configs.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = rows[k]
+                .iter()
+                .zip(&rows[0])
+                .map(|(a, b)| a.0 / b.0)
+                .collect();
+            let (med, lo, hi) = toy::median_min_max(&ratios);
+            println!(
+                "training time {} / {}, paired by seed: median {med:.3} [{lo:.3}, {hi:.3}]",
+                recipe_name(*r),
+                recipe_name(configs[0].0)
+            );
+            summary.push_str(&format!(
+                "{},train_time_ratio_vs_{},{med:.4},{lo:.4},{hi:.4},{}\n",
+                recipe_name(*r),
+                recipe_name(configs[0].0),
+                ratios.len()
+            ));
+        }
+    }
+    diffuse::checkpoint::write_atomic(&out.join("summary.csv"), summary.as_bytes())?;
+    println!("study.csv, summary.csv and the models in {}", out.display());
+    Ok(())
+}
+
+fn recipe_name(r: Recipe) -> &'static str {
+    match r {
+        Recipe::Reference => "reference",
+        Recipe::Best => "best",
+    }
 }
 
 /// Trailing moving average over 100 steps.

@@ -109,6 +109,37 @@ impl SimpleNet {
         h
     }
 
+    /// ε_θ for a batch made of `t.len()` equal groups of consecutive rows, group k at integer
+    /// timestep `t[k]`. The same function as [`Self::forward_steps`] with each timestep repeated
+    /// over its group, but the embedding MLPs (three quarters of the reference layer's
+    /// multiply-adds) run on K rows instead of B, so a training batch can grow at little cost.
+    pub fn forward_grouped(&self, x: Tensor<2>, t: &[usize]) -> Result<Tensor<2>> {
+        let [b, _] = x.dims();
+        let k = t.len();
+        if k == 0 || !b.is_multiple_of(k) {
+            return Err(Error::invalid(
+                "t_groups",
+                format!("{k} timestep groups do not divide a batch of {b} rows"),
+            ));
+        }
+        let freqs = timestep_embedding_rows(t, FREQ_DIM, &x.device());
+        let n = self.layers.len();
+        let mut h = x;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let y = layer.fc.forward(h);
+            let w = y.dims()[1];
+            let gate = layer
+                .time_embedding
+                .forward(freqs.clone())
+                .unsqueeze_dim::<3>(1);
+            h = (y.reshape([k, b / k, w]) * gate).reshape([b, w]);
+            if i + 1 < n {
+                h = relu(h);
+            }
+        }
+        Ok(h)
+    }
+
     /// Number of scalar parameters.
     pub fn num_params(&self) -> usize {
         burn::module::Module::num_params(self)
