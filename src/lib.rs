@@ -9,8 +9,10 @@
 //! - [`train`], [`checkpoint`]: the training loop and safe checkpoint I/O.
 
 pub mod checkpoint;
+pub mod checkpoint_report;
 pub mod data;
 pub mod device;
+pub mod doctor;
 pub mod error;
 pub mod image;
 pub mod metrics;
