@@ -130,11 +130,7 @@ pub fn load_weights_remapped<M: Module>(
     };
     let params = checkpoint_report::model_tensors(&model);
     let model_name = checkpoint_report::model_name::<M>(&params);
-    let largest = params
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .max()
-        .unwrap_or(0);
+    let largest = checkpoint_report::largest(&params);
     let listing = |m: &std::collections::BTreeMap<String, burn::store::burn_pack::Tensor>| {
         m.values()
             .map(|t| (t.name.clone(), t.shape.to_vec()))

@@ -64,6 +64,15 @@ pub fn model_tensors<M: ModuleSnapshot>(model: &M) -> Vec<(String, Vec<usize>)> 
         .collect()
 }
 
+/// Elements of the largest of `params` (what [`guard_sizes`] allows).
+pub fn largest(params: &[(String, Vec<usize>)]) -> usize {
+    params
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The network's name for messages: the known kind of its parameters, else its type name.
 pub fn model_name<M>(params: &[(String, Vec<usize>)]) -> String {
     if let Some(k) = guess_kind(params.iter().map(|(n, _)| n.as_str())) {

@@ -48,6 +48,19 @@ impl Error {
     }
 }
 
+/// `bytes` as UTF-8 text, or an error naming `path` and where the text stops being UTF-8.
+pub fn utf8<'a>(path: &std::path::Path, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        Error::bad_file(
+            path,
+            format!(
+                "not a text file (invalid UTF-8 at byte {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
 /// `text` cut to at most `max` characters (with "…" when cut), so that a message quoting
 /// file content stays short whatever the file holds.
 pub fn clip(text: &str, max: usize) -> String {

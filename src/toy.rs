@@ -352,15 +352,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<f32>> {
 /// [`read_csv`] on the bytes of a file already read; `path` is only used in messages.
 /// Values must be finite: a NaN or infinite point would poison the Chamfer distance silently.
 pub fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "not a text file (invalid UTF-8 at byte {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
+    let text = crate::error::utf8(path, bytes)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -2,7 +2,7 @@
 //! image (what `diffuse image sample` writes, read back by `diffuse image judge`).
 use std::path::Path;
 
-use crate::error::clip;
+use crate::error::{clip, utf8};
 use crate::{Error, Result};
 
 /// One line of `labels.csv`.
@@ -28,15 +28,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
 /// Errors: not UTF-8, a first line other than `file,class`, a line without exactly two
 /// non-empty fields, or no rows at all.
 pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<LabelRow>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "not a text file (invalid UTF-8 at byte {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
+    let text = utf8(path, bytes)?;
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, first)) if first.trim().eq_ignore_ascii_case(HEADER) => {}

@@ -236,12 +236,12 @@ pub fn load_inception(path: &Path, kind: InceptionKind, dev: &Device) -> Result<
     let mut model = InceptionV3::new(kind, num_classes, dev);
     let mut store = AnyStore::open(path, safetensors, &remap);
     let params = checkpoint_report::model_tensors(&model);
-    let largest = params
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .max();
-    checkpoint_report::guard_sizes(&tensors, largest.unwrap_or(0), checkpoint_report::INCEPTION)
-        .map_err(ckpt_err)?;
+    checkpoint_report::guard_sizes(
+        &tensors,
+        checkpoint_report::largest(&params),
+        checkpoint_report::INCEPTION,
+    )
+    .map_err(ckpt_err)?;
     let report = store
         .load_into(&mut model)
         .map_err(|e| ckpt_err(checkpoint_report::tidy_store_error(&e)))?;

@@ -774,12 +774,12 @@ pub fn load_pytorch(path: impl AsRef<Path>, config: &UNetConfig, device: &Device
         .values()
         .map(|t| (torch_key(&t.name), t.shape.to_vec()))
         .collect();
-    let largest = params
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .max();
-    checkpoint_report::guard_sizes(&file, largest.unwrap_or(0), checkpoint_report::UNET)
-        .map_err(ckpt)?;
+    checkpoint_report::guard_sizes(
+        &file,
+        checkpoint_report::largest(&params),
+        checkpoint_report::UNET,
+    )
+    .map_err(ckpt)?;
     let res = net
         .load_from(&mut s)
         .map_err(|e| ckpt(checkpoint_report::tidy_store_error(&e.to_string())))?;
