@@ -80,7 +80,11 @@ pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
 pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
     ensure_parent(path)?;
     let tmp = tmp_path(path);
-    let mut store = SafetensorsStore::from_file(&tmp);
+    // burn's default metadata is a hash map whose order changes from process to process; one
+    // entry keeps the file a function of the weights alone.
+    let mut store = SafetensorsStore::from_file(&tmp)
+        .clear_metadata()
+        .metadata("format", "pt");
     model.save_into(&mut store).map_err(|e| Error::Checkpoint {
         path: path.into(),
         msg: format!("could not write weights: {e}"),

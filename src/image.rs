@@ -1,10 +1,9 @@
 //! The image workflow: class-conditional UNet training with classifier-free guidance, guided
 //! sampling to PNG files, grids. `ImageTrainConfig::reference()` is the course's AFHQ protocol.
 //!
-//! A run folder holds `model.safetensors` + `model.json` (weights and config), optionally
-//! `model.ema.safetensors`, and the resume state: `optim.bin` (Adam moments) and
-//! `state.json` (step, parameter ids, loss history). Everything is written atomically.
-use std::path::{Path, PathBuf};
+//! A run folder holds its checkpoints (see [`checkpoint`]: each step's weights, config and
+//! resume state as one unit), `loss.png` and `preview/`.
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,17 +11,20 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{config_path, ensure_dir, read_json, save_weights, write_json};
+use crate::checkpoint::{config_path, ensure_dir, read_json};
 use crate::data::image_set::ImageSet;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{sample, Guidance, Guided, SamplerKind, SamplerSpec};
 use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
 use crate::train::{
-    clip_grads, interrupted, load_optimizer, param_ids, progress_bar, save_optimizer,
-    set_param_ids, Ema, OptimConfig,
+    clip_grads, interrupted, param_ids, progress_bar, set_param_ids, Ema, OptimConfig,
 };
-use crate::{Error, Result};
+use crate::{run_checkpoint, Error, Result};
+
+mod checkpoint;
+pub use checkpoint::weights_file;
+use checkpoint::{restore, save_checkpoint};
 
 /// Everything that defines an image training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,13 @@ pub struct ImageTrainConfig {
     pub preview_steps: usize,
     /// Seed of initialisation, batches, timesteps, noise and dropout.
     pub seed: u64,
+    /// How many of the newest checkpoints to keep in the run folder (at least 1).
+    #[serde(default = "default_keep_checkpoints")]
+    pub keep_checkpoints: usize,
+}
+
+fn default_keep_checkpoints() -> usize {
+    2
 }
 
 impl ImageTrainConfig {
@@ -72,6 +81,7 @@ impl ImageTrainConfig {
             preview_every: 200,
             preview_steps: 50,
             seed: 63,
+            keep_checkpoints: default_keep_checkpoints(),
         }
     }
 
@@ -125,6 +135,9 @@ impl ImageTrainConfig {
         if self.checkpoint_every == 0 {
             return Err(Error::invalid("--checkpoint-every", "must be at least 1"));
         }
+        if self.keep_checkpoints == 0 {
+            return Err(Error::invalid("--keep-checkpoints", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -142,23 +155,6 @@ pub struct ImageCheckpointMeta {
     pub has_ema: bool,
 }
 
-/// Resume state beside the weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    step: usize,
-    param_ids: Vec<u64>,
-    losses: Vec<(usize, f64)>,
-    ema: Option<(u64, String)>,
-}
-
-/// File names inside a run folder.
-pub fn weights_path(dir: &Path) -> PathBuf {
-    dir.join("model.safetensors")
-}
-fn ema_path(dir: &Path) -> PathBuf {
-    dir.join("model.ema.safetensors")
-}
-
 /// Result of a training call.
 pub struct TrainOutcome {
     pub model: UNet,
@@ -166,6 +162,8 @@ pub struct TrainOutcome {
     pub step: usize,
     pub losses: Vec<(usize, f64)>,
     pub seconds: f64,
+    /// Of `seconds`, the time spent writing checkpoints.
+    pub checkpoint_seconds: f64,
     pub interrupted: bool,
 }
 
@@ -222,36 +220,30 @@ pub fn train(
     let mut model = u.init(device, &mut seeded(cfg.seed, 2))?;
     let mut optim = cfg.optim.adam();
     let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, true));
-    let mut start = 0;
-    let mut losses = Vec::new();
-    let state_path = out.join("state.json");
-    if resume {
-        if !state_path.is_file() {
-            return Err(Error::invalid(
-                "--resume",
-                format!("{} holds no resume state (state.json)", out.display()),
-            ));
-        }
-        let meta: ImageCheckpointMeta = read_json(&config_path(&weights_path(out)))?;
-        if meta.config.unet != cfg.unet {
-            return Err(Error::invalid(
-                "--resume",
-                "the run folder was trained with another network configuration",
-            ));
-        }
-        let st: TrainState = read_json(&state_path)?;
-        model = crate::checkpoint::load_weights(model, &weights_path(out))?;
-        model = set_param_ids(model, &st.param_ids)?;
-        optim = load_optimizer(optim, &out.join("optim.bin"))?;
-        if let (Some(e), Some((updates, _))) = (ema.as_mut(), st.ema.as_ref()) {
-            let saved = crate::checkpoint::load_weights(model.valid(), &ema_path(out))?;
-            *e = Ema::new(&saved, e.decay, e.warmup);
-            e.updates = *updates;
-        }
-        start = st.step;
-        losses = st.losses;
+    // Parameter ids key the optimizer state: make them a function of the layout alone, so two
+    // identical runs write identical checkpoint files.
+    let n_params = param_ids(&model).len() as u64;
+    model = set_param_ids(model, &(1..=n_params).collect::<Vec<_>>())?;
+    for p in run_checkpoint::clean_orphans(out)? {
         if show {
-            eprintln!("resuming {} at step {start}", out.display());
+            eprintln!("removed {} (left by a process that died)", p.display());
+        }
+    }
+    let (mut start, mut losses) = (0, Vec::new());
+    if resume {
+        match restore(out, cfg, model.clone(), optim.clone(), ema.clone())? {
+            Some(r) => {
+                (model, optim, ema, start, losses) = (r.model, r.optim, r.ema, r.step, r.losses);
+                if show {
+                    eprintln!("resuming {} at step {start}", out.display());
+                }
+            }
+            // Stopped before its first checkpoint: nothing was lost but the steps since the
+            // start, so the run starts again (the same run, as it is seeded).
+            None => eprintln!(
+                "{} holds no checkpoint yet; starting the run from step 0",
+                out.display()
+            ),
         }
     }
     if show {
@@ -266,38 +258,9 @@ pub fn train(
     };
     pb.set_position(start as u64);
     let t0 = Instant::now();
+    let mut checkpoint_seconds = 0.0;
     let mut step = start;
     let mut was_interrupted = false;
-    let save = |model: &UNet,
-                ema: &Option<Ema>,
-                optim: &burn::optim::ModuleOptimizer,
-                step: usize,
-                losses: &Vec<(usize, f64)>|
-     -> Result<()> {
-        let plain = model.valid();
-        save_weights(&plain, &weights_path(out))?;
-        if let Some(e) = ema {
-            save_weights(&e.apply(plain), &ema_path(out))?;
-        }
-        save_optimizer(optim, &out.join("optim.bin"))?;
-        let meta = ImageCheckpointMeta {
-            kind: "image".into(),
-            config: cfg.clone(),
-            class_names: data.class_names.clone(),
-            step,
-            has_ema: ema.is_some(),
-        };
-        write_json(&config_path(&weights_path(out)), &meta)?;
-        let st = TrainState {
-            step,
-            param_ids: param_ids(model),
-            losses: losses.clone(),
-            ema: ema
-                .as_ref()
-                .map(|e| (e.updates, "model.ema.safetensors".into())),
-        };
-        write_json(&state_path, &st)
-    };
     while step < cfg.steps {
         let batch = batches
             .next()
@@ -337,7 +300,9 @@ pub fn train(
         pb.set_message(format!("loss {lv:.4}"));
         let stop = interrupted();
         if step % cfg.checkpoint_every == 0 || step == cfg.steps || stop {
-            save(&model, &ema, &optim, step, &losses)?;
+            let t = Instant::now();
+            save_checkpoint(out, cfg, &data.class_names, &model, &ema, &optim, step, &losses)?;
+            checkpoint_seconds += t.elapsed().as_secs_f64();
             plot_losses(out, &losses)?;
         }
         if cfg.preview_every > 0 && (step % cfg.preview_every == 0 || step == cfg.steps) && !stop {
@@ -366,6 +331,7 @@ pub fn train(
         step,
         losses,
         seconds: t0.elapsed().as_secs_f64(),
+        checkpoint_seconds,
         interrupted: was_interrupted,
     })
 }
@@ -522,17 +488,7 @@ pub fn save_grid(
 
 /// Loads a run's model (EMA weights when present, unless `raw`) and its metadata.
 pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheckpointMeta)> {
-    let ckpt = if ckpt.is_dir() {
-        weights_path(ckpt)
-    } else {
-        ckpt.to_path_buf()
-    };
-    if !ckpt.is_file() {
-        return Err(Error::Checkpoint {
-            path: ckpt,
-            msg: "no such file (give a run folder or its model.safetensors)".into(),
-        });
-    }
+    let ckpt = checkpoint::weights_file(ckpt)?;
     let meta_path = config_path(&ckpt);
     if !meta_path.is_file() {
         return Err(Error::Checkpoint {
@@ -548,7 +504,7 @@ pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheck
         });
     }
     let model = meta.config.unet.init(device, &mut seeded(0, 2))?;
-    let ema_file = ckpt.with_file_name("model.ema.safetensors");
+    let ema_file = ckpt.with_file_name(checkpoint::EMA);
     let file = if meta.has_ema && !raw && ema_file.is_file() {
         ema_file
     } else {

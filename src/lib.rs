@@ -6,7 +6,8 @@
 //! - [`nn`]: noise-prediction networks (they never see the schedule).
 //! - [`data`]: data sets (2D toys, bundled digits, image folders).
 //! - [`metrics`]: Chamfer distance, FID.
-//! - [`train`], [`checkpoint`]: the training loop and safe checkpoint I/O.
+//! - [`train`], [`checkpoint`], [`run_checkpoint`]: the training loop, weight files, and a
+//!   run's checkpoints written as one unit.
 
 pub mod checkpoint;
 pub mod checkpoint_report;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod nn;
 pub mod plot;
 pub mod rng;
+pub mod run_checkpoint;
 pub mod sampling;
 pub mod schedule;
 pub mod toy;

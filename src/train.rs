@@ -12,7 +12,6 @@ use burn::tensor::Gradients;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
 use crate::{Error, Result};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -171,16 +170,32 @@ pub fn set_param_ids<M: Module>(m: M, ids: &[u64]) -> Result<M> {
     Ok(m.map(&mut SetIds(ids, 0)))
 }
 
-/// Writes the optimizer state (moments and step counts) atomically.
-pub fn save_optimizer(opt: &ModuleOptimizer, path: &Path) -> Result<()> {
-    let bytes = opt.into_bytes().map_err(|e| Error::Checkpoint {
+/// The optimizer state (moments and step counts) as bytes, in a canonical order: burn keeps the
+/// per-parameter states in a hash map, so its own serialisation lists them in a different order
+/// in every process; sorting them by name makes identical runs write identical files.
+/// `path` only names the file in errors.
+pub fn optimizer_bytes(opt: &ModuleOptimizer, path: &Path) -> Result<Vec<u8>> {
+    let fail = |e: String| Error::Checkpoint {
         path: path.into(),
-        msg: format!("could not serialise the optimizer state: {e:?}"),
-    })?;
-    write_atomic(path, &bytes)
+        msg: format!("could not serialise the optimizer state: {e}"),
+    };
+    let bytes = opt.into_bytes().map_err(|e| fail(format!("{e:?}")))?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| fail(e.to_string()))?;
+    let scalars = reader.scalars().clone();
+    let metadata = reader.metadata().clone();
+    let mut tensors = reader.into_tensors().map_err(|e| fail(e.to_string()))?;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut w = burn_pack::Writer::new(tensors);
+    for (k, v) in &scalars {
+        w = w.with_scalar(k, *v);
+    }
+    for (k, v) in &metadata {
+        w = w.with_metadata(k, v);
+    }
+    Ok(w.into_bytes().map_err(|e| fail(e.to_string()))?.to_vec())
 }
 
-/// Restores an optimizer state written by [`save_optimizer`].
+/// Restores an optimizer state written from [`optimizer_bytes`].
 pub fn load_optimizer(opt: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     opt.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))

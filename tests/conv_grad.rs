@@ -7,6 +7,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use diffuse::rng;
 
+mod common;
+
 struct Case {
     n: usize,
     ci: usize,
@@ -104,14 +106,23 @@ fn check(c: &Case, seed: u64) {
             .fold(0.0, f64::max)
     };
     let (ery, erw, erx) = (max_err(&yv, &ey), max_err(&gw, &ew), max_err(&gx, &ex));
-    assert!(ery < 1e-5, "output off by {ery:e} (relative to max)");
+    // Each result is one f32 sum (see common::f32_rtol): an output sums cig·kh·kw products, a
+    // weight-gradient entry n·ho·wo, an input-gradient entry at most cog·kh·kw.
+    let kk = c.k[0] * c.k[1];
+    let (ty, tw, tx) = (
+        common::f32_rtol(cig * kk, 1),
+        common::f32_rtol(c.n * ho * wo, 1),
+        common::f32_rtol(cog * kk, 1),
+    );
+    eprintln!("relative errors: output {ery:.1e} (allowed {ty:.1e}), weight gradient {erw:.1e} ({tw:.1e}), input gradient {erx:.1e} ({tx:.1e})");
+    assert!(ery <= ty, "output off by {ery:e} (relative to max; allowed {ty:e})");
     assert!(
-        erw < 1e-5,
-        "weight gradient off by {erw:e} (relative to max)"
+        erw <= tw,
+        "weight gradient off by {erw:e} (relative to max; allowed {tw:e})"
     );
     assert!(
-        erx < 1e-5,
-        "input gradient off by {erx:e} (relative to max)"
+        erx <= tx,
+        "input gradient off by {erx:e} (relative to max; allowed {tx:e})"
     );
 }
 

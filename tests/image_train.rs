@@ -129,11 +129,22 @@ fn checkpoint_from_another_configuration_is_rejected() {
         false,
     )
     .unwrap();
+    let ckpt = dir.join("checkpoints/step-00000002");
     let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("model.json")).unwrap()).unwrap();
     meta["config"]["unet"]["channels"] = serde_json::json!(16);
-    std::fs::write(dir.join("model.json"), meta.to_string()).unwrap();
+    std::fs::write(ckpt.join("model.json"), meta.to_string()).unwrap();
+    // Through the run folder, the manifest catches the edited piece …
     let err = img::load(&dir, true, &Device::flex())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("model.json") && err.contains("does not belong"),
+        "{err}"
+    );
+    // … and a weights file given directly is checked against the config beside it.
+    let err = img::load(&ckpt.join("model.safetensors"), true, &Device::flex())
         .err()
         .expect("must fail")
         .to_string();

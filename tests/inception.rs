@@ -1,5 +1,9 @@
 //! Inception-v3 against PyTorch goldens (bench/fid_torch.py goldens) and the loader's errors.
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::assert_close;
 
 use burn::prelude::*;
 use diffuse::nn::inception::{InceptionKind, InceptionV3};
@@ -27,23 +31,10 @@ fn input(side: usize, seed: u64, dev: &Device) -> Tensor<4> {
     )
 }
 
-fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (i, d) = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .enumerate()
-        .fold(
-            (0, 0f32),
-            |acc, (i, d)| if d > acc.1 { (i, d) } else { acc },
-        );
-    assert!(
-        d <= tol,
-        "{what}: max |diff| {d} at {i} (got {}, want {})",
-        got[i],
-        want[i]
-    );
+/// Inception-v3's longest reduction is a 3×3 convolution over 448 channels (k = 4032) and its
+/// longest path about 48 layers (stem, 11 mixed blocks of up to 4 convolutions, pooling, fc).
+fn rtol() -> f64 {
+    common::f32_rtol(4032, 48)
 }
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
@@ -64,13 +55,13 @@ fn reference_features_match_torchvision() {
     assert_close(
         &to_vec(f.clone()),
         &read_f32("inception_ref_features.bin"),
-        1e-4,
+        rtol(),
         "features",
     );
     assert_close(
         &to_vec(net.final_fc.forward(f)),
         &read_f32("inception_ref_logits.bin"),
-        1e-4,
+        rtol(),
         "logits",
     );
 }
@@ -89,7 +80,7 @@ fn pytorch_fid_layout_nested_pth_matches() {
     assert_close(
         &to_vec(f),
         &read_f32("inception_std_features.bin"),
-        1e-4,
+        rtol(),
         "pytorch-fid features",
     );
 }

@@ -148,8 +148,9 @@ fn ddpm_steps_match_pytorch() {
             eps.clone(),
             Some(z.clone()),
         ));
-        let err = max_abs_diff(&out, &f32s(&case["out"]));
-        assert!(err < 1e-4, "DDPM t={t} {sigma:?}: max err {err}");
+        // Element-wise f32 arithmetic on f64 tables: no accumulation, a few roundings (and
+        // FMA or not, depending on the CPU's kernels).
+        assert_close(&out, &f32s(&case["out"]), f32_rtol(1, 8), &format!("DDPM t={t} {sigma:?}"));
     }
 }
 
@@ -173,8 +174,7 @@ fn ddim_steps_match_pytorch() {
             false,
             Some(z.clone()),
         ));
-        let err = max_abs_diff(&out, &f32s(&case["out"]));
-        assert!(err < 1e-4, "DDIM {t}->{tp} η={eta}: max err {err}");
+        assert_close(&out, &f32s(&case["out"]), f32_rtol(1, 8), &format!("DDIM {t}->{tp} η={eta}"));
     }
 }
 

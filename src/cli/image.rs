@@ -162,6 +162,9 @@ pub struct ImageTrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Keep the newest N checkpoints in --out/checkpoints [default: 2].
+    #[arg(long)]
+    keep_checkpoints: Option<usize>,
     /// Run folder.
     #[arg(long, default_value = "out/image")]
     out: PathBuf,
@@ -195,6 +198,9 @@ impl ImageTrainArgs {
         }
         if let Some(v) = self.p_uncond {
             c.p_uncond = v;
+        }
+        if let Some(v) = self.keep_checkpoints {
+            c.keep_checkpoints = v;
         }
         if let Some(v) = self.checkpoint_every {
             c.checkpoint_every = v;
@@ -296,9 +302,10 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
             super::set_threads(train.common.threads)?;
             let outcome = train_cmd(&train)?;
             println!(
-                "trained to step {} in {:.1} s; run folder {}",
+                "trained to step {} in {:.1} s ({:.2} s of it writing checkpoints); run folder {}",
                 outcome.0.step,
                 outcome.0.seconds,
+                outcome.0.checkpoint_seconds,
                 train.out.display()
             );
             Ok(())

@@ -88,3 +88,46 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Unit roundoff of f32 (2⁻²⁴).
+pub const F32_U: f64 = 5.960_464_477_539_063e-8;
+
+/// Tolerance for an f32 result computed through `depth` chained layers whose longest reduction
+/// sums `k` products, relative to the result's largest magnitude (see [`assert_close`]).
+///
+/// Why this bound: the rounding error of a length-k f32 sum behaves like a random walk, ~√k·u
+/// (Higham, *Accuracy and Stability of Numerical Algorithms*, §4.2), and independent errors of
+/// `depth` layers add in quadrature, so √(k·depth)·u is the expected size of the difference
+/// between two correct implementations that sum in different orders. The GEMM kernels are chosen
+/// at run time (AVX2, AVX-512, AMX; blocking and thread splits differ with the thread count) and
+/// only change that order. The factor 16 covers unlucky inputs and the amplification of errors by
+/// the weights of later layers; a real defect (a wrong layer, a transposed weight, an off-by-one
+/// timestep) moves outputs by percents, orders of magnitude above it.
+pub fn f32_rtol(k: usize, depth: usize) -> f64 {
+    16.0 * F32_U * ((k * depth) as f64).sqrt()
+}
+
+/// Asserts |got − want| ≤ rtol · max|want| for every element: a norm-wise relative bound.
+/// Outputs near zero come from cancelling terms as large as the largest output, so their
+/// absolute error scales with that magnitude, not with their own.
+pub fn assert_close(got: &[f32], want: &[f32], rtol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let bound = rtol * scale.max(f64::MIN_POSITIVE);
+    let (i, d) = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .enumerate()
+        .fold((0, 0f64), |acc, (i, d)| if d > acc.1 { (i, d) } else { acc });
+    eprintln!(
+        "{what}: max |diff| {d:.3e} = {:.2e} of max |want| {scale:.3e} (allowed {rtol:.1e})",
+        d / scale
+    );
+    assert!(
+        d <= bound,
+        "{what}: max |diff| {d:e} at {i} (got {}, want {}) exceeds {rtol:e} × max |want| {scale}",
+        got[i],
+        want[i]
+    );
+}

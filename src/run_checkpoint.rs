@@ -1,0 +1,371 @@
+//! A training run's checkpoint as one unit.
+//!
+//! Every file of a step (weights, EMA weights, optimizer state, config, resume state) is written
+//! into a fresh staging folder `RUN/checkpoints/.tmp-step-NNNNNNNN-PID`, flushed to disk (each file
+//! and then the folder), described by a `manifest.json` (step, config hash, size and SHA-256 of
+//! every file), and only then made current by one atomic rename to
+//! `RUN/checkpoints/step-NNNNNNNN`. A crash at any point leaves either the previous set or the new
+//! one, never a mixture; a staging folder left by a dead process is removed by the next run.
+//! The newest `step-*` folder is the current checkpoint; the last `keep` are kept.
+//!
+//! Readers ([`latest`], [`verify`]) check the manifest against the files, so a folder whose
+//! pieces do not belong together is refused with a message that says which piece is wrong.
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Folder of a run that holds its checkpoints.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// The file in a checkpoint folder that lists its pieces.
+pub const MANIFEST: &str = "manifest.json";
+const STEP_PREFIX: &str = "step-";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// What a checkpoint folder holds, written last (before the folder is made current).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version of this manifest.
+    pub format: u32,
+    /// The training step the checkpoint was taken after.
+    pub step: usize,
+    /// SHA-256 of the run's configuration (canonical JSON), so a checkpoint of another run
+    /// configuration is recognised.
+    pub config_sha256: String,
+    /// Every other file in the folder, sorted by name.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_sha256(path: &Path) -> Result<(u64, String)> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex(&h.finalize())))
+}
+
+/// Test-only crash hook: with `DIFFUSE_CRASH_AFTER=k` in the environment, the process kills
+/// itself with SIGKILL right after the k-th durable action (a file written and flushed, a
+/// rename, a removal) of the checkpoint writer, counted from the start of the process. The
+/// fault-injection tests use it to stop a run at every such point; nothing else reads it.
+fn fault_point(what: &str, path: &Path) {
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("DIFFUSE_CRASH_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(k) = *limit {
+        if COUNT.fetch_add(1, Ordering::SeqCst) + 1 == k {
+            eprintln!(
+                "DIFFUSE_CRASH_AFTER={k}: killed after {what} {}",
+                path.display()
+            );
+            // SIGKILL, as an out-of-memory kill or a power cut would: no destructor runs.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// The staging folder a checkpoint's pieces are written into. Each write is flushed before
+/// the next starts.
+pub struct Stage {
+    dir: PathBuf,
+}
+
+impl Stage {
+    /// The path of a piece named `name` in the staging folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `bytes` as the piece `name`.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(name);
+        let mut f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&path, e))?;
+        f.sync_all().map_err(|e| Error::io(&path, e))?;
+        fault_point("writing", &path);
+        Ok(())
+    }
+
+    /// Writes `value` as pretty JSON under `name`.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let text = serde_json::to_string_pretty(value).expect("checkpoint types serialise");
+        self.write(name, text.as_bytes())
+    }
+
+    /// Marks the piece `name`, written by another writer (e.g. a tensor store), as complete:
+    /// flushes it to disk.
+    pub fn written(&self, name: &str) -> Result<()> {
+        let path = self.path(name);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        fault_point("writing", &path);
+        Ok(())
+    }
+}
+
+fn step_dir_name(step: usize) -> String {
+    format!("{STEP_PREFIX}{step:08}")
+}
+
+fn parse_step(name: &str) -> Option<usize> {
+    name.strip_prefix(STEP_PREFIX)?.parse().ok()
+}
+
+/// The checkpoint folders of a run, newest first.
+pub fn list(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let dir = run.join(CHECKPOINTS);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let name = entry.file_name();
+        if let Some(step) = name.to_str().and_then(parse_step) {
+            out.push((step, entry.path()));
+        }
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(out)
+}
+
+/// Writes one checkpoint of `run` at `step`: `write` fills the staging folder, then the
+/// manifest is written and the folder made current by one rename. Keeps the newest `keep`
+/// checkpoints (at least 1). On an error the staging folder is removed and the previous
+/// checkpoint stays current.
+pub fn commit(
+    run: &Path,
+    step: usize,
+    config_sha256: &str,
+    keep: usize,
+    write: impl FnOnce(&Stage) -> Result<()>,
+) -> Result<PathBuf> {
+    let root = run.join(CHECKPOINTS);
+    fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    let stage = Stage {
+        dir: root.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            step_dir_name(step),
+            std::process::id()
+        )),
+    };
+    let result: Result<PathBuf> = (|| {
+        if stage.dir.exists() {
+            fs::remove_dir_all(&stage.dir).map_err(|e| Error::io(&stage.dir, e))?;
+        }
+        fs::create_dir(&stage.dir).map_err(|e| Error::io(&stage.dir, e))?;
+        write(&stage)?;
+        let manifest = describe(&stage.dir, step, config_sha256)?;
+        stage.write_json(MANIFEST, &manifest)?;
+        sync_dir(&stage.dir)?;
+        let target = root.join(step_dir_name(step));
+        if target.exists() {
+            // The same step saved again (a run resumed at its last checkpoint and stopped at
+            // once): training is deterministic, so the old folder holds the same state.
+            fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+        }
+        fs::rename(&stage.dir, &target).map_err(|e| Error::io(&target, e))?;
+        sync_dir(&root)?;
+        fault_point("renaming to", &target);
+        Ok(target)
+    })();
+    let target = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&stage.dir);
+            let kept = match list(run)?.first() {
+                Some((s, _)) => format!("the checkpoint of step {s} is unchanged"),
+                None => "no earlier checkpoint exists".into(),
+            };
+            return Err(Error::Checkpoint {
+                path: root.join(step_dir_name(step)),
+                msg: format!("could not be saved ({kept}): {e}"),
+            });
+        }
+    };
+    for (_, old) in list(run)?.into_iter().skip(keep.max(1)) {
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        fault_point("removing", &old);
+    }
+    Ok(target)
+}
+
+/// Size and hash of every file in `dir` (but the manifest), sorted by name.
+fn describe(dir: &Path, step: usize, config_sha256: &str) -> Result<Manifest> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == MANIFEST || !entry.path().is_file() {
+            continue;
+        }
+        let (bytes, sha256) = file_sha256(&entry.path())?;
+        files.push(FileEntry {
+            name,
+            bytes,
+            sha256,
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Manifest {
+        format: 1,
+        step,
+        config_sha256: config_sha256.into(),
+        files,
+    })
+}
+
+/// Reads `dir`'s manifest and checks that every file it lists is there with its size and
+/// hash, and that the folder holds the step its name says.
+pub fn verify(dir: &Path) -> Result<Manifest> {
+    let bad = |msg: String| Error::Checkpoint {
+        path: dir.into(),
+        msg,
+    };
+    let mpath = dir.join(MANIFEST);
+    if !mpath.is_file() {
+        return Err(bad(format!(
+            "has no {MANIFEST}: not a complete checkpoint (remove the folder to resume from the one before it)"
+        )));
+    }
+    let m: Manifest = crate::checkpoint::read_json(&mpath)?;
+    if let Some(step) = dir.file_name().and_then(|n| n.to_str()).and_then(parse_step) {
+        if step != m.step {
+            return Err(bad(format!(
+                "its manifest is for step {}, the folder name says {step}",
+                m.step
+            )));
+        }
+    }
+    for f in &m.files {
+        let p = dir.join(&f.name);
+        if !p.is_file() {
+            return Err(bad(format!("{} is missing", f.name)));
+        }
+        let (bytes, sha) = file_sha256(&p)?;
+        if bytes != f.bytes || sha != f.sha256 {
+            return Err(bad(format!(
+                "{} does not belong to this checkpoint ({bytes} bytes, SHA-256 {}…; the manifest says {} bytes, {}…)",
+                f.name,
+                &sha[..12],
+                f.bytes,
+                &f.sha256[..12.min(f.sha256.len())]
+            )));
+        }
+    }
+    Ok(m)
+}
+
+/// The current (newest) checkpoint of `run`, verified; `None` when the run has none.
+pub fn latest(run: &Path) -> Result<Option<(PathBuf, Manifest)>> {
+    match list(run)?.into_iter().next() {
+        None => Ok(None),
+        Some((_, dir)) => {
+            let m = verify(&dir)?;
+            Ok(Some((dir, m)))
+        }
+    }
+}
+
+/// Removes staging folders (and the temporary files of [`crate::checkpoint::write_atomic`])
+/// left in `run` by processes that are no longer running.
+pub fn clean_orphans(run: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for dir in [run.to_path_buf(), run.join(CHECKPOINTS)] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = orphan_pid(&name) else {
+                continue;
+            };
+            if pid == std::process::id() || process_alive(pid) {
+                continue;
+            }
+            let p = entry.path();
+            let r = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(|e| Error::io(&p, e))?;
+            removed.push(p);
+        }
+    }
+    Ok(removed)
+}
+
+/// The process id in a staging folder name (`.tmp-step-N-PID`) or a temporary file name
+/// (`NAME.tmpPID`).
+fn orphan_pid(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
+        return rest.rsplit('-').next()?.parse().ok();
+    }
+    let (_, pid) = name.rsplit_once(".tmp")?;
+    pid.parse().ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    // kill(pid, 0) checks existence without sending anything; EPERM still means "exists".
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphan_names() {
+        assert_eq!(orphan_pid(".tmp-step-00000200-4242"), Some(4242));
+        assert_eq!(orphan_pid("model.safetensors.tmp77"), Some(77));
+        assert_eq!(orphan_pid("step-00000200"), None);
+        assert_eq!(orphan_pid("loss.png"), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! Crash safety of image-run checkpoints, end to end through the `diffuse` binary:
+//! - a run killed (SIGKILL) after every durable action of its checkpoint writer, at both of its
+//!   checkpoint steps, is finished by `--resume` to files identical byte for byte to those of
+//!   the uninterrupted run;
+//! - a full disk while saving (a file-size limit on the process) gives a clear error and leaves
+//!   the previous checkpoint usable;
+//! - two identical runs write identical checkpoint files, and a checkpoint whose pieces do not
+//!   belong together is refused by `--resume`.
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::TempDir;
+
+/// Tiny digits run: 4 steps of batch 8, checkpoints after steps 2 and 4, keeping only the newest
+/// (so the writer's removal of the older one is exercised too). One thread: the same kernels in
+/// every process.
+fn train(out: &Path, extra: &[&str]) -> Command {
+    train_seeded(out, 5, extra)
+}
+
+fn train_seeded(out: &Path, seed: u64, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_diffuse"));
+    c.args(["image", "train", "--data", "digits", "--max-per-class", "8"])
+        .args(["--batch-size", "8", "--steps", "4", "--checkpoint-every", "2"])
+        .args(["--preview-every", "0", "--keep-checkpoints", "1"])
+        .args(["--seed", &seed.to_string(), "--threads", "1", "-q", "--out"])
+        .arg(out)
+        .args(extra)
+        .env_remove("DIFFUSE_CRASH_AFTER");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().expect("the diffuse binary runs")
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn step_dir(out: &Path, step: usize) -> PathBuf {
+    out.join("checkpoints").join(format!("step-{step:08}"))
+}
+
+/// Every file of a checkpoint folder, sorted by name.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_same_files(a: &Path, b: &Path, what: &str) {
+    let (fa, fb) = (files(a), files(b));
+    let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fa), names(&fb), "{what}: file lists differ");
+    for ((name, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(x == y, "{what}: {name} differs");
+    }
+}
+
+/// Names under `out` that a dead process left behind.
+fn leftovers(out: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in [out.to_path_buf(), out.join("checkpoints")] {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.contains(".tmp") {
+                v.push(format!("{}/{n}", d.display()));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn killed_at_every_checkpoint_write_resumes_to_identical_files() {
+    let root = TempDir::new("faults");
+    let full = root.0.join("full");
+    let o = run(train(&full, &[]));
+    assert!(o.status.success(), "uninterrupted run failed: {}", text(&o));
+    let want = step_dir(&full, 4);
+    assert!(!step_dir(&full, 2).exists(), "--keep-checkpoints 1 keeps one");
+
+    // A second identical run writes identical files (no metadata order, ids or timestamps).
+    let again = root.0.join("again");
+    assert!(run(train(&again, &[])).status.success());
+    assert_same_files(&step_dir(&again, 4), &want, "two identical runs");
+
+    let mut kills = 0;
+    for k in 1.. {
+        let out = root.0.join(format!("k{k}"));
+        let mut c = train(&out, &[]);
+        c.env("DIFFUSE_CRASH_AFTER", k.to_string());
+        let o = run(c);
+        if o.status.success() {
+            // k is past the last durable action of the run: every point has been tried.
+            assert!(k > 10, "only {} kill points found", k - 1);
+            break;
+        }
+        assert!(
+            text(&o).contains("DIFFUSE_CRASH_AFTER"),
+            "k = {k}: failed without the crash hook: {}",
+            text(&o)
+        );
+        kills += 1;
+        let o = run(train(&out, &["--resume"]));
+        assert!(
+            o.status.success(),
+            "k = {k}: resume failed: {}",
+            text(&o)
+        );
+        assert_same_files(
+            &step_dir(&out, 4),
+            &want,
+            &format!("killed after durable action {k}, then resumed"),
+        );
+        assert!(leftovers(&out).is_empty(), "k = {k}: {:?}", leftovers(&out));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    eprintln!("{kills} kill points tried, all resumed to identical files");
+}
+
+#[test]
+fn full_disk_while_saving_keeps_the_previous_checkpoint() {
+    let root = TempDir::new("fsize");
+    let full = root.0.join("full");
+    assert!(run(train(&full, &[])).status.success());
+    let out = root.0.join("run");
+    // Stop right after the step-2 checkpoint is complete (7 durable actions: 6 files, 1 rename).
+    let mut c = train(&out, &[]);
+    c.env("DIFFUSE_CRASH_AFTER", "7");
+    assert!(!run(c).status.success());
+    assert!(step_dir(&out, 2).join("manifest.json").is_file());
+    let before = files(&step_dir(&out, 2));
+
+    // Resume with a 64 KiB limit on any file the process writes (the weights are ~3 MB): the
+    // step-4 checkpoint cannot be written. SIGXFSZ is ignored so the write fails with EFBIG
+    // instead of killing the process; both settings are inherited through exec.
+    let mut c = train(&out, &["--resume"]);
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = run(c);
+    let err = text(&o);
+    assert!(!o.status.success(), "a failed save must fail the command");
+    assert!(
+        err.contains("model.safetensors")
+            && err.contains("step 2 is unchanged")
+            && err.lines().count() < 20,
+        "the error names the file it could not write: {err}"
+    );
+    assert!(!step_dir(&out, 4).exists());
+    assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    assert_eq!(files(&step_dir(&out, 2)), before, "step 2 untouched");
+
+    // The previous checkpoint still resumes to the uninterrupted result.
+    let o = run(train(&out, &["--resume"]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_files(&step_dir(&out, 4), &step_dir(&full, 4), "resumed after a full disk");
+}
+
+#[test]
+fn resume_refuses_a_mixed_checkpoint() {
+    let root = TempDir::new("mixed");
+    let (a, b) = (root.0.join("a"), root.0.join("b"));
+    assert!(run(train(&a, &[])).status.success());
+    let mut c = train_seeded(&b, 6, &[]);
+    c.env("DIFFUSE_CRASH_AFTER", "7");
+    let _ = run(c);
+    // Weights of another run (same shapes) put into this run's checkpoint.
+    std::fs::copy(
+        step_dir(&a, 4).join("model.safetensors"),
+        step_dir(&b, 2).join("model.safetensors"),
+    )
+    .unwrap();
+    let o = run(train_seeded(&b, 6, &["--resume"]));
+    let err = text(&o);
+    assert!(!o.status.success(), "a mixed checkpoint must be refused");
+    assert!(
+        err.contains("step-00000002") && err.contains("model.safetensors"),
+        "the error says which piece is wrong: {err}"
+    );
+}
