@@ -7,7 +7,7 @@
 //! beyond [`ALLOC_LIMIT`] (measured by a counting allocator). Files named `bomb_*` or `evil_*`
 //! must be rejected. The same targets run unbounded under cargo-fuzz (`fuzz/README.md`).
 //!
-//! `DIFFUSE_FUZZ_MUTATIONS=N` sets the mutations per seed (default 300; about 15 s on 2 cores);
+//! `DIFFUSE_FUZZ_MUTATIONS=N` sets the mutations per seed (default 600; about 15 s on 2 cores);
 //! a crashing input is written to the temp folder and its path printed.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
@@ -374,7 +374,7 @@ fn mutations_per_seed() -> usize {
     std::env::var("DIFFUSE_FUZZ_MUTATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(600)
 }
 
 /// Per target: (inputs tried, of which rejected with an error).
