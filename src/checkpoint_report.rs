@@ -19,9 +19,12 @@ pub const INCEPTION: &str = "Inception-v3 (the FID feature network)";
 /// The image denoiser, as [`guess_kind`] names it.
 pub const UNET: &str = "a diffusion UNet";
 
+/// A test on a file's tensor names.
+type NameTest = fn(&[&str]) -> bool;
+
 /// Known tensor layouts: (what the file is, test on its tensor names). The first match wins,
 /// so more specific layouts come first.
-const KINDS: &[(&str, fn(&[&str]) -> bool)] = &[
+const KINDS: &[(&str, NameTest)] = &[
     ("a Stable Diffusion model", |n| {
         any(n, |s| s.contains("model.diffusion_model."))
     }),

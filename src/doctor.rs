@@ -466,10 +466,13 @@ fn check_image_io() -> (bool, String) {
     }
 }
 
+/// One self-check: (passed, what was measured).
+type CheckFn = Box<dyn Fn() -> (bool, String)>;
+
 /// Runs every self-check (a few seconds on a 2-core CPU).
 pub fn self_check() -> Vec<Check> {
     let dev = Device::flex();
-    let checks: Vec<(&'static str, Box<dyn Fn() -> (bool, String)>)> = vec![
+    let checks: Vec<(&'static str, CheckFn)> = vec![
         (
             "matmul 33×47·47×29 vs f64",
             Box::new(|| check_matmul(&Device::flex(), 33, 47, 29, 1)),

@@ -49,8 +49,7 @@ fn unet_file_as_inception_weights() {
         InceptionKind::Torchvision,
         &Device::flex(),
     )
-    .err()
-    .expect("must fail")
+    .expect_err("must fail")
     .to_string();
     readable(&err, "unet_small.pth");
     assert!(
@@ -68,8 +67,7 @@ fn inception_file_as_unet_weights() {
         &unet_config(),
         &Device::flex(),
     )
-    .err()
-    .expect("must fail")
+    .expect_err("must fail")
     .to_string();
     readable(&err, "inception_ref_tiny.ckpt");
     assert!(
@@ -93,8 +91,7 @@ fn hundreds_of_missing_tensors_are_counted_not_listed() {
     bytes.extend(std::iter::repeat_n(0u8, 3456));
     std::fs::write(&path, bytes).unwrap();
     let err = load_inception(&path, InceptionKind::Torchvision, &Device::flex())
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     readable(&err, "only_first_conv.safetensors");
     let missing: usize = err
@@ -117,8 +114,7 @@ fn unet_file_into_the_toy_network() {
     .init(&mut diffuse::rng::seeded(0, 0), &Device::flex())
     .unwrap();
     let err = diffuse::checkpoint::load_weights(net, &golden("unet_small.pth"))
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     readable(&err, "unet_small.pth");
     assert!(err.contains("a diffusion UNet"), "{err}");
@@ -134,8 +130,7 @@ fn same_network_other_configuration() {
     .init(&mut diffuse::rng::seeded(0, 0), &Device::flex())
     .unwrap();
     let err = diffuse::nn::simplenet::load_pytorch(net, &golden("simplenet_small.pth"))
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     readable(&err, "simplenet_small.pth");
     assert!(err.contains("mis-shaped tensors ("), "{err}");

@@ -489,7 +489,9 @@ fn pickle_code_execution_payload_is_refused_without_running() {
 #[test]
 fn bombs_are_refused_with_a_reason() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cases: [(&str, fn(&[u8]) -> targets::Outcome, &str); 6] = [
+    // (corpus file, target, what the error must say)
+    type Case = (&'static str, fn(&[u8]) -> targets::Outcome, &'static str);
+    let cases: [Case; 6] = [
         (
             "jpeg/bomb_13000x13000.jpg",
             targets::jpeg,
