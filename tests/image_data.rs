@@ -1,11 +1,12 @@
-//! Image data: folder-per-class loader, eval-set preparation, bundled digits, batch iterator.
+//! Image data: folder-per-class loader, bundled digits, batch iterator (eval folder:
+//! tests/prepare_eval.rs).
 mod common;
 use common::TempDir;
 use std::path::Path;
 use std::sync::Arc;
 
 use diffuse::data::digits::{load_digits, NUM_DIGITS};
-use diffuse::data::image_folder::{load_image_folder_report, prepare_eval, ImageFolderConfig};
+use diffuse::data::image_folder::{load_image_folder_report, ImageFolderConfig};
 use diffuse::data::image_set::ImageSet;
 
 fn rgb(path: &Path, w: u32, h: u32, px: [u8; 3]) {
@@ -111,26 +112,6 @@ fn image_folder_errors_are_clear() {
         err.contains("'dog'") && err.contains("no png/jpg/jpeg"),
         "{err}"
     );
-}
-
-#[test]
-fn prepare_eval_writes_resized_pngs() {
-    let dir = TempDir::new("eval");
-    rgb(&dir.0.join("val/cat/a.jpg"), 40, 30, [200, 100, 50]);
-    rgb(&dir.0.join("val/dog/a.jpg"), 50, 50, [0, 0, 0]);
-    rgb(&dir.0.join("val/dog/b.png"), 10, 10, [255, 255, 255]);
-    std::fs::write(dir.0.join("val/dog/c.jpg"), b"broken").unwrap();
-    let report = prepare_eval(&dir.0, 16).unwrap();
-    assert_eq!(report.written, 3);
-    assert_eq!(report.skipped.len(), 1);
-    let mut names: Vec<String> = std::fs::read_dir(dir.0.join("eval"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["cat_a.png", "dog_a.png", "dog_b.png"]);
-    let img = image::open(dir.0.join("eval/dog_b.png")).unwrap();
-    assert_eq!((img.width(), img.height()), (16, 16));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `data::image_io` against goldens written by PIL (bench/golden_image_io.py).
+mod common;
+use common::pattern;
 use std::path::{Path, PathBuf};
 
-use diffuse::data::image_io::{list_images, load_rgb, resize_bilinear_pil, to_chw_pm1};
+use diffuse::data::image_io::{list_images, load_rgb, resize_pil, to_chw_pm1, PilFilter};
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -9,17 +11,27 @@ fn golden(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Same formula as `pattern` in bench/golden_image_io.py.
-fn pattern(w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let mut p = [0u8; 3];
-        for c in 0..3u64 {
-            let (x, y) = (x as u64, y as u64);
-            let hsh = (x * 73856093) ^ (y * 19349663) ^ (c * 83492791);
-            p[c as usize] = ((x * 7 + y * 13 + c * 50 + hsh % 64) % 256) as u8;
-        }
-        image::Rgb(p)
-    })
+/// ((w, h), (ow, oh)): a source and a target size.
+type Resize = ((u32, u32), (u32, u32));
+
+/// `resize(pattern(w, h), ow, oh, filter)` against PIL's output in `{prefix}_{w}x{h}_to_{ow}x{oh}.bin`.
+fn check_resize(prefix: &str, cases: &[Resize], filter: PilFilter) {
+    for &((w, h), (ow, oh)) in cases {
+        let want = std::fs::read(golden(&format!("{prefix}_{w}x{h}_to_{ow}x{oh}.bin"))).unwrap();
+        let got = resize_pil(&pattern(w, h), ow, oh, filter);
+        assert_eq!((got.width(), got.height()), (ow, oh));
+        assert_eq!(got.as_raw().len(), want.len());
+        let ndiff = got
+            .as_raw()
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            ndiff, 0,
+            "{filter:?} {w}x{h} -> {ow}x{oh}: {ndiff} bytes differ from PIL"
+        );
+    }
 }
 
 #[test]
@@ -31,21 +43,18 @@ fn resize_matches_pil_bit_exact() {
         ((40, 30), (40, 75)),
         ((50, 20), (17, 20)),
     ];
-    for ((w, h), (ow, oh)) in cases {
-        let want = std::fs::read(golden(&format!("resize_{w}x{h}_to_{ow}x{oh}.bin"))).unwrap();
-        let got = resize_bilinear_pil(&pattern(w, h), ow, oh);
-        assert_eq!((got.width(), got.height()), (ow, oh));
-        let ndiff = got
-            .as_raw()
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| a != b)
-            .count();
-        assert_eq!(
-            ndiff, 0,
-            "{w}x{h} -> {ow}x{oh}: {ndiff} bytes differ from PIL"
-        );
-    }
+    check_resize("resize", &cases, PilFilter::Bilinear);
+    // Image.resize's default filter, used by the course's eval folder (bench/golden_prepare_eval.py):
+    // downsampling (support widened by the scale), upsampling, one axis only.
+    let cases = [
+        ((512, 512), (64, 64)),
+        ((37, 23), (64, 64)),
+        ((100, 90), (64, 64)),
+        ((20, 16), (64, 48)),
+        ((40, 30), (40, 75)),
+        ((50, 20), (17, 20)),
+    ];
+    check_resize("resize_bicubic", &cases, PilFilter::Bicubic);
 }
 
 fn expected(name: &str) -> Vec<u8> {

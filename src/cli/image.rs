@@ -557,15 +557,20 @@ fn demo(
 }
 
 /// `diffuse prepare-eval ROOT`: ROOT/eval from every validation image.
-pub fn prepare_eval(root: &Path, size: usize) -> Result<()> {
-    let report = diffuse::data::image_folder::prepare_eval(root, size)?;
-    for s in &report.skipped {
-        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
-    }
+pub fn prepare_eval(
+    root: &Path,
+    cfg: &diffuse::data::image_folder::PrepareEvalConfig,
+) -> Result<()> {
+    let report = diffuse::data::image_folder::prepare_eval(root, cfg)?;
+    let what = match cfg.format {
+        diffuse::data::image_folder::EvalFormat::Jpeg => "bicubic, JPEG q75: the course's folder",
+        diffuse::data::image_folder::EvalFormat::Png => "bilinear, lossless PNG",
+    };
     println!(
-        "wrote {} images ({size}×{size}) to {}",
+        "wrote {} images ({s}×{s}, {what}) to {}",
         report.written,
-        root.join("eval").display()
+        report.out_dir.display(),
+        s = cfg.size
     );
     Ok(())
 }

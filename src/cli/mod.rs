@@ -40,13 +40,19 @@ enum Command {
         #[command(subcommand)]
         cmd: fid::ClassifierCommand,
     },
-    /// Build ROOT/eval from every validation image (ROOT/val/<class>/…) at the training size.
+    /// Build ROOT/eval from every validation image (ROOT/val/<class>/…): by default the
+    /// course's folder (bicubic 64×64, JPEG quality 75, same file names), so FID against it is
+    /// the course's.
     PrepareEval {
         /// Data root holding `val/<class>/…`.
         root: std::path::PathBuf,
         /// Side of the written images.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = diffuse::data::image_folder::PrepareEvalConfig::default().size)]
         size: usize,
+        /// `jpeg`: the course's folder, byte for byte as Pillow writes it; `png`: lossless
+        /// `<class>_<stem>.png` resized bilinearly like the training data (not the course's FID).
+        #[arg(long, value_enum, default_value_t = diffuse::data::image_folder::EvalFormat::default())]
+        format: diffuse::data::image_folder::EvalFormat,
     },
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
@@ -61,7 +67,10 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Toy { cmd } => toy::run(cmd),
         Command::Image { cmd } => image::run(cmd),
-        Command::PrepareEval { root, size } => image::prepare_eval(&root, size),
+        Command::PrepareEval { root, size, format } => image::prepare_eval(
+            &root,
+            &diffuse::data::image_folder::PrepareEvalConfig { size, format },
+        ),
         Command::Fid(a) => fid::fid(&a),
         Command::Classifier { cmd } => fid::classifier(cmd),
         Command::Doctor { threads } => doctor(threads),

@@ -10,13 +10,17 @@
 //! Unlike the reference (`os.listdir`), plain files directly in `ROOT/{split}` are not classes.
 //! A file that cannot be decoded is skipped with a warning naming it, or is an error with
 //! `strict`; it is not replaced by the next file, so a class can end up below the cap.
+//!
+//! [`prepare_eval`] builds the flat FID folder `ROOT/eval/` from `ROOT/val/`, by default exactly
+//! as the course's `dataset.py` does (bicubic resize, Pillow's JPEG bytes).
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::image_io::{list_images, load_rgb, resize_bilinear_pil, to_chw_pm1};
+use super::image_io::{list_images, load_rgb, resize_bicubic_pil, resize_bilinear_pil, to_chw_pm1};
 use super::image_set::ImageSet;
+use super::jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
 use crate::{Error, Result};
 
 /// How to read an image folder.
@@ -156,77 +160,184 @@ pub fn load_image_folder_report(
     Ok((set, skipped))
 }
 
+/// File format of the evaluation folder that [`prepare_eval`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalFormat {
+    /// The course's folder (`python dataset.py`): each file under its own name, resized with
+    /// Pillow's default filter (bicubic) and re-saved by extension, so `.jpg` files become
+    /// JPEG at Pillow's default quality 75, byte for byte what Pillow writes.
+    #[default]
+    Jpeg,
+    /// Lossless PNGs (`<class>_<stem>.png`) resized with the PIL-exact bilinear filter of the
+    /// training data: no re-compression artefacts, but FID against it is not the course's.
+    Png,
+}
+
+/// How [`prepare_eval`] builds `ROOT/eval/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareEvalConfig {
+    /// Images are resized to `size`×`size` (the course: 64).
+    pub size: usize,
+    /// The course's JPEG folder or a lossless PNG one.
+    pub format: EvalFormat,
+}
+
+impl Default for PrepareEvalConfig {
+    fn default() -> Self {
+        Self {
+            size: 64,
+            format: EvalFormat::default(),
+        }
+    }
+}
+
 /// What [`prepare_eval`] did.
 #[derive(Debug, Clone, Default)]
 pub struct EvalReport {
     /// Images written to `ROOT/eval/`.
     pub written: usize,
-    pub skipped: Vec<Skipped>,
+    /// The folder they were written to.
+    pub out_dir: PathBuf,
 }
 
-/// Builds `ROOT/eval/` (flat) from every image of every class of `ROOT/val/`, resized to
-/// `size`×`size`, for FID against generated samples.
+/// Is `path` named like a JPEG (`.jpg`/`.jpeg`, any case)? Pillow's `save` picks the format
+/// from the extension.
+fn jpeg_named(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+}
+
+/// The course's step for one file: Pillow's `img.resize((size, size))` (bicubic) and
+/// `img.save(path)` with the format the name says: JPEG on Pillow's defaults (quality 75,
+/// 4:2:0, the source's JPEG comment carried over), or PNG (lossless, so only the pixels matter).
+fn write_course_image(src: &Path, dst: &Path, size: u32) -> Result<()> {
+    let img = load_rgb(src)?;
+    let small = resize_bicubic_pil(&img, size, size);
+    if jpeg_named(dst) {
+        let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+        let opts = EncodeOptions {
+            comment: if bytes.starts_with(&[0xFF, 0xD8]) {
+                jpeg_comment(&bytes)
+            } else {
+                Vec::new()
+            },
+            ..EncodeOptions::default()
+        };
+        let jpg = encode_rgb(size as usize, size as usize, small.as_raw(), &opts)
+            .map_err(|e| Error::bad_file(dst, format!("cannot encode JPEG: {e}")))?;
+        std::fs::write(dst, jpg).map_err(|e| Error::io(dst, e))
+    } else {
+        small
+            .save_with_format(dst, image::ImageFormat::Png)
+            .map_err(|e| Error::bad_file(dst, format!("cannot write PNG: {e}")))
+    }
+}
+
+/// Builds `ROOT/eval/` (flat) from every image of every class of `ROOT/val/` (class folders
+/// searched recursively), for FID against generated samples.
 ///
-/// Differences from the reference's `dataset.py` (which copied each file, resized it with
-/// PIL's default BICUBIC filter and re-saved it as JPEG quality 75 under the same name):
-/// we resize with the same PIL-exact *bilinear* filter as the training data and write
-/// lossless PNG (`<class>_<stem>.png`, de-duplicated with a numeric suffix), so the eval set
-/// carries no JPEG re-compression artefacts and matches what the model was trained on.
-/// FID values are therefore close to, but not bit-comparable with, the reference's.
-/// Existing files in `ROOT/eval/` with the same names are overwritten; others are kept.
-pub fn prepare_eval(root: &Path, size: usize) -> Result<EvalReport> {
-    if size == 0 {
-        return Err(Error::invalid("image size", "must be positive"));
+/// [`EvalFormat::Jpeg`] (the default) reproduces the course's `dataset.py`: every file keeps
+/// its own name, is resized to `size`×`size` with Pillow's default bicubic filter and saved in
+/// the format of its extension (`.jpg` → JPEG quality 75 through [`encode_rgb`], identical
+/// bytes to Pillow's), so FID against this folder is the course's FID. Two files with the same
+/// name in different classes are an error (the course would silently keep one). Sources are
+/// decoded to RGB first; Pillow would resize grayscale or CMYK JPEGs in their own mode, which
+/// for grayscale gives the same decoded pixels in a different file.
+///
+/// [`EvalFormat::Png`] writes lossless `<class>_<stem>.png` (numbered on collision) resized
+/// with the bilinear filter of the training data.
+///
+/// An unreadable image is an error naming it. Existing files that this run writes are
+/// replaced; other images already in `ROOT/eval/` are an error, since FID would count them.
+pub fn prepare_eval(root: &Path, cfg: &PrepareEvalConfig) -> Result<EvalReport> {
+    if cfg.size == 0 || cfg.size > 65535 {
+        return Err(Error::invalid("--size", "must be between 1 and 65535"));
+    }
+    if !root.join("val").is_dir() {
+        return Err(Error::bad_file(
+            root,
+            "no val/ folder: prepare-eval reads ROOT/val/<class>/*.jpg|png",
+        ));
     }
     let classes = class_folders(&root.join("val"))?;
     let out_dir = root.join("eval");
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let mut jobs: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut used = std::collections::HashSet::new();
+    let mut used: std::collections::HashMap<String, PathBuf> = Default::default();
     for (name, dir) in &classes {
         for path in list_images(dir)? {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut file = format!("{name}_{stem}.png");
-            let mut k = 1;
-            while !used.insert(file.clone()) {
-                file = format!("{name}_{stem}_{k}.png");
-                k += 1;
-            }
+            let file = match cfg.format {
+                EvalFormat::Jpeg => {
+                    let file = path
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if let Some(first) = used.get(&file) {
+                        return Err(Error::bad_file(
+                            &path,
+                            format!(
+                                "has the same file name as {}; the course's flat eval folder \
+                                 keeps one name per image (rename one, or use --format png)",
+                                first.display()
+                            ),
+                        ));
+                    }
+                    file
+                }
+                EvalFormat::Png => {
+                    let stem = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let mut file = format!("{name}_{stem}.png");
+                    let mut k = 1;
+                    while used.contains_key(&file) {
+                        file = format!("{name}_{stem}_{k}.png");
+                        k += 1;
+                    }
+                    file
+                }
+            };
+            used.insert(file.clone(), path.clone());
             jobs.push((path, out_dir.join(file)));
         }
     }
-    let s = size as u32;
-    // An unreadable source image is skipped; failing to write is an error.
-    let results: Vec<Option<Skipped>> = jobs
-        .into_par_iter()
-        .map(|(src, dst)| -> Result<Option<Skipped>> {
-            let img = match load_rgb(&src) {
-                Ok(img) => img,
-                Err(e) => {
-                    return Ok(Some(Skipped {
-                        path: src,
-                        reason: e.to_string(),
-                    }))
-                }
-            };
-            resize_bilinear_pil(&img, s, s)
-                .save_with_format(&dst, image::ImageFormat::Png)
-                .map_err(|e| Error::bad_file(&dst, format!("cannot write PNG: {e}")))?;
-            Ok(None)
-        })
-        .collect::<Result<_>>()?;
-    let mut report = EvalReport::default();
-    for r in results {
-        match r {
-            None => report.written += 1,
-            Some(s) => {
-                eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
-                report.skipped.push(s);
-            }
+    if out_dir.exists() {
+        let foreign: Vec<PathBuf> = list_images(&out_dir)?
+            .into_iter()
+            .filter(|p| {
+                p.parent() != Some(out_dir.as_path())
+                    || !p
+                        .file_name()
+                        .is_some_and(|f| used.contains_key(&*f.to_string_lossy()))
+            })
+            .collect();
+        if let Some(first) = foreign.first() {
+            return Err(Error::bad_file(
+                &out_dir,
+                format!(
+                    "already holds {} image(s) this run would not write (e.g. {}), which FID \
+                     would count; remove them or the folder first",
+                    foreign.len(),
+                    first.display()
+                ),
+            ));
         }
     }
-    Ok(report)
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    let s = cfg.size as u32;
+    jobs.into_par_iter()
+        .map(|(src, dst)| match cfg.format {
+            EvalFormat::Jpeg => write_course_image(&src, &dst, s),
+            EvalFormat::Png => resize_bilinear_pil(&load_rgb(&src)?, s, s)
+                .save_with_format(&dst, image::ImageFormat::Png)
+                .map_err(|e| Error::bad_file(&dst, format!("cannot write PNG: {e}"))),
+        })
+        .collect::<Result<Vec<()>>>()?;
+    Ok(EvalReport {
+        written: used.len(),
+        out_dir,
+    })
 }

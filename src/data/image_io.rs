@@ -200,13 +200,48 @@ fn load_jpeg_fallback(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
 /// pixel value minus 2 for overflow headroom (`PRECISION_BITS` in Resample.c).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// PIL's bilinear (triangle) filter, support 1.
-fn bilinear_filter(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
+/// The resampling filters of Pillow's `Image.resize` that this module reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PilFilter {
+    /// `Image.BILINEAR`: the triangle filter, support 1 (torchvision's `Resize` on PIL images).
+    Bilinear,
+    /// `Image.BICUBIC`: Keys' cubic convolution with a = −0.5, support 2 (the default filter
+    /// of `Image.resize` for RGB images since Pillow 7).
+    Bicubic,
+}
+
+impl PilFilter {
+    /// Half-width of the filter kernel before scaling (`filterp->support` in Resample.c).
+    fn support(self) -> f64 {
+        match self {
+            PilFilter::Bilinear => 1.0,
+            PilFilter::Bicubic => 2.0,
+        }
+    }
+
+    /// Kernel value at `x` (`bilinear_filter` / `bicubic_filter` in Resample.c).
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            PilFilter::Bilinear => {
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            PilFilter::Bicubic => {
+                // Keys (1981) cubic convolution, a = −0.5, written as Pillow evaluates it.
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
     }
 }
 
@@ -223,10 +258,10 @@ struct Taps {
 /// (this is the antialiasing); the window of output `xx` is centred at `(xx + 0.5)·scale`,
 /// weights are `filter((x − center + 0.5)/filterscale)` normalised to sum 1, then rounded to
 /// fixed point.
-fn precompute_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
+fn precompute_taps(in_size: usize, out_size: usize, filter: PilFilter) -> Vec<Taps> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = 1.0 * filterscale;
+    let support = filter.support() * filterscale;
     let inv_filterscale = 1.0 / filterscale;
     (0..out_size)
         .map(|xx| {
@@ -236,7 +271,7 @@ fn precompute_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
             let n = xmax.saturating_sub(xmin);
             let mut w: Vec<f64> = (0..n)
-                .map(|x| bilinear_filter((x as f64 + xmin as f64 - center + 0.5) * inv_filterscale))
+                .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * inv_filterscale))
                 .collect();
             let ww: f64 = w.iter().sum();
             if ww != 0.0 {
@@ -263,20 +298,37 @@ fn precompute_taps(in_size: usize, out_size: usize) -> Vec<Taps> {
         .collect()
 }
 
-/// Pillow's `clip8`: drop the fixed-point fraction (arithmetic shift) and clamp to 0..=255.
+/// Pillow's `clip8`: drop the fixed-point fraction (arithmetic shift) and clamp to 0..=255
+/// (bicubic weights are partly negative, so sums can leave the range on both sides).
 #[inline]
 fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// Resizes like PIL's `img.resize((width, height), Image.BILINEAR)` on an RGB image, bit for bit.
+pub fn resize_bilinear_pil(img: &image::RgbImage, width: u32, height: u32) -> image::RgbImage {
+    resize_pil(img, width, height, PilFilter::Bilinear)
+}
+
+/// Resizes like PIL's `img.resize((width, height), Image.BICUBIC)` on an RGB image, bit for bit;
+/// `img.resize(size)` without a filter is this for RGB images (Pillow ≥ 7).
+pub fn resize_bicubic_pil(img: &image::RgbImage, width: u32, height: u32) -> image::RgbImage {
+    resize_pil(img, width, height, PilFilter::Bicubic)
+}
+
+/// Resizes like PIL's `img.resize((width, height), filter)` on an RGB image, bit for bit.
 ///
 /// Pillow's separable resampler (`ImagingResampleInner`): a horizontal pass over the source rows
 /// that the vertical pass will read, then a vertical pass; each pass accumulates
 /// `2^(P−1) + Σ pixel·weight` in 32-bit integers and rounds/clips to u8 (P = 22). A pass is
 /// skipped when its dimension does not change; when neither changes the image is copied.
 /// A zero target size gives an empty image.
-pub fn resize_bilinear_pil(img: &image::RgbImage, width: u32, height: u32) -> image::RgbImage {
+pub fn resize_pil(
+    img: &image::RgbImage,
+    width: u32,
+    height: u32,
+    filter: PilFilter,
+) -> image::RgbImage {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
     let (out_w, out_h) = (width as usize, height as usize);
     if out_w == 0 || out_h == 0 || in_w == 0 || in_h == 0 {
@@ -287,7 +339,7 @@ pub fn resize_bilinear_pil(img: &image::RgbImage, width: u32, height: u32) -> im
     let src = img.as_raw();
     let half = 1i32 << (PRECISION_BITS - 1);
 
-    let vtaps = precompute_taps(in_h, out_h);
+    let vtaps = precompute_taps(in_h, out_h, filter);
     // Rows of the source the vertical pass reads.
     let (row_first, row_last) = if need_v {
         let last = vtaps
@@ -301,7 +353,7 @@ pub fn resize_bilinear_pil(img: &image::RgbImage, width: u32, height: u32) -> im
 
     // Horizontal pass: rows row_first..row_last, width out_w.
     let (mid, mid_w, mid_rows) = if need_h {
-        let htaps = precompute_taps(in_w, out_w);
+        let htaps = precompute_taps(in_w, out_w, filter);
         let rows = row_last - row_first;
         let mut mid = vec![0u8; rows * out_w * 3];
         for r in 0..rows {

@@ -68,6 +68,20 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// An RGB test image with smooth gradients, wrap-around edges and hashed noise: the formula
+/// of `pattern` in bench/golden_image_io.py, which writes the PIL goldens computed from it.
+pub fn pattern(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let mut p = [0u8; 3];
+        for c in 0..3u64 {
+            let (x, y) = (x as u64, y as u64);
+            let hsh = (x * 73856093) ^ (y * 19349663) ^ (c * 83492791);
+            p[c as usize] = ((x * 7 + y * 13 + c * 50 + hsh % 64) % 256) as u8;
+        }
+        image::Rgb(p)
+    })
+}
+
 /// A fresh temporary folder under the target dir.
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("diffuse-test-{name}-{}", std::process::id()));

@@ -2,23 +2,23 @@
 //! `jidctint.c`, the Loeffler–Ligtenberg–Moschytz algorithm with 13-bit constants), which is
 //! what Pillow's decoder uses by default (`JDCT_ISLOW`).
 
-const CONST_BITS: u32 = 13;
+pub(super) const CONST_BITS: u32 = 13;
 /// Extra precision kept between the column and the row pass.
-const PASS1_BITS: u32 = 2;
+pub(super) const PASS1_BITS: u32 = 2;
 
-// FIX(x) = round(x · 2^13), the values listed in jidctint.c.
-const FIX_0_298631336: i32 = 2446;
-const FIX_0_390180644: i32 = 3196;
-const FIX_0_541196100: i32 = 4433;
-const FIX_0_765366865: i32 = 6270;
-const FIX_0_899976223: i32 = 7373;
-const FIX_1_175875602: i32 = 9633;
-const FIX_1_501321110: i32 = 12299;
-const FIX_1_847759065: i32 = 15137;
-const FIX_1_961570560: i32 = 16069;
-const FIX_2_053119869: i32 = 16819;
-const FIX_2_562915447: i32 = 20995;
-const FIX_3_072711026: i32 = 25172;
+// FIX(x) = round(x · 2^13), the values listed in jidctint.c (and jfdctint.c, for the encoder).
+pub(super) const FIX_0_298631336: i32 = 2446;
+pub(super) const FIX_0_390180644: i32 = 3196;
+pub(super) const FIX_0_541196100: i32 = 4433;
+pub(super) const FIX_0_765366865: i32 = 6270;
+pub(super) const FIX_0_899976223: i32 = 7373;
+pub(super) const FIX_1_175875602: i32 = 9633;
+pub(super) const FIX_1_501321110: i32 = 12299;
+pub(super) const FIX_1_847759065: i32 = 15137;
+pub(super) const FIX_1_961570560: i32 = 16069;
+pub(super) const FIX_2_053119869: i32 = 16819;
+pub(super) const FIX_2_562915447: i32 = 20995;
+pub(super) const FIX_3_072711026: i32 = 25172;
 
 /// The final range limit. libjpeg-turbo's C code indexes a wrap-around table with the low 10
 /// bits, its x86/ARM SIMD code (used by Pillow's wheels) saturates; both give

@@ -8,7 +8,10 @@
 //! hierarchical and 12-bit files are [`JpegError::Unsupported`] (the caller can fall back to
 //! another decoder); anything malformed is [`JpegError::Corrupt`]. EXIF orientation is not
 //! applied, as Pillow's `open().convert()` does not apply it either.
+//!
+//! [`encode`] writes baseline JPEGs byte for byte as Pillow's `Image.save` does on its defaults.
 mod color;
+pub mod encode;
 mod huffman;
 mod idct;
 mod markers;

@@ -59,3 +59,13 @@ pub fn fill_missing(dc: &mut [Option<HuffTable>; 4], ac: &mut [Option<HuffTable>
         ac[1] = make(&AC_CHROMINANCE_COUNTS, &AC_CHROMINANCE_VALUES, false);
     }
 }
+
+/// The tables libjpeg-turbo's encoder installs (`std_huff_tables`) and writes in one DHT
+/// segment each, in the order `write_scan_header` emits them for a YCbCr scan:
+/// (Tc << 4 | Th, BITS, HUFFVAL).
+pub const ENCODER_TABLES: [(u8, &[u8; 16], &[u8]); 4] = [
+    (0x00, &DC_LUMINANCE_COUNTS, &DC_LUMINANCE_VALUES),
+    (0x10, &AC_LUMINANCE_COUNTS, &AC_LUMINANCE_VALUES),
+    (0x01, &DC_CHROMINANCE_COUNTS, &DC_CHROMINANCE_VALUES),
+    (0x11, &AC_CHROMINANCE_COUNTS, &AC_CHROMINANCE_VALUES),
+];
