@@ -5,11 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{ModuleSnapshot, PytorchStore, SafetensorsStore};
+use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{checkpoint_report, Error, Result};
 
 /// The JSON config path that belongs to a weights file: `X.safetensors` → `X.json`.
 pub fn config_path(weights: &Path) -> PathBuf {
@@ -58,9 +58,22 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Reads a JSON file into `T`, naming the file in any error.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::bad_file(path, format!("not a valid config: {e}")))
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_json(path, &bytes)
+}
+
+/// [`read_json`] on the bytes of a file already read; `path` is only used in messages, which
+/// stay short whatever the file holds (serde quotes the offending value).
+pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_file(
+            path,
+            format!(
+                "not a valid config: {}",
+                crate::error::clip(&e.to_string(), 300)
+            ),
+        )
+    })
 }
 
 /// Saves `model`'s tensors to a safetensors file, atomically.
@@ -81,7 +94,15 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
 
 /// Loads weights into `model` from a safetensors file, or from a PyTorch state dict
 /// (`.pt`, `.pth`, `.ckpt`, optionally nested under `state_dict`). Every tensor of the model
-/// must be present with the right shape; the error names the ones that are not.
+/// must be present with the right shape; otherwise the error (at most a screen long) gives the
+/// counts, the first few missing / mis-shaped tensors and, when the names say so, what network
+/// the file belongs to instead. Tensors of the file that the model lacks are ignored.
+///
+/// Nothing is allocated beyond what the model itself needs: shapes declared by the file are
+/// checked against the model's largest tensor before any data is read (see
+/// [`checkpoint_report::guard_sizes`]); safetensors headers are checked against the file
+/// size by the `safetensors` crate and PyTorch containers by `pytorch-reader`. A pickle is
+/// never executed: code-execution payloads (`__reduce__` → `os.system`) are inert data.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M> {
     load_weights_remapped(model, path, &[])
 }
@@ -95,7 +116,11 @@ pub fn load_weights_remapped<M: Module>(
     if !path.is_file() {
         return Err(Error::Checkpoint {
             path: path.into(),
-            msg: "no such file".into(),
+            msg: if path.exists() {
+                "expected a weights file, found a directory".into()
+            } else {
+                "no such file".into()
+            },
         });
     }
     let ext = path
@@ -107,10 +132,20 @@ pub fn load_weights_remapped<M: Module>(
         path: path.into(),
         msg,
     };
-    match ext.as_str() {
+    let params = checkpoint_report::model_tensors(&model);
+    let model_name = checkpoint_report::model_name::<M>(&params);
+    let largest = checkpoint_report::largest(&params);
+    let listing = |m: &std::collections::BTreeMap<String, burn::store::burn_pack::Tensor>| {
+        m.values()
+            .map(|t| (t.name.clone(), t.shape.to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let (file, report) = match ext.as_str() {
         "pt" | "pth" | "ckpt" | "bin" => {
             let store = |nested: bool| {
-                let mut s = PytorchStore::from_file(path);
+                let mut s = PytorchStore::from_file(path)
+                    .allow_partial(true)
+                    .validate(false);
                 if nested {
                     s = s.with_top_level_key("state_dict");
                 }
@@ -118,21 +153,43 @@ pub fn load_weights_remapped<M: Module>(
                     .iter()
                     .fold(s, |s, (from, to)| s.with_key_remapping(*from, *to))
             };
-            if let Err(e) = model.load_from(&mut store(false)) {
-                // Lightning and the reference's own format nest the weights under `state_dict`.
-                model.load_from(&mut store(true)).map_err(|_| {
-                    fail(format!(
-                        "not a PyTorch state dict that fits this model: {e}"
-                    ))
-                })?;
+            let unreadable = |e: burn::store::PytorchStoreError| {
+                fail(format!(
+                    "not a readable PyTorch checkpoint: {}",
+                    checkpoint_report::tidy_store_error(&e.to_string())
+                ))
+            };
+            let mut s = store(false);
+            let mut file = listing(s.get_all_tensors().map_err(unreadable)?);
+            // Lightning and the reference's own format nest the weights under `state_dict`.
+            if file.iter().any(|(n, _)| n.starts_with("state_dict.")) {
+                s = store(true);
+                file = listing(s.get_all_tensors().map_err(unreadable)?);
             }
+            checkpoint_report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
+            let report = model.load_from(&mut s).map_err(unreadable)?;
+            (file, report)
         }
         _ => {
-            let mut store = SafetensorsStore::from_file(path);
-            model
-                .load_from(&mut store)
-                .map_err(|e| fail(format!("does not fit this model: {e}")))?;
+            let unreadable = |e: burn::store::SafetensorsStoreError| {
+                fail(format!(
+                    "not a readable safetensors file: {}",
+                    checkpoint_report::tidy_store_error(&e.to_string())
+                ))
+            };
+            let mut s = SafetensorsStore::from_file(path)
+                .allow_partial(true)
+                .validate(false);
+            let file = listing(s.get_all_tensors().map_err(unreadable)?);
+            checkpoint_report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
+            let report = model.load_from(&mut s).map_err(unreadable)?;
+            (file, report)
         }
+    };
+    let misfit = checkpoint_report::Misfit::from_apply(&report, str::to_string);
+    if !misfit.loads() {
+        let names: Vec<String> = file.into_iter().map(|(n, _)| n).collect();
+        return Err(fail(misfit.message(&model_name, params.len(), &names)));
     }
     Ok(model)
 }

@@ -10,8 +10,10 @@
 //!   run's checkpoints written as one unit.
 
 pub mod checkpoint;
+pub mod checkpoint_report;
 pub mod data;
 pub mod device;
+pub mod doctor;
 pub mod error;
 pub mod image;
 pub mod metrics;

@@ -161,7 +161,7 @@ fn checkpoint_from_other_config_names_tensor_and_shapes() {
     };
     let err = load_pytorch(&path, &cfg, &dev).unwrap_err().to_string();
     assert!(
-        err.contains("unexpected tensor class_embedding.weight"),
+        err.contains("unexpected tensors (1): class_embedding.weight"),
         "{err}"
     );
 

@@ -771,29 +771,21 @@ pub fn prepare_eval(
 
 fn judge(dir: &Path) -> Result<()> {
     let csv_path = dir.join("labels.csv");
-    let text = std::fs::read_to_string(&csv_path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", csv_path.display()))?;
+    let rows = diffuse::data::labels::read_labels(&csv_path)?;
     let mut images = Vec::new();
     let mut labels = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let Some((file, class)) = line.split_once(',') else {
+    for row in &rows {
+        let digit = row.class.parse::<usize>().ok().filter(|d| *d <= 9);
+        let Some(digit) = digit else {
             bail!(
-                "{}: line {}: expected `file,class`",
+                "{}: line {}: class `{}` is not a digit 0-9",
                 csv_path.display(),
-                i + 1
+                row.line,
+                diffuse::error::clip(&row.class, 40)
             )
         };
-        let digit: usize = class.trim().parse().map_err(|_| {
-            anyhow::anyhow!(
-                "{}: line {}: class `{class}` is not a digit",
-                csv_path.display(),
-                i + 1
-            )
-        })?;
-        let path = dir.join(file.trim());
-        let img = image::open(&path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            .to_luma8();
+        let path = dir.join(&row.file);
+        let img = diffuse::data::image_io::load_image(&path)?.to_luma8();
         if img.dimensions() != (8, 8) {
             bail!(
                 "{}: expected an 8×8 digit, got {:?}",

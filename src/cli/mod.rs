@@ -10,6 +10,10 @@ mod toy;
 #[command(
     name = "diffuse",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\n`diffuse doctor` prints the build, CPU features, threads and a self-check for bug reports"
+    ),
     about = "Denoising diffusion models: train, sample (DDPM, DDIM, CFG), evaluate (Chamfer, FID)"
 )]
 struct Cli {
@@ -50,6 +54,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = diffuse::data::image_folder::EvalFormat::default())]
         format: diffuse::data::image_folder::EvalFormat,
     },
+    /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
+    Doctor {
+        /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 pub fn run() -> Result<()> {
@@ -63,7 +73,20 @@ pub fn run() -> Result<()> {
         ),
         Command::Fid(a) => fid::fid(&a),
         Command::Classifier { cmd } => fid::classifier(cmd),
+        Command::Doctor { threads } => doctor(threads),
     }
+}
+
+/// `diffuse doctor`: the report on stdout; non-zero exit when a self-check fails.
+fn doctor(threads: Option<usize>) -> Result<()> {
+    set_threads(threads)?;
+    let facts = diffuse::doctor::facts();
+    let checks = diffuse::doctor::self_check();
+    print!("{}", diffuse::doctor::report(&facts, &checks));
+    if checks.iter().any(|c| !c.passed) {
+        anyhow::bail!("self-check failed");
+    }
+    Ok(())
 }
 
 /// Sets the number of CPU threads for rayon (and so for the flex backend) once.

@@ -50,26 +50,97 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Largest decoded image accepted, in pixels: twice Pillow's `MAX_IMAGE_PIXELS`, the size at
+/// which Pillow raises `DecompressionBombError`. The header is checked before any pixel buffer
+/// is allocated, so a small file claiming a huge image costs nothing.
+pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+
+/// Cap on what the PNG decoder may allocate (the `image` crate's own default, stated here):
+/// an RGBA16 image at [`MAX_IMAGE_PIXELS`] would need more, and is refused before decoding.
+const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Most decoded bytes a PNG can produce per byte of file: deflate expands at most 1032-fold
+/// (RFC 1951: a 258-byte match in under 2 bits), and a 1-bit palette pixel decodes to 4 bytes
+/// of RGBA (32×). A header claiming more pixels than that is refused before allocating them.
+const PNG_MAX_EXPANSION: u64 = 1032 * 32;
+
+fn check_pixels(path: &Path, width: u64, height: u64) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::bad_file(
+            path,
+            format!("image has no pixels ({width}x{height})"),
+        ));
+    }
+    if width * height > MAX_IMAGE_PIXELS {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "image too large: {width}x{height} pixels, the limit is {MAX_IMAGE_PIXELS} \
+                 (a decompression bomb, or a corrupt header)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a PNG or JPEG file to 8-bit RGB, like PIL's `Image.open(path).convert("RGB")`:
 /// grayscale is replicated to three channels and alpha is dropped (not composited).
 /// 16-bit images are reduced to 8 bits by the `image` crate's rounding conversion.
 ///
-/// A missing, unreadable or corrupt file is an error naming the path.
+/// A missing, unreadable or corrupt file is an error naming the path, and so is an image over
+/// [`MAX_IMAGE_PIXELS`].
 pub fn load_rgb(path: &Path) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    decode_rgb(path, bytes)
+}
+
+/// [`load_rgb`] on the bytes of a file already read; `path` is only used in messages.
+pub fn decode_rgb(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
+    if image::guess_format(&bytes).ok() == Some(image::ImageFormat::Jpeg) {
+        return load_jpeg(path, bytes);
+    }
+    Ok(decode_other(path, bytes)?.to_rgb8())
+}
+
+/// Decodes a PNG or JPEG file as it is stored (gray, RGB, RGBA, 8 or 16 bits), with the same
+/// size limit as [`load_rgb`]. JPEGs go through `jpeg-decoder` here, not the Pillow-exact
+/// decoder.
+pub fn load_image(path: &Path) -> Result<image::DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if image::guess_format(&bytes).ok() == Some(image::ImageFormat::Jpeg) {
+        return load_jpeg_fallback(path, bytes).map(image::DynamicImage::ImageRgb8);
+    }
+    decode_other(path, bytes)
+}
+
+/// Every format but JPEG (in practice PNG), through the `image` crate with its header checked
+/// against [`MAX_IMAGE_PIXELS`] before the pixels are decoded.
+fn decode_other(path: &Path, bytes: Vec<u8>) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
+    let file_len = bytes.len();
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    if reader.format().is_none() {
+    if !matches!(reader.format(), Some(image::ImageFormat::Png)) {
         return Err(Error::bad_file(path, "not a PNG or JPEG image"));
     }
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        return load_jpeg(path, reader.into_inner().into_inner());
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let bad = |e: image::ImageError| Error::bad_file(path, format!("cannot decode image: {e}"));
+    let decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(path, w as u64, h as u64)?;
+    if decoder.total_bytes() > PNG_MAX_EXPANSION * file_len as u64 {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "header claims {w}x{h} pixels, more than a {file_len}-byte PNG can hold \
+                 (a decompression bomb, or a truncated file)"
+            ),
+        ));
     }
-    let img = reader
-        .decode()
-        .map_err(|e| Error::bad_file(path, format!("cannot decode image: {e}")))?;
-    Ok(img.to_rgb8())
+    image::DynamicImage::from_decoder(decoder).map_err(bad)
 }
 
 /// JPEG through [`super::jpeg`], which reproduces Pillow's libjpeg-turbo decode bit for bit.
@@ -84,32 +155,45 @@ fn load_jpeg(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
     }
 }
 
-/// JPEG through `jpeg-decoder`, for the variants [`super::jpeg`] leaves out.
+/// JPEG through `jpeg-decoder`, for the variants [`super::jpeg`] leaves out. The header is
+/// read first and checked against [`MAX_IMAGE_PIXELS`] and the file size (see
+/// [`super::jpeg::check_size`]) before any pixel is decoded.
 fn load_jpeg_fallback(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
+    let len = bytes.len();
     let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
-    let pixels = dec
-        .decode()
-        .map_err(|e| Error::bad_file(path, format!("cannot decode JPEG: {e}")))?;
+    let bad = |e: jpeg_decoder::Error| Error::bad_file(path, format!("cannot decode JPEG: {e}"));
+    dec.read_info().map_err(bad)?;
     let info = dec
         .info()
         .ok_or_else(|| Error::bad_file(path, "JPEG without a header"))?;
-    let (w, h) = (info.width as u32, info.height as u32);
+    let (w, h) = (info.width as usize, info.height as usize);
+    check_pixels(path, w as u64, h as u64)?;
+    super::jpeg::check_size(w, h, len)
+        .map_err(|e| Error::bad_file(path, format!("cannot decode JPEG: {e}")))?;
+    // The decoded buffer: at most 4 components of 2 bytes (16-bit lossless) per pixel.
+    dec.set_max_decoding_buffer_size(w * h * 8);
+    let pixels = dec.decode().map_err(bad)?;
+    let short = || Error::bad_file(path, "JPEG size does not match its pixels");
     let rgb: Vec<u8> = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
         jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
         jpeg_decoder::PixelFormat::L16 => {
             pixels.chunks(2).flat_map(|c| [c[0], c[0], c[0]]).collect()
         }
-        jpeg_decoder::PixelFormat::CMYK32 => pixels
-            .chunks(4)
-            .flat_map(|c| {
-                let k = c[3] as u32;
-                [c[0], c[1], c[2]].map(|v| (v as u32 * k / 255) as u8)
-            })
-            .collect(),
+        jpeg_decoder::PixelFormat::CMYK32 => {
+            if pixels.len() % 4 != 0 {
+                return Err(short());
+            }
+            pixels
+                .chunks(4)
+                .flat_map(|c| {
+                    let k = c[3] as u32;
+                    [c[0], c[1], c[2]].map(|v| (v as u32 * k / 255) as u8)
+                })
+                .collect()
+        }
     };
-    image::RgbImage::from_raw(w, h, rgb)
-        .ok_or_else(|| Error::bad_file(path, "JPEG size does not match its pixels"))
+    image::RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(short)
 }
 
 /// Fixed-point precision of Pillow's 8-bit resampling coefficients: 32 bits minus 8 for the

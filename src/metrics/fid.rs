@@ -274,17 +274,29 @@ pub fn load_stats(path: &Path) -> Result<(FeatureStats, serde_json::Value)> {
         return Err(bad("missing DFIDSTAT header"));
     }
     let hl = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(
-        bytes
-            .get(12..12 + hl)
-            .ok_or_else(|| bad("truncated header"))?,
-    )
-    .map_err(|_| bad("bad JSON header"))?;
+    let header_bytes = 12usize
+        .checked_add(hl)
+        .and_then(|end| bytes.get(12..end))
+        .ok_or_else(|| bad("truncated header"))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(header_bytes).map_err(|_| bad("bad JSON header"))?;
     let d = header["dim"].as_u64().ok_or_else(|| bad("no dim"))? as usize;
     let n = header["n"].as_u64().ok_or_else(|| bad("no n"))? as usize;
     let body = &bytes[12 + hl..];
-    if body.len() != 8 * (d + d * d) {
+    // Checked: a header claiming a huge `dim` must not wrap around to the body's length
+    // (and then allocate d + d² values).
+    let want = d
+        .checked_mul(d)
+        .and_then(|dd| dd.checked_add(d))
+        .and_then(|v| v.checked_mul(8));
+    if want != Some(body.len()) {
         return Err(bad("wrong data length"));
+    }
+    if body
+        .chunks_exact(8)
+        .any(|c| !f64::from_le_bytes(c.try_into().unwrap()).is_finite())
+    {
+        return Err(bad("non-finite values"));
     }
     let f = |i: usize| f64::from_le_bytes(body[8 * i..8 * i + 8].try_into().unwrap());
     let mu = DVector::from_fn(d, |i, _| f(i));

@@ -16,12 +16,12 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::store::{
-    ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore,
-    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
 };
 
 use super::inception::{InceptionKind, InceptionV3, FEATURE_DIM};
-use crate::{Error, Result};
+use crate::{checkpoint_report, Error, Result};
 
 /// torchvision top-level module names → the wrapper's block paths.
 const TORCHVISION_TO_WRAPPER: [(&str, &str); 17] = [
@@ -166,7 +166,7 @@ pub fn load_inception(path: &Path, kind: InceptionKind, dev: &Device) -> Result<
     let tensors = probe.tensors().map_err(|e| {
         ckpt_err(format!(
             "not a readable PyTorch (.pt/.pth/.ckpt) or safetensors checkpoint ({})",
-            e.lines().next().unwrap_or("")
+            checkpoint_report::tidy_store_error(&e)
         ))
     })?;
     drop(probe);
@@ -183,12 +183,20 @@ pub fn load_inception(path: &Path, kind: InceptionKind, dev: &Device) -> Result<
         (Some(p), _) => (p, false),
         (None, Some(p)) => (p, true),
         (None, None) => {
-            let sample: Vec<_> = tensors.iter().take(5).map(|(n, _)| n.as_str()).collect();
+            let sample: Vec<_> = tensors
+                .iter()
+                .take(5)
+                .map(|(n, _)| crate::error::clip(n, 60))
+                .collect();
             return Err(ckpt_err(format!(
                 "no Inception-v3 weights found: expected a key `{WRAPPER_ANCHOR}` or \
-                 `{TORCHVISION_ANCHOR}`; the file has {} tensors, e.g. {}",
+                 `{TORCHVISION_ANCHOR}`; the file has {} tensors, e.g. {}{}",
                 tensors.len(),
-                sample.join(", ")
+                sample.join(", "),
+                checkpoint_report::looks_like(
+                    tensors.iter().map(|(n, _)| n.as_str()),
+                    checkpoint_report::INCEPTION
+                )
             )));
         }
     };
@@ -227,60 +235,41 @@ pub fn load_inception(path: &Path, kind: InceptionKind, dev: &Device) -> Result<
     // 4. Load and check the report.
     let mut model = InceptionV3::new(kind, num_classes, dev);
     let mut store = AnyStore::open(path, safetensors, &remap);
-    let report = store.load_into(&mut model).map_err(ckpt_err)?;
-    check_report(&report, head_shape.is_some()).map_err(ckpt_err)?;
+    let params = checkpoint_report::model_tensors(&model);
+    checkpoint_report::guard_sizes(
+        &tensors,
+        checkpoint_report::largest(&params),
+        checkpoint_report::INCEPTION,
+    )
+    .map_err(ckpt_err)?;
+    let report = store
+        .load_into(&mut model)
+        .map_err(|e| ckpt_err(checkpoint_report::tidy_store_error(&e)))?;
+    let names: Vec<String> = tensors.into_iter().map(|(n, _)| n).collect();
+    check_report(&report, head_shape.is_some(), params.len(), &names).map_err(ckpt_err)?;
     Ok(model)
 }
 
-/// Turns burn-store's report into an error listing every missing, unexpected and mis-shaped
-/// tensor (by PyTorch name), or Ok when the load was complete.
-fn check_report(report: &ApplyResult, has_head: bool) -> std::result::Result<(), String> {
-    let missing: Vec<String> = report
+/// Turns burn-store's report into an error (see [`checkpoint_report::Misfit::message`]) naming
+/// the first few missing, unexpected and mis-shaped tensors by PyTorch name, or Ok when the
+/// load was complete. `params` is the network's tensor count, `file` the file's tensor names.
+fn check_report(
+    report: &ApplyResult,
+    has_head: bool,
+    params: usize,
+    file: &[String],
+) -> std::result::Result<(), String> {
+    let mut misfit = checkpoint_report::Misfit::from_apply(report, pytorch_name);
+    misfit
         .missing
-        .iter()
-        .map(|(p, _)| pytorch_name(p))
-        .filter(|p| has_head || !p.starts_with("final_fc."))
-        .collect();
-    let unexpected: Vec<String> = report
-        .unused
-        .iter()
-        .filter(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("AuxLogits."))
-        .cloned()
-        .collect();
-    let errors: Vec<String> = report
-        .errors
-        .iter()
-        .map(|e| match e {
-            ApplyError::ShapeMismatch {
-                path,
-                expected,
-                found,
-            } => format!(
-                "{} (expected {:?}, found {:?})",
-                pytorch_name(path),
-                expected.as_slice(),
-                found.as_slice()
-            ),
-            other => other.to_string(),
-        })
-        .collect();
-    if missing.is_empty() && unexpected.is_empty() && errors.is_empty() {
+        .retain(|p| has_head || !p.starts_with("final_fc."));
+    misfit
+        .unexpected
+        .retain(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("AuxLogits."));
+    if misfit.is_empty() {
         return Ok(());
     }
-    let mut msg = String::from("does not match Inception-v3");
-    let mut section = |title: &str, items: &[String]| {
-        if !items.is_empty() {
-            msg.push_str(&format!(
-                "\n  {title} ({}): {}",
-                items.len(),
-                items.join(", ")
-            ));
-        }
-    };
-    section("mis-shaped or unreadable tensors", &errors);
-    section("missing tensors", &missing);
-    section("unexpected tensors", &unexpected);
-    Err(msg)
+    Err(misfit.message(checkpoint_report::INCEPTION, params, file))
 }
 
 /// Saves `model` as safetensors with PyTorch names and layouts (`block1.0.conv.weight`,

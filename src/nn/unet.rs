@@ -24,7 +24,7 @@ use burn::nn::{
     Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::store::{ApplyError, ModuleSnapshot, ModuleStore, PytorchStore};
+use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore};
 use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, interpolate};
 use burn::tensor::ops::{AttentionModuleOptions, InterpolateMode, InterpolateOptions};
@@ -32,7 +32,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::embedding::timestep_embedding;
-use crate::{Error, Result};
+use crate::{checkpoint_report, Error, Result};
 
 /// Every size of the UNet. `Default` is the reference AFHQ configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -750,51 +750,54 @@ pub fn load_pytorch(path: impl AsRef<Path>, config: &UNetConfig, device: &Device
         s
     };
     let mut s = store(None);
-    let keys = s
-        .keys()
-        .map_err(|e| ckpt(format!("cannot read as a PyTorch file: {e}")))?;
+    let keys = s.keys().map_err(|e| {
+        ckpt(format!(
+            "cannot read as a PyTorch file: {}",
+            checkpoint_report::tidy_store_error(&e.to_string())
+        ))
+    })?;
     if !keys.iter().any(|k| k.starts_with("head."))
         && keys.iter().any(|k| k.starts_with("state_dict."))
     {
         s = store(Some("state_dict"));
     }
     let mut net = UNet::build(config, device, &mut Init::<rand_chacha::ChaCha8Rng>::Zeros);
-    let res = net.load_from(&mut s).map_err(|e| ckpt(format!("{e}")))?;
-    let mut problems = Vec::new();
-    for e in &res.errors {
-        problems.push(match e {
-            ApplyError::ShapeMismatch {
-                path,
-                expected,
-                found,
-            } => {
-                let (mut exp, mut fnd) = (expected.to_vec(), found.to_vec());
-                // Linear weights are compared in burn's [in, out] layout; report PyTorch's.
-                if is_linear_weight(path) {
-                    exp.reverse();
-                    fnd.reverse();
-                }
-                format!(
-                    "tensor {} has shape {:?} in the file but the model expects {:?}",
-                    torch_key(path),
-                    fnd,
-                    exp
-                )
-            }
-            other => format!("{other}"),
-        });
+    let params = checkpoint_report::model_tensors(&net);
+    let file: Vec<(String, Vec<usize>)> = s
+        .get_all_tensors()
+        .map_err(|e| {
+            ckpt(format!(
+                "cannot read as a PyTorch file: {}",
+                checkpoint_report::tidy_store_error(&e.to_string())
+            ))
+        })?
+        .values()
+        .map(|t| (torch_key(&t.name), t.shape.to_vec()))
+        .collect();
+    checkpoint_report::guard_sizes(
+        &file,
+        checkpoint_report::largest(&params),
+        checkpoint_report::UNET,
+    )
+    .map_err(ckpt)?;
+    let res = net
+        .load_from(&mut s)
+        .map_err(|e| ckpt(checkpoint_report::tidy_store_error(&e.to_string())))?;
+    let mut misfit = checkpoint_report::Misfit::from_apply(&res, torch_key);
+    misfit.unexpected = misfit.unexpected.iter().map(|p| torch_key(p)).collect();
+    // Linear weights are compared in burn's [in, out] layout; report PyTorch's.
+    for (name, found, expected) in misfit.misshaped.iter_mut() {
+        if is_linear_weight(name) {
+            found.reverse();
+            expected.reverse();
+        }
     }
-    for (p, _) in &res.missing {
-        problems.push(format!("missing tensor {}", torch_key(p)));
-    }
-    for p in &res.unused {
-        problems.push(format!("unexpected tensor {}", torch_key(p)));
-    }
-    if !problems.is_empty() {
-        return Err(ckpt(format!(
-            "does not fit the UNet configuration ({} problem(s)):\n  {}",
-            problems.len(),
-            problems.join("\n  ")
+    if !misfit.is_empty() {
+        let names: Vec<String> = file.into_iter().map(|(n, _)| n).collect();
+        return Err(ckpt(misfit.message(
+            checkpoint_report::UNET,
+            params.len(),
+            &names,
         )));
     }
     Ok(net)

@@ -133,7 +133,10 @@ pub fn assert_close(got: &[f32], want: &[f32], rtol: f64, what: &str) {
         .zip(want)
         .map(|(a, b)| (*a as f64 - *b as f64).abs())
         .enumerate()
-        .fold((0, 0f64), |acc, (i, d)| if d > acc.1 { (i, d) } else { acc });
+        .fold(
+            (0, 0f64),
+            |acc, (i, d)| if d > acc.1 { (i, d) } else { acc },
+        );
     eprintln!(
         "{what}: max |diff| {d:.3e} = {:.2e} of max |want| {scale:.3e} (allowed {rtol:.1e})",
         d / scale

@@ -10,10 +10,6 @@ pub const ZIGZAG: [usize; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
-/// Largest decoded image accepted: twice Pillow's `MAX_IMAGE_PIXELS`, where Pillow raises
-/// `DecompressionBombError`. Also keeps a corrupt header from asking for a huge allocation.
-const MAX_PIXELS: u64 = 2 * 89_478_485;
-
 /// One frame component (T.81 B.2.2) with its decoded coefficients.
 pub struct Component {
     pub id: u8,
@@ -98,7 +94,8 @@ pub fn segment(data: &[u8], pos: usize) -> Result<(&[u8], usize), JpegError> {
 
 /// SOF0/1/2 (B.2.2). Only 8-bit precision is handled here; 12-bit images are "unsupported"
 /// (the caller falls back to another decoder; Pillow itself refuses them).
-pub fn parse_sof(s: &[u8], progressive: bool) -> Result<Frame, JpegError> {
+/// `file_len` is the size of the whole file, for [`super::check_size`].
+pub fn parse_sof(s: &[u8], progressive: bool, file_len: usize) -> Result<Frame, JpegError> {
     let precision = byte(s, 0)?;
     if precision != 8 {
         return Err(JpegError::Unsupported(format!("{precision}-bit samples")));
@@ -120,11 +117,8 @@ pub fn parse_sof(s: &[u8], progressive: bool) -> Result<Frame, JpegError> {
     if s.len() < 6 + 3 * n {
         return Err(JpegError::corrupt("frame header too short"));
     }
-    if (width as u64) * (height as u64) > MAX_PIXELS {
-        return Err(JpegError::corrupt(format!(
-            "image too large ({width}x{height})"
-        )));
-    }
+    // Before the coefficient arrays below are allocated.
+    super::check_size(width, height, file_len)?;
     let mut raw: Vec<(u8, usize, usize, usize)> = Vec::with_capacity(n);
     for i in 0..n {
         let id = s[6 + 3 * i];

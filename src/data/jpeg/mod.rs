@@ -58,6 +58,30 @@ enum ColorSpace {
     Ycck,
 }
 
+/// Refuses a frame header that claims more than the file can hold, before anything is
+/// allocated for it: over [`MAX_IMAGE_PIXELS`](crate::data::image_io::MAX_IMAGE_PIXELS), or
+/// more 8×8 blocks than 8 per byte of file. Every block of the full-resolution component
+/// carries its DC difference as a Huffman code of at least one bit (T.81 F.1.2.1, sequential
+/// or progressive DC-first scan), so a real file always passes; a tiny file claiming a huge
+/// image (a decompression bomb) does not. Decoding thus allocates at most about
+/// 512 pixels × (3 bytes of RGB + 2 bytes of coefficients per component) per byte of file.
+pub fn check_size(width: usize, height: usize, file_len: usize) -> Result<(), JpegError> {
+    let (w, h) = (width as u64, height as u64);
+    if w * h > crate::data::image_io::MAX_IMAGE_PIXELS {
+        return Err(JpegError::corrupt(format!(
+            "image too large ({width}x{height})"
+        )));
+    }
+    let blocks = w.div_ceil(8) * h.div_ceil(8);
+    if blocks > 8 * file_len as u64 {
+        return Err(JpegError::corrupt(format!(
+            "header claims {width}x{height} pixels ({blocks} blocks) but the file has only \
+             {file_len} bytes (a decompression bomb, or a truncated file)"
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes a whole JPEG file to RGB.
 pub fn decode_rgb(data: &[u8]) -> Result<RgbPixels, JpegError> {
     if !data.starts_with(&[0xFF, 0xD8]) {
@@ -92,7 +116,7 @@ pub fn decode_rgb(data: &[u8]) -> Result<RgbPixels, JpegError> {
                 if frame.is_some() {
                     return Err(JpegError::corrupt("more than one frame header"));
                 }
-                frame = Some(markers::parse_sof(seg, marker == 0xC2)?);
+                frame = Some(markers::parse_sof(seg, marker == 0xC2, data.len())?);
             }
             0xC3 | 0xC5..=0xC7 => {
                 return Err(JpegError::Unsupported(
