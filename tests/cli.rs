@@ -1,29 +1,8 @@
 //! The `diffuse` binary: bad input gives a clear error and a non-zero exit, never a panic.
 mod common;
 
-use std::process::Command;
+use common::{diffuse, fails_with};
 
-fn diffuse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn fails_with(args: &[&str], needle: &str) {
-    let (code, _, err) = diffuse(args);
-    assert_ne!(code, 0, "{args:?} should fail");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(
-        err.to_lowercase().contains(&needle.to_lowercase()),
-        "{args:?}: expected `{needle}` in: {err}"
-    );
-}
 
 #[test]
 fn bad_toy_arguments_are_rejected() {

@@ -2,53 +2,17 @@
 //! `image cfg-sweep` and `image judge` on a tiny digits run, through the binary.
 mod common;
 
-use std::process::Command;
+use common::{diffuse, fails_with, ok};
+
 use std::sync::Arc;
 
 use burn::prelude::*;
 use diffuse::data::digits::load_digits;
-use diffuse::image::{self as img, ImageTrainConfig};
-use diffuse::nn::unet::UNetConfig;
-
-fn diffuse(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (code, out, err) = diffuse(args);
-    assert_eq!(code, 0, "{args:?}: {err}");
-    out
-}
-
-fn fails_with(args: &[&str], needle: &str) {
-    let (code, _, err) = diffuse(args);
-    assert_ne!(code, 0, "{args:?} should fail");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: expected `{needle}` in: {err}"
-    );
-}
+use diffuse::image as img;
 
 /// A 2-step digits run with a tiny UNet.
 fn tiny_run(dir: &std::path::Path) {
-    let mut c = ImageTrainConfig::digits();
-    c.unet = UNetConfig {
-        channels: 8,
-        num_groups: 4,
-        ..UNetConfig::digits()
-    };
-    c.batch_size = 8;
-    c.steps = 2;
-    c.preview_every = 0;
+    let c = common::tiny_image_config(2);
     let data = Arc::new(load_digits(8).unwrap());
     img::train(&c, data, dir, false, &Device::flex().autodiff(), false).unwrap();
 }

@@ -6,21 +6,12 @@ use std::sync::Arc;
 use burn::prelude::*;
 use diffuse::data::digits::load_digits;
 use diffuse::image::{self as img, ImageTrainConfig};
-use diffuse::nn::unet::UNetConfig;
 use diffuse::sampling::{Guidance, GuidanceConvention, SamplerKind};
 use diffuse::schedule::NoiseSchedule;
 
 fn tiny(steps: usize) -> ImageTrainConfig {
-    let mut c = ImageTrainConfig::digits();
-    c.unet = UNetConfig {
-        channels: 8,
-        num_groups: 4,
-        ..UNetConfig::digits()
-    };
-    c.batch_size = 8;
-    c.steps = steps;
+    let mut c = common::tiny_image_config(steps);
     c.checkpoint_every = 2;
-    c.preview_every = 0;
     c.ema_decay = Some(0.9);
     c
 }

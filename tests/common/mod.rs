@@ -148,3 +148,48 @@ pub fn assert_close(got: &[f32], want: &[f32], rtol: f64, what: &str) {
         want[i]
     );
 }
+
+/// Runs the `diffuse` binary: (exit code, stdout, stderr).
+pub fn diffuse(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Runs the binary, asserts success and returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (code, out, err) = diffuse(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
+}
+
+/// Asserts that the binary fails, without a panic, with `needle` (any case) in its stderr.
+pub fn fails_with(args: &[&str], needle: &str) {
+    let (code, _, err) = diffuse(args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: expected `{needle}` in: {err}"
+    );
+}
+
+/// A digits training configuration with a tiny UNet (8 channels), batch 8, for `steps` steps.
+pub fn tiny_image_config(steps: usize) -> diffuse::image::ImageTrainConfig {
+    let mut c = diffuse::image::ImageTrainConfig::digits();
+    c.unet = diffuse::nn::unet::UNetConfig {
+        channels: 8,
+        num_groups: 4,
+        ..diffuse::nn::unet::UNetConfig::digits()
+    };
+    c.batch_size = 8;
+    c.steps = steps;
+    c.preview_every = 0;
+    c
+}
