@@ -11,7 +11,9 @@
 #   OUT      folder for the logs and the summary (default out/gpu)
 #   ITERS    timed iterations per workload (default 10, after WARM=3 warm-ups)
 #   DEVICE   cuda (default) or vulkan (a `--features vulkan` build; the loader from .gl/*.deb)
-#   DEMO=0   skip the digits demo;  TORCH=0  skip PyTorch;  AMP=1  also PyTorch bf16 autocast
+#   DEMO=0   skip the digits demo;  TORCH=0  skip PyTorch;  AMP=1  also PyTorch bf16 autocast;
+#   OPS=1    also burn's per-op timings (`unet_bench 5 ops 2`: conv, GroupNorm, SiLU, attention,
+#            linear, matmul at the AFHQ sizes); budget ~1 more minute
 #   DRY_RUN=1  prove the plumbing on a machine without a GPU: the CPU device, a 32-channel
 #            network on 16×16 images, 1 iteration, a 20-step demo; BIN defaults to
 #            target/release (build `--bin diffuse --example unet_bench` first).
@@ -109,8 +111,9 @@ summarize() {
   fw=$(grep -o 'unet_forward[^:]*: median [0-9.]* ms' "$log" | grep -o '[0-9.]* ms' | head -1)
   dd=$(grep -o 'ddim50_cfg_per_image[^:]*: [0-9.]* ms' "$log" | grep -o '[0-9.]* ms$' | head -1)
   mem=$(grep -E 'peak GPU memory|burn GPU memory after training' "$log" | sed 's/^/    /')
-  printf '%-28s train b16 %-10s fwd b32 %-10s DDIM-50 CFG/img %-10s\n%s\n' \
-    "$name" "${tr:-n/a}" "${fw:-n/a}" "${dd:-n/a}" "$mem" >>"$SUMMARY"
+  printf '%-28s train b16 %-10s fwd b32 %-10s DDIM-50 CFG/img %-10s\n' \
+    "$name" "${tr:-n/a}" "${fw:-n/a}" "${dd:-n/a}" >>"$SUMMARY"
+  [ -n "$mem" ] && echo "$mem" >>"$SUMMARY"
 }
 
 # --- PyTorch ---
@@ -134,6 +137,13 @@ for prec in f32 bf16; do
   DIFFUSE_DEVICE=$DEV UNET_BENCH_PRECISION=$prec run_logged "$OUT/burn_$prec.log" $T_BURN "$UNET_BENCH" "$ITERS" all "$WARM"
   summarize "diffuse $DEV $prec" "$OUT/burn_$prec.log"
 done
+
+# --- per-op timings of burn's kernels at the AFHQ sizes (where the time goes, if slow) ---
+if [ "${OPS:-0}" = 1 ]; then
+  echo "== diffuse ($DEV) building blocks, b32"
+  DIFFUSE_DEVICE=$DEV run_logged "$OUT/burn_ops.log" $T_BURN "$UNET_BENCH" 5 ops 2
+  grep '^BENCH' "$OUT/burn_ops.log" | sed 's/^/    /' >>"$SUMMARY"
+fi
 
 # --- the digits demo end to end (train 1500 steps, sample 2 × 500, judge) ---
 if [ "${DEMO:-1}" = 1 ]; then
