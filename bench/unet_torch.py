@@ -225,26 +225,37 @@ def timed(name, warm, iters, f):
 
 def bench(iters, which="all", warm=1):
     """Timings on BENCH_DEVICE (default cpu, 2 threads; `BENCH_DEVICE=cuda` for a GPU, where
-    BENCH_TF32=0 turns off PyTorch's default TF32 convolutions for an all-f32 comparison)."""
+    BENCH_TF32=0 turns off PyTorch's default TF32 convolutions for an all-f32 comparison and
+    BENCH_AMP=bf16 runs the network under bf16 autocast). BENCH_TINY=1 shrinks the network
+    (32 channels, 16x16 images) for a quick dry run of the plumbing."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     if DEVICE.type == "cuda" and os.environ.get("BENCH_TF32") == "0":
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+    amp = os.environ.get("BENCH_AMP") == "bf16"
+    tiny = os.environ.get("BENCH_TINY") == "1"
+    size = 16 if tiny else 64
+
+    def autocast():
+        return torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=amp)
+
     torch.manual_seed(0)
     print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", DEVICE,
-          "cudnn tf32", torch.backends.cudnn.allow_tf32, flush=True)
-    net = UNet().to(DEVICE)
+          "cudnn tf32", torch.backends.cudnn.allow_tf32, "bf16 autocast", amp, "tiny", tiny, flush=True)
+    net = (UNet(ch=32) if tiny else UNet()).to(DEVICE)
     print("params", sum(p.numel() for p in net.parameters()), flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
-    x = torch.randn(16, 3, 64, 64, device=DEVICE)
-    eps = torch.randn(16, 3, 64, 64, device=DEVICE)
+    x = torch.randn(16, 3, size, size, device=DEVICE)
+    eps = torch.randn(16, 3, size, size, device=DEVICE)
     t = torch.randint(0, 1000, (16,), device=DEVICE).float()
     labels = torch.randint(1, 4, (16,), device=DEVICE)
     net.train()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.mse_loss(net(x, t, labels), eps)
+        with autocast():
+            out = net(x, t, labels)
+        loss = F.mse_loss(out.float(), eps)
         loss.backward()
         opt.step()
 
@@ -256,12 +267,12 @@ def bench(iters, which="all", warm=1):
     if which not in ("all", "fwd"):
         return
     net.eval()
-    x32 = torch.randn(32, 3, 64, 64, device=DEVICE)
+    x32 = torch.randn(32, 3, size, size, device=DEVICE)
     l32 = torch.randint(0, 4, (32,), device=DEVICE)
     t500 = torch.tensor([500.0], device=DEVICE)
 
     def fwd():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             net(x32, t500, l32)
 
     m = timed("unet_forward(b32)", warm, iters, fwd)

@@ -3,15 +3,24 @@
 //! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release --example unet_bench -- [ITERS] [train|fwd|all] [WARMUP]`
-//! (`ops` times the UNet's building blocks one by one; `DIFFUSE_DEVICE=vulkan` runs it on the
-//! GPU in a binary built with `--features vulkan`.)
+//! (`ops` times the UNet's building blocks one by one.) Environment:
+//! - `DIFFUSE_DEVICE=cuda|vulkan|cpu`: the device (GPU ones need a binary built with
+//!   `--features cuda` or `--features vulkan`);
+//! - `UNET_BENCH_PRECISION=f32|bf16`: bf16 runs the network as `diffuse image train
+//!   --precision bf16` does (f32 master weights and Adam, bf16 forward/backward), and the
+//!   forward pass with bf16 weights;
+//! - `UNET_BENCH_BATCH=N`: the training batch (default 16);
+//! - `UNET_BENCH_TINY=1`: a 32-channel network on 16×16 images, to dry-run the plumbing.
 use std::time::Instant;
 
 use burn::nn::loss::{MseLoss, Reduction};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
+use diffuse::device::{DeviceKind, Precision};
 use diffuse::nn::unet::{labels_tensor, UNetConfig};
 use diffuse::rng;
+use diffuse::train::autocast;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -48,14 +57,43 @@ fn main() {
         "RAYON_NUM_THREADS={:?}",
         std::env::var("RAYON_NUM_THREADS").ok()
     );
-    let cfg = UNetConfig::default();
+    let tiny = std::env::var("UNET_BENCH_TINY").as_deref() == Ok("1");
+    let cfg = if tiny {
+        UNetConfig {
+            channels: 32,
+            image_size: 16,
+            ..UNetConfig::default()
+        }
+    } else {
+        UNetConfig::default()
+    };
+    let hw = cfg.image_size;
     let mut r = rng::seeded(0, 0);
     let kind = match std::env::var("DIFFUSE_DEVICE").as_deref() {
-        Ok("vulkan") => diffuse::device::DeviceKind::Vulkan,
-        _ => diffuse::device::DeviceKind::Cpu,
+        Ok("vulkan") => DeviceKind::Vulkan,
+        Ok("cuda") => DeviceKind::Cuda,
+        _ => DeviceKind::Cpu,
     };
-    let base = diffuse::device::device(kind).expect("DIFFUSE_DEVICE");
-    println!("device {kind:?}");
+    let precision = match std::env::var("UNET_BENCH_PRECISION").as_deref() {
+        Ok("bf16") => Precision::Bf16,
+        _ => Precision::F32,
+    };
+    let base = match diffuse::device::device(kind) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = precision.check(&base) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    println!(
+        "device {kind:?}, precision {precision:?}, network {} channels at {hw}x{hw}",
+        cfg.channels
+    );
+    let dtype = precision.dtype();
 
     if which == "all" || which == "train" {
         let dev = base.clone().autodiff();
@@ -66,8 +104,8 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(16);
-        let x = rng::normal_tensor(&mut r, [b, 3, 64, 64], &dev);
-        let eps = rng::normal_tensor(&mut r, [b, 3, 64, 64], &dev);
+        let x = rng::normal_tensor(&mut r, [b, 3, hw, hw], &dev);
+        let eps = rng::normal_tensor(&mut r, [b, 3, hw, hw], &dev);
         let t: Vec<f32> = rng::uniform_ints(&mut r, b, 1000)
             .into_iter()
             .map(|v| v as f32)
@@ -80,7 +118,13 @@ fn main() {
         let step = || {
             let n = net.take().unwrap();
             let t0 = Instant::now();
-            let out = n.forward(x.clone(), t.clone(), Some(labels_tensor(&labels, &dev)));
+            let labels = Some(labels_tensor(&labels, &dev));
+            let out = match precision {
+                Precision::F32 => n.forward(x.clone(), t.clone(), labels),
+                p => autocast(n.clone(), p.dtype())
+                    .forward(x.clone().cast(p.dtype()), t.clone(), labels)
+                    .cast(FloatDType::F32),
+            };
             let loss = MseLoss::new().forward(out, eps.clone(), Reduction::Mean);
             let _ = loss.clone().into_scalar::<f32>();
             let t1 = Instant::now();
@@ -98,13 +142,15 @@ fn main() {
             );
         };
         timed("unet_train_step(b16,64x64)", warm, iters, step);
+        memory(&base, "training");
     }
     if which == "ops" {
         ops(&base, warm, iters);
     }
     if which == "all" || which == "fwd" {
-        let net = cfg.init(&base, &mut r).unwrap();
-        let x = rng::normal_tensor(&mut r, [32, 3, 64, 64], &base);
+        // Sampling runs the weights in the training precision (bf16: the EMA cast once).
+        let net = autocast(cfg.init(&base, &mut r).unwrap(), dtype);
+        let x = rng::normal_tensor(&mut r, [32, 3, hw, hw], &base).cast(dtype);
         let labels: Vec<usize> = rng::uniform_ints(&mut r, 32, 4);
         let m = timed("unet_forward(b32)", warm, iters, || {
             let t: Tensor<1> = Tensor::from_data(TensorData::new(vec![500f32], [1]), &base);
@@ -115,6 +161,19 @@ fn main() {
         println!(
             "BENCH burn ddim50_cfg_per_image (50 x forward(b32) / 16, network only): {:.1} ms",
             m * 50.0 / 16.0 * 1e3
+        );
+        memory(&base, "forward");
+    }
+}
+
+/// The device memory burn's pools hold (GPU backends; pages are kept for reuse, so after a
+/// phase this is close to its peak).
+fn memory(dev: &Device, phase: &str) {
+    if let Some(u) = dev.memory_pool_usage() {
+        println!(
+            "burn GPU memory after {phase}: {:.2} GiB reserved, {:.2} GiB in use",
+            u.bytes_reserved as f64 / (1u64 << 30) as f64,
+            u.bytes_in_use as f64 / (1u64 << 30) as f64
         );
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{config_path, ensure_dir, read_json};
 use crate::data::image_set::ImageSet;
+use crate::device::Precision;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{
@@ -21,13 +22,18 @@ use crate::sampling::{
 };
 use crate::schedule::{eps_mse, NoiseSchedule, ScheduleConfig};
 use crate::train::{
-    clip_grads, interrupted, param_ids, progress_bar, set_param_ids, Ema, OptimConfig,
+    autocast, clip_grads, interrupted, param_ids, progress_bar, set_param_ids, Ema, LossReader,
+    OptimConfig,
 };
 use crate::{run_checkpoint, Error, Result};
 
 mod checkpoint;
 pub use checkpoint::weights_file;
 use checkpoint::{restore, save_checkpoint};
+
+/// Training steps between two reads of the losses back to the host (each read waits for the
+/// device to finish the steps queued so far).
+const LOSS_READ_EVERY: usize = 20;
 
 /// Everything that defines an image training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +63,10 @@ pub struct ImageTrainConfig {
     /// How many of the newest checkpoints to keep in the run folder (at least 1).
     #[serde(default = "default_keep_checkpoints")]
     pub keep_checkpoints: usize,
+    /// Arithmetic of the network in training (bf16: mixed precision with f32 master weights).
+    /// Absent from runs saved before it existed, which trained in f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -85,6 +95,7 @@ impl ImageTrainConfig {
             preview_steps: 50,
             seed: 63,
             keep_checkpoints: default_keep_checkpoints(),
+            precision: Precision::F32,
         }
     }
 
@@ -220,6 +231,7 @@ pub fn train(
         ));
     }
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
+    cfg.precision.check(device)?;
     let mut model = u.init(device, &mut seeded(cfg.seed, 2))?;
     let mut optim = cfg.optim.adam();
     let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, true));
@@ -264,6 +276,7 @@ pub fn train(
     let mut checkpoint_seconds = 0.0;
     let mut step = start;
     let mut was_interrupted = false;
+    let mut loss_reader = LossReader::new(LOSS_READ_EVERY);
     while step < cfg.steps {
         let batch = batches
             .next()
@@ -283,25 +296,36 @@ pub fn train(
             TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]),
             device,
         );
-        let pred = model.forward(x_t, t_f, Some(labels_tensor(&labels, device)));
+        let labels = Some(labels_tensor(&labels, device));
+        let pred = match cfg.precision {
+            Precision::F32 => model.forward(x_t, t_f, labels),
+            // The loss and everything outside the network stay in f32.
+            p => autocast(model.clone(), p.dtype())
+                .forward(x_t.cast(p.dtype()), t_f, labels)
+                .cast(burn::tensor::FloatDType::F32),
+        };
         let loss = eps_mse(noise, pred);
-        let lv = loss.clone().into_scalar::<f32>() as f64;
-        if !lv.is_finite() {
-            return Err(Error::invalid(
-                "training",
-                format!("loss became {lv} at step {step}; lower --lr"),
-            ));
-        }
+        loss_reader.push(step, loss.clone());
         let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
         model = optim.step(cfg.optim.lr_at(step, cfg.steps), model, grads);
         if let Some(e) = ema.as_mut() {
             e.update(&model);
         }
-        losses.push((step, lv));
         step += 1;
         pb.set_position(step as u64);
-        pb.set_message(format!("loss {lv:.4}"));
         let stop = interrupted();
+        // The losses come back to the host together (one wait for the device) every few
+        // steps, and always before anything is saved or previewed.
+        if loss_reader.due()
+            || stop
+            || step == cfg.steps
+            || step % cfg.checkpoint_every == 0
+            || (cfg.preview_every > 0 && step % cfg.preview_every == 0)
+        {
+            if let Some(lv) = loss_reader.flush(&mut losses)? {
+                pb.set_message(format!("loss {lv:.4}"));
+            }
+        }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps || stop {
             let t = Instant::now();
             save_checkpoint(out, cfg, &data.class_names, &model, &ema, &optim, step, &losses)?;

@@ -126,15 +126,6 @@ impl OptimConfig {
     }
 }
 
-/// Float parameters of a module in visiting order.
-struct Collect(Vec<(ParamId, TensorData, Vec<usize>)>);
-impl ModuleVisitor for Collect {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        self.0.push((param.id, t.to_data(), t.dims().to_vec()));
-    }
-}
-
 /// Parameter identities in visiting order (optimizer state is keyed by them).
 pub fn param_ids<M: Module>(m: &M) -> Vec<u64> {
     struct Ids(Vec<u64>);
@@ -205,29 +196,43 @@ pub fn load_optimizer(opt: ModuleOptimizer, path: &Path) -> Result<ModuleOptimiz
         })
 }
 
-/// Exponential moving average of a model's weights (Polyak averaging), kept on the host in
-/// f32, with the optional warm-up of improved-diffusion/diffusers: decay_k = min(decay, (1+k)/(10+k)).
+/// Float parameters of a module in visiting order, flattened, off the autodiff graph, on the
+/// device (no copy to the host).
+fn flat_params<M: Module>(m: &M) -> Vec<Tensor<1>> {
+    struct Collect(Vec<Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let t = if t.is_autodiff() { t.inner() } else { t };
+            let n = t.shape().num_elements();
+            self.0.push(t.reshape([n]));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
+/// Exponential moving average of a model's weights (Polyak averaging), kept on the model's
+/// device, in the weights' dtype, with the optional warm-up of improved-diffusion/diffusers:
+/// decay_k = min(decay, (1+k)/(10+k)). Updating it moves no data to the host, so a GPU run
+/// does not wait for the device every step.
 #[derive(Debug, Clone)]
 pub struct Ema {
     pub decay: f64,
     pub warmup: bool,
     pub updates: u64,
-    shadow: Vec<Vec<f32>>,
+    /// One flattened tensor per float parameter, in visiting order.
+    shadow: Vec<Tensor<1>>,
 }
 
 impl Ema {
     pub fn new<M: Module>(model: &M, decay: f64, warmup: bool) -> Self {
-        let mut c = Collect(Vec::new());
-        model.visit(&mut c);
-        let shadow =
-            c.0.into_iter()
-                .map(|(_, d, _)| d.try_to_vec::<f32>().expect("f32 params"))
-                .collect();
         Self {
             decay,
             warmup,
             updates: 0,
-            shadow,
+            shadow: flat_params(model),
         }
     }
 
@@ -241,36 +246,109 @@ impl Ema {
         }
     }
 
-    /// shadow ← d·shadow + (1−d)·θ.
+    /// shadow ← d·shadow + (1−d)·θ, element-wise on the device.
     pub fn update<M: Module>(&mut self, model: &M) {
+        // Rounded to f32 first, as the host version did, so the result does not depend on
+        // the backend's scalar type.
         let d = self.current_decay() as f32;
-        let mut c = Collect(Vec::new());
-        model.visit(&mut c);
-        for (s, (_, data, _)) in self.shadow.iter_mut().zip(c.0) {
-            let p = data.try_to_vec::<f32>().expect("f32 params");
-            for (a, b) in s.iter_mut().zip(p) {
-                *a = d * *a + (1.0 - d) * b;
-            }
-        }
+        let (a, b) = (d as f64, (1.0 - d) as f64);
+        // Owned shadows, so a backend can update them in place.
+        self.shadow = std::mem::take(&mut self.shadow)
+            .into_iter()
+            .zip(flat_params(model))
+            .map(|(s, p)| s.mul_scalar(a).add(p.mul_scalar(b)))
+            .collect();
         self.updates += 1;
     }
 
     /// A copy of `model` holding the averaged weights.
     pub fn apply<M: Module>(&self, model: M) -> M {
-        struct Put<'a>(&'a [Vec<f32>], usize);
+        struct Put<'a>(&'a [Tensor<1>], usize);
         impl ModuleMapper for Put<'_> {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
                 let (id, value, mapper) = param.consume();
-                let dims = value.dims();
-                let t = Tensor::from_data(
-                    TensorData::new(self.0[self.1].clone(), dims),
-                    &value.device(),
-                );
+                let t = self.0[self.1]
+                    .clone()
+                    .to_device(&value.device())
+                    .reshape(value.shape());
                 self.1 += 1;
                 Param::from_mapped_value(id, t, mapper)
             }
         }
         model.map(&mut Put(&self.shadow, 0))
+    }
+}
+
+/// A copy of `model` whose float parameters are cast to `dtype` inside the autodiff graph: the
+/// forward pass then computes in `dtype`, and the gradients flow back through the casts to the
+/// original (f32 "master") parameters in their own dtype, as under PyTorch's autocast. The
+/// copy shares the parameters' identities, so `GradientsParams::from_grads(grads, &model)`
+/// finds the master weights' gradients.
+pub fn autocast<M: Module>(model: M, dtype: burn::tensor::FloatDType) -> M {
+    struct Cast(burn::tensor::FloatDType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, value, mapper) = param.consume();
+            Param::from_mapped_value(id, value.cast(self.0), mapper)
+        }
+    }
+    model.map(&mut Cast(dtype))
+}
+
+/// Training losses kept on the device and read back to the host in one transfer every
+/// `every` steps: reading a value back waits for the device to finish all queued work, which
+/// on a GPU would stall the pipeline once per step.
+pub struct LossReader {
+    every: usize,
+    pending: Vec<(usize, Tensor<1>)>,
+}
+
+impl LossReader {
+    pub fn new(every: usize) -> Self {
+        Self {
+            every: every.max(1),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Queues the (scalar) loss of 0-based `step`, detached from the autodiff graph.
+    pub fn push(&mut self, step: usize, loss: Tensor<1>) {
+        let loss = if loss.is_autodiff() {
+            loss.inner()
+        } else {
+            loss
+        };
+        self.pending.push((step, loss));
+    }
+
+    /// True when `every` losses are waiting.
+    pub fn due(&self) -> bool {
+        self.pending.len() >= self.every
+    }
+
+    /// Reads the queued losses, appends them to `out` as (step, loss) and returns the last
+    /// one; an error names the first step whose loss is not finite.
+    pub fn flush(&mut self, out: &mut Vec<(usize, f64)>) -> Result<Option<f64>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let (steps, values): (Vec<usize>, Vec<Tensor<1>>) = self.pending.drain(..).unzip();
+        let values = Tensor::cat(values, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::invalid("training", format!("could not read the loss: {e:?}")))?;
+        for (step, v) in steps.into_iter().zip(values) {
+            let v = v as f64;
+            if !v.is_finite() {
+                return Err(Error::invalid(
+                    "training",
+                    format!("loss became {v} at step {step}; lower --lr"),
+                ));
+            }
+            out.push((step, v));
+        }
+        Ok(out.last().map(|&(_, v)| v))
     }
 }
 
@@ -296,8 +374,10 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// Gradients of `model` from `grads`, rescaled so their global L2 norm is at most `max_norm`
-/// (PyTorch's clip_grad_norm_; burn's own clipping works per tensor).
+/// Gradients of `model` from `grads`, rescaled so their global L2 norm is at most `max_norm`:
+/// PyTorch's clip_grad_norm_, g ← g·min(1, max_norm/(‖g‖ + 1e-6)) (burn's own clipping works
+/// per tensor). Computed on the device, without reading the norm back, so a GPU step does not
+/// wait for it.
 pub fn clip_grads<M: Module>(
     grads: Gradients,
     model: &M,
@@ -305,28 +385,34 @@ pub fn clip_grads<M: Module>(
 ) -> GradientsParams {
     let mut g = GradientsParams::from_grads(grads, model);
     let Some(max_norm) = max_norm else { return g };
-    struct Norm<'a>(&'a GradientsParams, f64);
-    impl ModuleVisitor for Norm<'_> {
+    struct SumSq<'a>(&'a GradientsParams, Vec<Tensor<1>>);
+    impl ModuleVisitor for SumSq<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(t) = self.0.get::<D>(param.id) {
-                self.1 += t.square().sum().into_scalar::<f32>() as f64;
+                self.1.push(t.square().sum());
             }
         }
     }
-    let mut n = Norm(&g, 0.0);
-    model.visit(&mut n);
-    let norm = n.1.sqrt();
-    if norm > max_norm {
-        let scale = (max_norm / (norm + 1e-6)) as f32;
-        struct Scale<'a>(&'a mut GradientsParams, f32);
-        impl ModuleVisitor for Scale<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                if let Some(t) = self.0.remove::<D>(param.id) {
-                    self.0.register(param.id, t * self.1);
-                }
+    let mut parts = SumSq(&g, Vec::new());
+    model.visit(&mut parts);
+    if parts.1.is_empty() {
+        return g;
+    }
+    let norm = Tensor::cat(parts.1, 0).sum().sqrt();
+    let scale = norm
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    struct Scale<'a>(&'a mut GradientsParams, Tensor<1>);
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(t) = self.0.remove::<D>(param.id) {
+                self.0
+                    .register(param.id, t * self.1.clone().unsqueeze::<D>());
             }
         }
-        model.visit(&mut Scale(&mut g, scale));
     }
+    model.visit(&mut Scale(&mut g, scale));
     g
 }

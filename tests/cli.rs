@@ -130,3 +130,36 @@ fn sample_and_eval_round_trip() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("chamfer: "), "{out}");
 }
+
+/// `--device cuda` where it cannot run: a default build names the missing feature; a
+/// `--features cuda` build on a machine without the NVIDIA driver or NVRTC names what to
+/// install. Either way an error about `--device`, not a panic. A bad `--precision` is refused.
+#[test]
+fn unavailable_gpu_and_bad_precision_are_clear_errors() {
+    let dir = common::temp_dir("cli-gpu");
+    let o = dir.join("o");
+    let o = o.to_str().unwrap();
+    let args = [
+        "image", "train", "--data", "digits", "--steps", "1", "--device", "cuda", "--out", o,
+    ];
+    let (code, _, err) = diffuse(&args);
+    if cfg!(feature = "cuda") && code == 0 {
+        return; // a machine with a working GPU
+    }
+    assert_ne!(code, 0);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("--device") && err.contains("cuda"), "{err}");
+    fails_with(
+        &[
+            "image",
+            "train",
+            "--data",
+            "digits",
+            "--precision",
+            "f16",
+            "--out",
+            o,
+        ],
+        "--precision",
+    );
+}

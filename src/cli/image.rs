@@ -8,7 +8,7 @@ use diffuse::checkpoint::write_json;
 use diffuse::data::digits::load_digits;
 use diffuse::data::image_folder::{load_image_folder_report, ImageFolderConfig};
 use diffuse::data::image_set::ImageSet;
-use diffuse::device::device;
+use diffuse::device::{device, Precision};
 use diffuse::image::{self as img, ImageTrainConfig};
 use diffuse::metrics::digit_frechet::{DigitJudge, Judgement};
 use diffuse::sampling::{
@@ -306,6 +306,10 @@ pub struct ImageTrainArgs {
     /// Seed [preset: 63].
     #[arg(long)]
     seed: Option<u64>,
+    /// Network arithmetic in training: f32, or bf16 mixed precision with f32 master weights
+    /// [default: bf16 with --device cuda, f32 otherwise].
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
@@ -361,6 +365,9 @@ impl ImageTrainArgs {
         if let Some(v) = self.seed {
             c.seed = v;
         }
+        c.precision = self
+            .precision
+            .unwrap_or_else(|| Precision::default_for(self.common.device));
         c
     }
 

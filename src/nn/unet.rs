@@ -587,9 +587,11 @@ impl UNet {
     /// out-of-range label is a programming error here, as in any tensor index).
     /// Label dropout for CFG is not done here: see [`drop_labels`].
     pub fn forward(&self, x: Tensor<4>, t: Tensor<1>, labels: Option<Tensor<1, Int>>) -> Tensor<4> {
-        let mut temb = self
-            .time_embedding
-            .forward(timestep_embedding(t, self.time_freq_dim));
+        // The sinusoid is formed in f32 from f32 timesteps (bf16 cannot tell t = 997 from
+        // 996), then takes the network's dtype: a no-op in f32, the bf16 input of the time MLP
+        // under mixed precision (`train::autocast`).
+        let freq = timestep_embedding(t, self.time_freq_dim).cast(self.head.weight.val().dtype());
+        let mut temb = self.time_embedding.forward(freq);
         if let (Some(labels), Some(table)) = (labels, &self.class_embedding) {
             temb = temb + table.weight.val().select(0, labels);
         }
