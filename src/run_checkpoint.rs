@@ -206,7 +206,12 @@ pub fn commit(
         let target = root.join(step_dir_name(step));
         if target.exists() {
             // The same step saved again (a run resumed at its last checkpoint and stopped at
-            // once): training is deterministic, so the old folder holds the same state.
+            // once). A complete folder already holds that state: keep it rather than open a
+            // window in which neither exists; a broken one is replaced.
+            if verify(&target).is_ok() {
+                fs::remove_dir_all(&stage.dir).map_err(|e| Error::io(&stage.dir, e))?;
+                return Ok(target);
+            }
             fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
         }
         fs::rename(&stage.dir, &target).map_err(|e| Error::io(&target, e))?;
@@ -367,5 +372,34 @@ mod tests {
         assert_eq!(orphan_pid("model.safetensors.tmp77"), Some(77));
         assert_eq!(orphan_pid("step-00000200"), None);
         assert_eq!(orphan_pid("loss.png"), None);
+    }
+
+    #[test]
+    fn commit_verify_keep_and_resave() {
+        let run = std::env::temp_dir().join(format!("diffuse-rc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&run);
+        let save = |step: usize, body: &'static [u8]| {
+            commit(&run, step, "cfg", 2, |s| s.write("a.bin", body)).unwrap()
+        };
+        for step in [1, 2, 3] {
+            save(step, b"x");
+        }
+        // The newest two are kept, newest first; each verifies.
+        let steps: Vec<usize> = list(&run).unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(steps, [3, 2]);
+        let (dir, m) = latest(&run).unwrap().unwrap();
+        assert_eq!((m.step, m.files.len()), (3, 1));
+        // Saving a step again keeps the complete folder already there.
+        save(3, b"y");
+        assert_eq!(fs::read(dir.join("a.bin")).unwrap(), b"x");
+        // A changed piece is reported by name; a staging folder of a dead process is removed.
+        fs::write(dir.join("a.bin"), b"z").unwrap();
+        let err = verify(&dir).unwrap_err().to_string();
+        assert!(err.contains("a.bin") && err.contains("does not belong"), "{err}");
+        let orphan = run.join(CHECKPOINTS).join(".tmp-step-00000004-999999999");
+        fs::create_dir_all(&orphan).unwrap();
+        assert_eq!(clean_orphans(&run).unwrap(), vec![orphan.clone()]);
+        assert!(!orphan.exists());
+        let _ = fs::remove_dir_all(&run);
     }
 }
