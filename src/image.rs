@@ -328,7 +328,16 @@ pub fn train(
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps || stop {
             let t = Instant::now();
-            save_checkpoint(out, cfg, &data.class_names, &model, &ema, &optim, step, &losses)?;
+            save_checkpoint(
+                out,
+                cfg,
+                &data.class_names,
+                &model,
+                &ema,
+                &optim,
+                step,
+                &losses,
+            )?;
             checkpoint_seconds += t.elapsed().as_secs_f64();
             plot_losses(out, &losses)?;
         }
@@ -473,6 +482,7 @@ impl Generator<'_> {
                 ));
             }
         }
+        // A bad guidance setting fails here, before any batch (each batch builds its own).
         GuidedBy::new(model, self.guide, schedule, self.guidance)?;
         let (c, h, w) = self.shape;
         let device = model.head.weight.val().device();

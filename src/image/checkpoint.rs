@@ -113,22 +113,21 @@ pub(super) fn restore(
     optim: burn::optim::ModuleOptimizer,
     ema: Option<Ema>,
 ) -> Result<Option<Restored>> {
-    let dir = match run_checkpoint::latest(out)? {
-        Some((dir, manifest)) => {
-            let meta: ImageCheckpointMeta = read_json(&dir.join(META))?;
-            if config_sha256(&meta.config) != manifest.config_sha256 {
-                return Err(Error::Checkpoint {
-                    path: dir,
-                    msg: format!("{META} holds another configuration than the manifest records"),
-                });
-            }
-            dir
-        }
+    let (dir, manifest) = match run_checkpoint::latest(out)? {
+        Some((dir, manifest)) => (dir, Some(manifest)),
         // A run folder of an earlier version: the pieces directly in `out`, no manifest.
-        None if out.join(STATE).is_file() => out.to_path_buf(),
+        None if out.join(STATE).is_file() => (out.to_path_buf(), None),
         None => return Ok(None),
     };
     let meta: ImageCheckpointMeta = read_json(&dir.join(META))?;
+    if let Some(m) = manifest {
+        if config_sha256(&meta.config) != m.config_sha256 {
+            return Err(Error::Checkpoint {
+                path: dir,
+                msg: format!("{META} holds another configuration than the manifest records"),
+            });
+        }
+    }
     if meta.config.unet != cfg.unet {
         return Err(Error::invalid(
             "--resume",
