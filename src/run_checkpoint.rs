@@ -279,7 +279,11 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
         )));
     }
     let m: Manifest = crate::checkpoint::read_json(&mpath)?;
-    if let Some(step) = dir.file_name().and_then(|n| n.to_str()).and_then(parse_step) {
+    if let Some(step) = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_step)
+    {
         if step != m.step {
             return Err(bad(format!(
                 "its manifest is for step {}, the folder name says {step}",
@@ -395,7 +399,10 @@ mod tests {
         // A changed piece is reported by name; a staging folder of a dead process is removed.
         fs::write(dir.join("a.bin"), b"z").unwrap();
         let err = verify(&dir).unwrap_err().to_string();
-        assert!(err.contains("a.bin") && err.contains("does not belong"), "{err}");
+        assert!(
+            err.contains("a.bin") && err.contains("does not belong"),
+            "{err}"
+        );
         let orphan = run.join(CHECKPOINTS).join(".tmp-step-00000004-999999999");
         fs::create_dir_all(&orphan).unwrap();
         assert_eq!(clean_orphans(&run).unwrap(), vec![orphan.clone()]);

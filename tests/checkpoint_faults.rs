@@ -24,7 +24,14 @@ fn train(out: &Path, extra: &[&str]) -> Command {
 fn train_seeded(out: &Path, seed: u64, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_diffuse"));
     c.args(["image", "train", "--data", "digits", "--max-per-class", "8"])
-        .args(["--batch-size", "8", "--steps", "4", "--checkpoint-every", "2"])
+        .args([
+            "--batch-size",
+            "8",
+            "--steps",
+            "4",
+            "--checkpoint-every",
+            "2",
+        ])
         .args(["--preview-every", "0", "--keep-checkpoints", "1"])
         .args(["--seed", &seed.to_string(), "--threads", "1", "-q", "--out"])
         .arg(out)
@@ -91,7 +98,10 @@ fn killed_at_every_checkpoint_write_resumes_to_identical_files() {
     let o = run(train(&full, &[]));
     assert!(o.status.success(), "uninterrupted run failed: {}", text(&o));
     let want = step_dir(&full, 4);
-    assert!(!step_dir(&full, 2).exists(), "--keep-checkpoints 1 keeps one");
+    assert!(
+        !step_dir(&full, 2).exists(),
+        "--keep-checkpoints 1 keeps one"
+    );
 
     // A second identical run writes identical files (no metadata order, ids or timestamps).
     let again = root.0.join("again");
@@ -116,11 +126,7 @@ fn killed_at_every_checkpoint_write_resumes_to_identical_files() {
         );
         kills += 1;
         let o = run(train(&out, &["--resume"]));
-        assert!(
-            o.status.success(),
-            "k = {k}: resume failed: {}",
-            text(&o)
-        );
+        assert!(o.status.success(), "k = {k}: resume failed: {}", text(&o));
         assert_same_files(
             &step_dir(&out, 4),
             &want,
@@ -178,7 +184,11 @@ fn full_disk_while_saving_keeps_the_previous_checkpoint() {
     // The previous checkpoint still resumes to the uninterrupted result.
     let o = run(train(&out, &["--resume"]));
     assert!(o.status.success(), "{}", text(&o));
-    assert_same_files(&step_dir(&out, 4), &step_dir(&full, 4), "resumed after a full disk");
+    assert_same_files(
+        &step_dir(&out, 4),
+        &step_dir(&full, 4),
+        "resumed after a full disk",
+    );
 }
 
 #[test]

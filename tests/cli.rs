@@ -3,7 +3,6 @@ mod common;
 
 use common::{diffuse, fails_with};
 
-
 #[test]
 fn bad_toy_arguments_are_rejected() {
     let dir = common::temp_dir("cli");

@@ -115,7 +115,10 @@ fn check(c: &Case, seed: u64) {
         common::f32_rtol(cog * kk, 1),
     );
     eprintln!("relative errors: output {ery:.1e} (allowed {ty:.1e}), weight gradient {erw:.1e} ({tw:.1e}), input gradient {erx:.1e} ({tx:.1e})");
-    assert!(ery <= ty, "output off by {ery:e} (relative to max; allowed {ty:e})");
+    assert!(
+        ery <= ty,
+        "output off by {ery:e} (relative to max; allowed {ty:e})"
+    );
     assert!(
         erw <= tw,
         "weight gradient off by {erw:e} (relative to max; allowed {tw:e})"

@@ -150,7 +150,12 @@ fn ddpm_steps_match_pytorch() {
         ));
         // Element-wise f32 arithmetic on f64 tables: no accumulation, a few roundings (and
         // FMA or not, depending on the CPU's kernels).
-        assert_close(&out, &f32s(&case["out"]), f32_rtol(1, 8), &format!("DDPM t={t} {sigma:?}"));
+        assert_close(
+            &out,
+            &f32s(&case["out"]),
+            f32_rtol(1, 8),
+            &format!("DDPM t={t} {sigma:?}"),
+        );
     }
 }
 
@@ -174,7 +179,12 @@ fn ddim_steps_match_pytorch() {
             false,
             Some(z.clone()),
         ));
-        assert_close(&out, &f32s(&case["out"]), f32_rtol(1, 8), &format!("DDIM {t}->{tp} η={eta}"));
+        assert_close(
+            &out,
+            &f32s(&case["out"]),
+            f32_rtol(1, 8),
+            &format!("DDIM {t}->{tp} η={eta}"),
+        );
     }
 }
 

@@ -60,7 +60,12 @@ fn pytorch_state_dict_imports() {
     .init(&mut seeded(0, 0), &dev)
     .unwrap();
     let net = diffuse::nn::simplenet::load_pytorch(net, &path).unwrap();
-    check(&net, &golden("toy.json")["simplenet_small"], &dev, "imported SimpleNet");
+    check(
+        &net,
+        &golden("toy.json")["simplenet_small"],
+        &dev,
+        "imported SimpleNet",
+    );
 }
 
 #[test]
