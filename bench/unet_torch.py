@@ -88,6 +88,40 @@ class AttnBlock(nn.Module):
         return x + self.proj(o.transpose(1, 2).reshape(b, c, h, w))
 
 
+class RefAttnBlock(AttnBlock):
+    """The reference module's attention as written there (two `torch.bmm` and a softmax over an
+    explicit HW x HW matrix) instead of `F.scaled_dot_product_attention`: same function, same
+    parameters; `BENCH_NET=reference` times the network built this way."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        n = self.group_norm(x)
+        q = self.proj_q(n).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        k = self.proj_k(n).reshape(b, c, h * w)
+        wgt = F.softmax(torch.bmm(q, k) * (int(c) ** (-0.5)), dim=-1)
+        v = self.proj_v(n).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        o = torch.bmm(wgt, v).view(b, h, w, c).permute(0, 3, 1, 2)
+        return x + self.proj(o)
+
+
+def reference_init(net):
+    """The reference's initialisation: xavier_uniform weights and zero biases for every conv and
+    linear, gain 1e-5 for each ResBlock's last conv, the attention output projection and the
+    tail conv (the class table keeps nn.Embedding's N(0, 1))."""
+    small = set()
+    for m in net.modules():
+        if isinstance(m, ResBlock):
+            small.add(m.block2[-1])
+        if isinstance(m, AttnBlock):
+            small.add(m.proj)
+    small.add(net.tail[-1])
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight, gain=1e-5 if m in small else 1.0)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 class ResBlock(nn.Module):
     def __init__(self, cin, cout, tdim, dropout, attn, groups):
         super().__init__()
@@ -97,7 +131,8 @@ class ResBlock(nn.Module):
             nn.GroupNorm(groups, cout), Swish(), nn.Dropout(dropout), nn.Conv2d(cout, cout, 3, padding=1)
         )
         self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-        self.attn = AttnBlock(cout, groups) if attn else nn.Identity()
+        attn_cls = RefAttnBlock if os.environ.get("BENCH_NET") == "reference" else AttnBlock
+        self.attn = attn_cls(cout, groups) if attn else nn.Identity()
 
     def forward(self, x, temb):
         h = self.block1(x)
@@ -241,8 +276,12 @@ def bench(iters, which="all", warm=1):
 
     torch.manual_seed(0)
     print("torch", torch.__version__, "threads", torch.get_num_threads(), "device", DEVICE,
-          "cudnn tf32", torch.backends.cudnn.allow_tf32, "bf16 autocast", amp, "tiny", tiny, flush=True)
-    net = (UNet(ch=32) if tiny else UNet()).to(DEVICE)
+          "cudnn tf32", torch.backends.cudnn.allow_tf32, "bf16 autocast", amp, "tiny", tiny,
+          "net", os.environ.get("BENCH_NET", "twin"), flush=True)
+    net = UNet(ch=32) if tiny else UNet()
+    if os.environ.get("BENCH_NET") == "reference":
+        net = reference_init(net)
+    net = net.to(DEVICE)
     print("params", sum(p.numel() for p in net.parameters()), flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
     x = torch.randn(16, 3, size, size, device=DEVICE)

@@ -2,6 +2,7 @@
 //! schedule), the FID feature network and the digits evaluation classifier.
 pub mod digit_classifier;
 pub mod embedding;
+pub mod group_norm_silu;
 pub mod inception;
 pub mod inception_load;
 pub mod inception_train;

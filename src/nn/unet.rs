@@ -32,6 +32,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::embedding::timestep_embedding;
+use crate::nn::group_norm_silu::group_norm_act;
 use crate::{checkpoint_report, Error, Result};
 
 /// Every size of the UNet. `Default` is the reference AFHQ configuration.
@@ -415,7 +416,7 @@ impl AttnBlock {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let n = self.group_norm.forward(x.clone());
+        let n = group_norm_act(&self.group_norm, x.clone(), false);
         // [B, C, H, W] → [B, 1, HW, C] token layout for the fused attention kernel.
         let tokens = |t: Tensor<4>| {
             t.reshape([b, c, h * w])
@@ -475,12 +476,15 @@ impl ResBlock {
     pub fn forward(&self, x: Tensor<4>, temb_act: Tensor<2>) -> Tensor<4> {
         let h = self
             .block1_conv
-            .forward(silu(self.block1_norm.forward(x.clone())));
+            .forward(group_norm_act(&self.block1_norm, x.clone(), true));
         let [tb, c] = [temb_act.dims()[0], h.dims()[1]];
         let h = h + self.temb_proj.forward(temb_act).reshape([tb, c, 1, 1]);
         let h = self
             .block2_conv
-            .forward(self.dropout.forward(silu(self.block2_norm.forward(h))));
+            .forward(
+                self.dropout
+                    .forward(group_norm_act(&self.block2_norm, h, true)),
+            );
         let h = match &self.shortcut {
             Some(s) => h + s.forward(x),
             None => h + x,
@@ -621,7 +625,8 @@ impl UNet {
                 Block::Up(u) => u.main.forward(upsample2(h)),
             };
         }
-        self.tail_conv.forward(silu(self.tail_norm.forward(h)))
+        self.tail_conv
+            .forward(group_norm_act(&self.tail_norm, h, true))
     }
 
     /// Number of real classes K (0 for an unconditional network).
