@@ -1,5 +1,6 @@
 //! Networks: noise predictors (which map (x_t, t, labels) to ε and know nothing of the
 //! schedule), the FID feature network and the digits evaluation classifier.
+pub(crate) mod cpu_simd;
 pub mod digit_classifier;
 pub mod embedding;
 pub mod group_norm_silu;
@@ -8,4 +9,5 @@ pub mod inception_load;
 pub mod inception_train;
 pub mod init;
 pub mod simplenet;
+pub mod softmax;
 pub mod unet;

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nn::embedding::timestep_embedding;
 use crate::nn::group_norm_silu::group_norm_act;
+use crate::nn::softmax;
 use crate::{checkpoint_report, Error, Result};
 
 /// Every size of the UNet. `Default` is the reference AFHQ configuration.
@@ -415,23 +416,46 @@ impl AttnBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let fused = x.device().is_autodiff() && softmax::fused_applies(&x);
+        self.forward_with(x, fused)
+    }
+
+    /// [`Self::forward`] with the attention computed by burn's `attention` (`fused` false) or
+    /// spelled out around the fused softmax (`fused` true, f32 on the CPU backend only).
+    pub fn forward_with(&self, x: Tensor<4>, fused: bool) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let n = group_norm_act(&self.group_norm, x.clone(), false);
-        // [B, C, H, W] → [B, 1, HW, C] token layout for the fused attention kernel.
-        let tokens = |t: Tensor<4>| {
-            t.reshape([b, c, h * w])
-                .swap_dims(1, 2)
-                .unsqueeze_dim::<4>(1)
-        };
-        let q = tokens(self.proj_q.forward(n.clone()));
-        let k = tokens(self.proj_k.forward(n.clone()));
-        let v = tokens(self.proj_v.forward(n));
+        let (q, k, v) = (
+            self.proj_q.forward(n.clone()),
+            self.proj_k.forward(n.clone()),
+            self.proj_v.forward(n),
+        );
         // Default scale is 1/√head_dim = 1/√C, the reference's softmax(qᵀk/√C).
-        let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
-        let o = o
-            .reshape([b, h * w, c])
-            .swap_dims(1, 2)
-            .reshape([b, c, h, w]);
+        let o = if fused {
+            // Training on the CPU: burn differentiates attention through its composed
+            // fallback; spelled out here with the fused softmax, whose backward reads the
+            // B·HW·HW probabilities once instead of making a dozen passes over them.
+            let q = q.reshape([b, c, h * w]).swap_dims(1, 2) * (1.0 / (c as f64).sqrt());
+            let p = softmax::softmax_last_fused(q.matmul(k.reshape([b, c, h * w])));
+            p.matmul(v.reshape([b, c, h * w]).swap_dims(1, 2))
+        } else {
+            // [B, C, H, W] → [B, 1, HW, C] token layout for the backend's attention kernel.
+            let tokens = |t: Tensor<4>| {
+                t.reshape([b, c, h * w])
+                    .swap_dims(1, 2)
+                    .unsqueeze_dim::<4>(1)
+            };
+            let o = attention(
+                tokens(q),
+                tokens(k),
+                tokens(v),
+                None,
+                None,
+                AttentionModuleOptions::default(),
+            );
+            o.reshape([b, h * w, c])
+        };
+        let o = o.swap_dims(1, 2).reshape([b, c, h, w]);
         x + self.proj.forward(o)
     }
 }
