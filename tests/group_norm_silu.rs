@@ -4,7 +4,7 @@
 use burn::module::Param;
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
-use diffuse::nn::group_norm_silu::{group_norm_act_composed, group_norm_act_fused};
+use diffuse::nn::group_norm_silu::{group_norm_act_composed, group_norm_act_fused, Epilogue};
 use diffuse::rng;
 
 mod common;
@@ -80,7 +80,15 @@ fn run(c: &Case, act: bool, fused: bool, transposed: bool, seed: u64) -> [Vec<f3
     let rt: Tensor<4> = Tensor::from_data(TensorData::new(rv, [c.b, c.c, c.h, c.w]), &dev);
     let gn = norm(c, seed, &dev);
     let y = if fused {
-        group_norm_act_fused(&gn, x, act)
+        group_norm_act_fused(
+            &gn,
+            x,
+            Epilogue {
+                silu: act,
+                dropout: 0.0,
+                seed: 0,
+            },
+        )
     } else {
         group_norm_act_composed(&gn, x, act)
     };
@@ -196,12 +204,83 @@ fn fused_group_norm_without_autodiff_matches() {
         &dev,
     );
     let gn = norm(c, 50, &dev);
-    let got = to_vec(group_norm_act_fused(&gn, x.clone(), true));
+    let got = to_vec(group_norm_act_fused(
+        &gn,
+        x.clone(),
+        Epilogue {
+            silu: true,
+            dropout: 0.0,
+            seed: 0,
+        },
+    ));
     let want = to_vec(group_norm_act_composed(&gn, x, true));
     assert_close(
         &got,
         &want,
         f32_rtol(c.c / c.groups * c.h * c.w, 4),
         "inference",
+    );
+}
+
+/// With dropout: the fused kernel equals burn's GroupNorm → SiLU times the mask that
+/// `keep_mask` defines for its seed, in value and in every gradient.
+#[test]
+fn fused_dropout_matches_composed_times_its_mask() {
+    use diffuse::nn::group_norm_silu::keep_mask;
+    let c = &CASES[3];
+    let dev = Device::flex().autodiff();
+    let n = c.b * c.c * c.h * c.w;
+    let mut r = rng::seeded(60, 0);
+    let xv = rng::normal_vec(&mut r, n);
+    let rv: Tensor<4> = Tensor::from_data(
+        TensorData::new(rng::normal_vec(&mut r, n), [c.b, c.c, c.h, c.w]),
+        &dev,
+    );
+    let ep = Epilogue {
+        silu: true,
+        dropout: 0.25,
+        seed: 0xfeed_beef_1234,
+    };
+    let threshold = (0.75f64 * (1u32 << 24) as f64).round() as u32;
+    let mask: Vec<f32> = (0..n)
+        .map(|i| keep_mask(ep.seed, i, threshold, 1.0 / 0.75))
+        .collect();
+    let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / n as f64;
+    assert!((kept - 0.75).abs() < 0.02, "kept {kept}");
+    let mask_t: Tensor<4> = Tensor::from_data(TensorData::new(mask, [c.b, c.c, c.h, c.w]), &dev);
+    let run = |fused: bool| {
+        let x: Tensor<4> =
+            Tensor::from_data(TensorData::new(xv.clone(), [c.b, c.c, c.h, c.w]), &dev)
+                .require_grad();
+        let gn = norm(c, 60, &dev);
+        let y = if fused {
+            group_norm_act_fused(&gn, x.clone(), ep)
+        } else {
+            group_norm_act_composed(&gn, x.clone(), true) * mask_t.clone()
+        };
+        let grads = (y.clone() * rv.clone()).sum().backward();
+        [
+            to_vec(y),
+            to_vec(x.grad(&grads).unwrap()),
+            to_vec(gn.gamma.as_ref().unwrap().grad(&grads).unwrap()),
+            to_vec(gn.beta.as_ref().unwrap().grad(&grads).unwrap()),
+        ]
+    };
+    let (got, want) = (run(true), run(false));
+    let group = c.c / c.groups * c.h * c.w;
+    let per_channel = c.b * c.h * c.w;
+    assert_close(&got[0], &want[0], f32_rtol(group, 4), "dropout: y");
+    assert_close(&got[1], &want[1], f32_rtol(group, 8), "dropout: dx");
+    assert_close(
+        &got[2],
+        &want[2],
+        f32_rtol(per_channel, 6),
+        "dropout: dgamma",
+    );
+    assert_close(
+        &got[3],
+        &want[3],
+        f32_rtol(per_channel, 6),
+        "dropout: dbeta",
     );
 }

@@ -26,10 +26,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, Flex};
-use burn::nn::GroupNorm;
+use burn::nn::{Dropout, GroupNorm};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use burn::tensor::DType;
+use burn::tensor::{DType, Distribution};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -38,14 +38,15 @@ use super::cpu_simd::{f32s, multiversion, sigmoid, sum_f64, tensor_like};
 /// A backend that can run the fused GroupNorm (+ SiLU).
 #[backend_extension(Flex, Autodiff)]
 pub trait GroupNormSiluBackend: Backend {
-    /// y = [SiLU](GroupNorm(x; γ, β)) for x: [B, C, …], γ, β: [C].
+    /// y = Dropout(SiLU(GroupNorm(x; γ, β))) for x: [B, C, …], γ, β: [C], with SiLU and
+    /// dropout as `ep` says.
     fn group_norm_silu(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         groups: usize,
         eps: f64,
-        silu: bool,
+        ep: Epilogue,
     ) -> FloatTensor<Self>;
 }
 
@@ -60,7 +61,7 @@ pub trait GroupNormSiluKernels: Backend {
         dy: FloatTensor<Self>,
         groups: usize,
         eps: f64,
-        silu: bool,
+        ep: Epilogue,
     ) -> [FloatTensor<Self>; 3];
 }
 
@@ -86,6 +87,52 @@ impl Dims {
     }
 }
 
+/// What follows the normalisation: SiLU or nothing, then dropout or nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epilogue {
+    /// Apply SiLU.
+    pub silu: bool,
+    /// Dropout probability (0: none).
+    pub dropout: f64,
+    /// Seed of the dropout mask (see [`keep_mask`]).
+    pub seed: u64,
+}
+
+impl Epilogue {
+    /// Keep threshold on 24 random bits, and the scale 1/(1−p) of kept values.
+    #[inline(always)]
+    fn dropout_params(&self) -> (u32, f32) {
+        let keep = 1.0 - self.dropout;
+        (
+            (keep * (1u32 << 24) as f64).round() as u32,
+            (1.0 / keep) as f32,
+        )
+    }
+}
+
+/// Integer hash of Wellons' "lowbias32" (a full-avalanche 32-bit mixer).
+#[inline(always)]
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// The dropout factor of element `i`: `scale` where kept (24 hashed bits of (seed, i) below
+/// `threshold`), 0 where dropped. A counter-based mask: the backward regenerates it from the
+/// seed instead of storing it, and any split of the work over threads gives the same mask.
+#[inline(always)]
+pub fn keep_mask(seed: u64, i: usize, threshold: u32, scale: f32) -> f32 {
+    let h = mix32(mix32(i as u32 ^ seed as u32).wrapping_add((seed >> 32) as u32));
+    if h >> 8 < threshold {
+        scale
+    } else {
+        0.0
+    }
+}
+
 /// (μ, 1/√(σ²+ε)) of one (sample, group) block, two-pass in f64.
 #[inline(always)]
 fn block_stats(block: &[f32], eps: f64) -> (f64, f64) {
@@ -98,7 +145,9 @@ fn block_stats(block: &[f32], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// One (sample, group) block of the forward; `gamma`, `beta` are the group's channels.
+/// One (sample, group) block of the forward; `gamma`, `beta` are the group's channels and
+/// `base` the index of the block's first element in the whole tensor (for the dropout mask).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_block(
     yb: &mut [f32],
@@ -107,14 +156,16 @@ fn forward_block(
     beta: &[f32],
     hw: usize,
     eps: f64,
-    act: bool,
+    ep: Epilogue,
+    base: usize,
 ) {
     let (mean, rstd) = block_stats(xb, eps);
+    let (threshold, scale) = ep.dropout_params();
     for (k, (yc, xc)) in yb.chunks_mut(hw).zip(xb.chunks(hw)).enumerate() {
         // z = x·a + s with a = γ/σ, s = β − μ·γ/σ.
         let a = (gamma[k] as f64 * rstd) as f32;
         let s = (beta[k] as f64 - mean * gamma[k] as f64 * rstd) as f32;
-        if act {
+        if ep.silu {
             for (o, &v) in yc.iter_mut().zip(xc) {
                 let z = v * a + s;
                 *o = z * sigmoid(z);
@@ -122,6 +173,12 @@ fn forward_block(
         } else {
             for (o, &v) in yc.iter_mut().zip(xc) {
                 *o = v * a + s;
+            }
+        }
+        if ep.dropout > 0.0 {
+            let start = base + k * hw;
+            for (j, o) in yc.iter_mut().enumerate() {
+                *o *= keep_mask(ep.seed, start + j, threshold, scale);
             }
         }
     }
@@ -139,9 +196,11 @@ fn backward_block(
     sums: (&mut [f64], &mut [f64]),
     hw: usize,
     eps: f64,
-    act: bool,
+    ep: Epilogue,
+    base: usize,
 ) {
     let (mean, rstd) = block_stats(xb, eps);
+    let (threshold, scale) = ep.dropout_params();
     let (mean32, rstd32) = (mean as f32, rstd as f32);
     let (dgb, dbb) = sums;
     let (mut sum_d, mut sum_dxhat) = (0f64, 0f64);
@@ -150,14 +209,19 @@ fn backward_block(
         let range = k * hw..(k + 1) * hw;
         let (gc, bc) = (gamma[k], beta[k]);
         let (dzc, xc) = (&mut dxb[range.clone()], &xb[range.clone()]);
-        if act {
-            for ((o, &v), &g_out) in dzc.iter_mut().zip(xc).zip(&dyb[range]) {
+        dzc.copy_from_slice(&dyb[range]);
+        if ep.dropout > 0.0 {
+            let start = base + k * hw;
+            for (j, o) in dzc.iter_mut().enumerate() {
+                *o *= keep_mask(ep.seed, start + j, threshold, scale);
+            }
+        }
+        if ep.silu {
+            for (o, &v) in dzc.iter_mut().zip(xc) {
                 let z = (v - mean32) * rstd32 * gc + bc;
                 let s = sigmoid(z);
-                *o = g_out * s * (1.0 + z * (1.0 - s));
+                *o *= s * (1.0 + z * (1.0 - s));
             }
-        } else {
-            dzc.copy_from_slice(&dyb[range]);
         }
         let s_dz = sum_f64(hw, |i| dzc[i] as f64);
         let s_dz_xhat = sum_f64(hw, |i| (dzc[i] * ((xc[i] - mean32) * rstd32)) as f64);
@@ -179,12 +243,12 @@ fn backward_block(
     }
 }
 
-multiversion!(forward_block_mv(yb: &mut [f32], xb: &[f32], gamma: &[f32], beta: &[f32], hw: usize, eps: f64, act: bool) {
-    forward_block(yb, xb, gamma, beta, hw, eps, act)
+multiversion!(forward_block_mv(yb: &mut [f32], xb: &[f32], gamma: &[f32], beta: &[f32], hw: usize, eps: f64, ep: Epilogue, base: usize) {
+    forward_block(yb, xb, gamma, beta, hw, eps, ep, base)
 });
 
-multiversion!(backward_block_mv(dxb: &mut [f32], xb: &[f32], dyb: &[f32], gamma: &[f32], beta: &[f32], dgb: &mut [f64], dbb: &mut [f64], hw: usize, eps: f64, act: bool) {
-    backward_block(dxb, xb, dyb, gamma, beta, (dgb, dbb), hw, eps, act)
+multiversion!(backward_block_mv(dxb: &mut [f32], xb: &[f32], dyb: &[f32], gamma: &[f32], beta: &[f32], dgb: &mut [f64], dbb: &mut [f64], hw: usize, eps: f64, ep: Epilogue, base: usize) {
+    backward_block(dxb, xb, dyb, gamma, beta, (dgb, dbb), hw, eps, ep, base)
 });
 
 fn forward_kernel(
@@ -193,7 +257,7 @@ fn forward_kernel(
     beta: &[f32],
     d: Dims,
     eps: f64,
-    act: bool,
+    ep: Epilogue,
 ) -> Vec<f32> {
     let cg = d.per_group();
     let mut y = vec![0f32; x.len()];
@@ -202,7 +266,16 @@ fn forward_kernel(
         .enumerate()
         .for_each(|(i, (yb, xb))| {
             let ch = (i % d.groups) * cg..(i % d.groups + 1) * cg;
-            forward_block_mv(yb, xb, &gamma[ch.clone()], &beta[ch], d.hw, eps, act);
+            forward_block_mv(
+                yb,
+                xb,
+                &gamma[ch.clone()],
+                &beta[ch],
+                d.hw,
+                eps,
+                ep,
+                i * cg * d.hw,
+            );
         });
     y
 }
@@ -216,7 +289,7 @@ fn backward_kernel(
     dy: &[f32],
     d: Dims,
     eps: f64,
-    act: bool,
+    ep: Epilogue,
 ) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
     let cg = d.per_group();
     let block = cg * d.hw;
@@ -240,7 +313,8 @@ fn backward_kernel(
                 dbb,
                 d.hw,
                 eps,
-                act,
+                ep,
+                i * block,
             );
         });
     (dx, dgamma, dbeta)
@@ -260,10 +334,10 @@ impl GroupNormSiluBackend for Flex {
         beta: FlexTensor,
         groups: usize,
         eps: f64,
-        silu: bool,
+        ep: Epilogue,
     ) -> FlexTensor {
         let d = Dims::of(&x, groups);
-        let y = forward_kernel(&f32s(&x), &f32s(&gamma), &f32s(&beta), d, eps, silu);
+        let y = forward_kernel(&f32s(&x), &f32s(&gamma), &f32s(&beta), d, eps, ep);
         tensor_like(&x, y)
     }
 }
@@ -276,7 +350,7 @@ impl GroupNormSiluKernels for Flex {
         dy: FlexTensor,
         groups: usize,
         eps: f64,
-        silu: bool,
+        ep: Epilogue,
     ) -> [FlexTensor; 3] {
         let d = Dims::of(&x, groups);
         let (dx, dg, db) = backward_kernel(
@@ -286,7 +360,7 @@ impl GroupNormSiluKernels for Flex {
             &f32s(&dy),
             d,
             eps,
-            silu,
+            ep,
         );
         [
             tensor_like(&x, dx),
@@ -300,17 +374,16 @@ impl GroupNormSiluKernels for Flex {
 struct GroupNormSiluBackward;
 
 impl<B: Backend + GroupNormSiluKernels> Backward<B, 3> for GroupNormSiluBackward {
-    type State = (NodeId, NodeId, NodeId, usize, f64, bool);
+    type State = (NodeId, NodeId, NodeId, usize, f64, Epilogue);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
-        let (x, gamma, beta, groups, eps, silu) = ops.state;
+        let (x, gamma, beta, groups, eps, ep) = ops.state;
         let x = ckpt.retrieve_node_output::<B::FloatTensorPrimitive>(x);
         let gamma = ckpt.retrieve_node_output::<B::FloatTensorPrimitive>(gamma);
         let beta = ckpt.retrieve_node_output::<B::FloatTensorPrimitive>(beta);
-        let [dx, dgamma, dbeta] =
-            B::group_norm_silu_backward(x, gamma, beta, dy, groups, eps, silu);
+        let [dx, dgamma, dbeta] = B::group_norm_silu_backward(x, gamma, beta, dy, groups, eps, ep);
         for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -330,7 +403,7 @@ where
         beta: FloatTensor<Self>,
         groups: usize,
         eps: f64,
-        silu: bool,
+        ep: Epilogue,
     ) -> FloatTensor<Self> {
         let prep = GroupNormSiluBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -344,7 +417,7 @@ where
                     prep.checkpoint(&beta),
                     groups,
                     eps,
-                    silu,
+                    ep,
                 );
                 let y = B::group_norm_silu(
                     Self::inner(x),
@@ -352,7 +425,7 @@ where
                     Self::inner(beta),
                     groups,
                     eps,
-                    silu,
+                    ep,
                 );
                 prep.finish(state, y)
             }
@@ -362,7 +435,7 @@ where
                 Self::inner(beta),
                 groups,
                 eps,
-                silu,
+                ep,
             )),
         }
     }
@@ -384,10 +457,40 @@ fn fused_applies(norm: &GroupNorm, x: &Tensor<4>) -> bool {
 /// composed operations otherwise.
 pub fn group_norm_act(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Tensor<4> {
     if fused_applies(norm, &x) {
-        group_norm_act_fused(norm, x, act)
+        let ep = Epilogue {
+            silu: act,
+            dropout: 0.0,
+            seed: 0,
+        };
+        group_norm_act_fused(norm, x, ep)
     } else {
         group_norm_act_composed(norm, x, act)
     }
+}
+
+/// Dropout(SiLU(GroupNorm(x))), dropout active only under autodiff (training), as burn's
+/// `Dropout`. The fused kernel draws its mask from a seed taken from the backend's random
+/// stream (so `Device::seed` makes it reproducible); the composed path uses burn's `Dropout`.
+pub fn group_norm_silu_dropout(norm: &GroupNorm, x: Tensor<4>, dropout: &Dropout) -> Tensor<4> {
+    if !fused_applies(norm, &x) {
+        return dropout.forward(group_norm_act_composed(norm, x, true));
+    }
+    let device = x.device();
+    let active = device.is_autodiff() && dropout.prob > 0.0;
+    let seed = if active {
+        // 4 × 16 random bits from the backend's stream.
+        let u = Tensor::<1>::random([4], Distribution::Uniform(0.0, 65536.0), &device.inner());
+        let u: Vec<f32> = u.into_data().try_to_vec().unwrap_or_default();
+        u.iter().fold(0u64, |s, &v| (s << 16) | (v as u64 & 0xffff))
+    } else {
+        0
+    };
+    let ep = Epilogue {
+        silu: true,
+        dropout: if active { dropout.prob } else { 0.0 },
+        seed,
+    };
+    group_norm_act_fused(norm, x, ep)
 }
 
 /// burn's GroupNorm module, then SiLU when `act`.
@@ -402,7 +505,7 @@ pub fn group_norm_act_composed(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Ten
 
 /// The fused kernel. Needs an affine GroupNorm and an f32 tensor on the flex backend (with or
 /// without autodiff); see [`group_norm_act`] for the dispatching version.
-pub fn group_norm_act_fused(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Tensor<4> {
+pub fn group_norm_act_fused(norm: &GroupNorm, x: Tensor<4>, ep: Epilogue) -> Tensor<4> {
     let gamma = norm.gamma.as_ref().expect("affine GroupNorm").val();
     let beta = norm.beta.as_ref().expect("affine GroupNorm").val();
     let y = <Dispatch as GroupNormSiluBackend>::group_norm_silu(
@@ -411,7 +514,7 @@ pub fn group_norm_act_fused(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Tensor
         beta.into_dispatch(),
         norm.num_groups,
         norm.epsilon,
-        act,
+        ep,
     );
     Tensor::from_dispatch(y)
 }
@@ -431,10 +534,26 @@ mod tests {
         let dy: Vec<f32> = (0..cg * hw).map(|i| (i as f32 * 1.3).cos()).collect();
         let gamma = [1.1f32, 0.9, -0.7, 1.3];
         let beta = [0.1f32, -0.2, 0.3, 0.0];
-        for act in [true, false] {
+        for ep in [
+            Epilogue {
+                silu: true,
+                dropout: 0.0,
+                seed: 0,
+            },
+            Epilogue {
+                silu: false,
+                dropout: 0.0,
+                seed: 0,
+            },
+            Epilogue {
+                silu: true,
+                dropout: 0.3,
+                seed: 0x1234_5678_9abc,
+            },
+        ] {
             let (mut y0, mut y1) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-            forward_block(&mut y0, &x, &gamma, &beta, hw, 1e-5, act);
-            forward_block_mv(&mut y1, &x, &gamma, &beta, hw, 1e-5, act);
+            forward_block(&mut y0, &x, &gamma, &beta, hw, 1e-5, ep, 7);
+            forward_block_mv(&mut y1, &x, &gamma, &beta, hw, 1e-5, ep, 7);
             assert_eq!(y0, y1);
             let (mut d0, mut d1) = (vec![0f32; x.len()], vec![0f32; x.len()]);
             let (mut g0, mut b0, mut g1, mut b1) = ([0f64; 4], [0f64; 4], [0f64; 4], [0f64; 4]);
@@ -447,12 +566,38 @@ mod tests {
                 (&mut g0, &mut b0),
                 hw,
                 1e-5,
-                act,
+                ep,
+                7,
             );
             backward_block_mv(
-                &mut d1, &x, &dy, &gamma, &beta, &mut g1, &mut b1, hw, 1e-5, act,
+                &mut d1, &x, &dy, &gamma, &beta, &mut g1, &mut b1, hw, 1e-5, ep, 7,
             );
             assert_eq!((d0, g0, b0), (d1, g1, b1));
         }
+    }
+
+    /// The counter-based mask keeps the requested fraction, scales kept values by 1/(1−p),
+    /// and differs between seeds.
+    #[test]
+    fn keep_mask_keeps_the_requested_fraction() {
+        let ep = Epilogue {
+            silu: true,
+            dropout: 0.1,
+            seed: 42,
+        };
+        let (threshold, scale) = ep.dropout_params();
+        let n = 200_000;
+        let kept: Vec<f32> = (0..n).map(|i| keep_mask(42, i, threshold, scale)).collect();
+        let frac = kept.iter().filter(|&&m| m > 0.0).count() as f64 / n as f64;
+        // Binomial standard deviation √(0.09/n) ≈ 6.7e-4: allow 5σ.
+        assert!((frac - 0.9).abs() < 3.4e-3, "kept fraction {frac}");
+        assert!(kept.iter().all(|&m| m == 0.0 || m == (1.0f64 / 0.9) as f32));
+        let other: Vec<f32> = (0..n).map(|i| keep_mask(43, i, threshold, scale)).collect();
+        let same = kept.iter().zip(&other).filter(|(a, b)| a == b).count() as f64 / n as f64;
+        // Independent masks agree on 0.9² + 0.1² = 82 % of the elements.
+        assert!(
+            (same - 0.82).abs() < 0.01,
+            "masks of two seeds agree on {same}"
+        );
     }
 }

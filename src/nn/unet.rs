@@ -32,7 +32,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::embedding::timestep_embedding;
-use crate::nn::group_norm_silu::group_norm_act;
+use crate::nn::group_norm_silu::{group_norm_act, group_norm_silu_dropout};
 use crate::nn::softmax;
 use crate::{checkpoint_report, Error, Result};
 
@@ -503,12 +503,9 @@ impl ResBlock {
             .forward(group_norm_act(&self.block1_norm, x.clone(), true));
         let [tb, c] = [temb_act.dims()[0], h.dims()[1]];
         let h = h + self.temb_proj.forward(temb_act).reshape([tb, c, 1, 1]);
-        let h = self
-            .block2_conv
-            .forward(
-                self.dropout
-                    .forward(group_norm_act(&self.block2_norm, h, true)),
-            );
+        let h =
+            self.block2_conv
+                .forward(group_norm_silu_dropout(&self.block2_norm, h, &self.dropout));
         let h = match &self.shortcut {
             Some(s) => h + s.forward(x),
             None => h + x,
