@@ -64,7 +64,7 @@ def feature_set(n, d, seed, shift):
 
 
 def goldens():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     os.makedirs(GOLDEN, exist_ok=True)
     # Reference layout: a plain state dict saved as .ckpt, like afhq_inception_v3.ckpt.
     ref = RefInception(3).eval()
@@ -110,7 +110,7 @@ def goldens():
 
 
 def throughput(n_batches=3):
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     ref = RefInception(3).eval()
     ref.load_state_dict(tiny_state_dict(ref.state_dict()))
     x = torch.from_numpy(det(32 * 3 * 256 * 256, 5, 2.0)).view(32, 3, 256, 256)
@@ -140,7 +140,7 @@ def reference_fid(gt, gen, ckpt, img_size=256, batch=16):
     """KAIST measure_fid.py pipeline: PIL RGB -> Resize((256,256)) -> ToTensor -> Normalize(.5,.5)
     -> StarGAN-v2 wrapper -> 2048 features -> np.cov -> scipy sqrtm."""
     import torchvision.transforms as T
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     net = RefInception(3).eval()
     sd = torch.load(ckpt)
     net.load_state_dict(sd)
