@@ -158,8 +158,10 @@ fn cpu_features() -> String {
 /// Which code paths the CPU kernels take on this machine: burn-flex's element-wise and
 /// reduction kernels dispatch on the x86-64 level (macerator: v4 = AVX-512 F/BW/CD/DQ/VL,
 /// v3 = AVX2 + FMA), matrix products on gemm's own choice (FMA kernels or scalar; its AVX-512
-/// kernels sit behind gemm's `x86-v4` feature, which this build leaves off). Different paths
-/// round differently, which is why golden tests compare with tolerances.
+/// kernels, enabled through gemm's `x86-v4` feature, run where the CPU has the v4 set), and the
+/// fused GroupNorm/softmax kernels of `nn` at AVX-512, AVX2 or baseline width (all three give
+/// the same bits). Different GEMM paths round differently, which is why golden tests compare
+/// with tolerances.
 fn kernel_paths() -> String {
     #[cfg(target_arch = "x86_64")]
     {
@@ -176,12 +178,24 @@ fn kernel_paths() -> String {
         } else {
             "scalar"
         };
-        let gemm = if has("fma") {
+        let v4 = level.starts_with("v4");
+        let gemm = if v4 {
+            "AVX-512 kernels"
+        } else if has("fma") {
             "FMA kernels"
         } else {
             "scalar kernels"
         };
-        format!("element-wise {level}; matrix products: gemm {gemm}")
+        let fused = if has("avx512f") {
+            "AVX-512"
+        } else if has("avx2") {
+            "AVX2"
+        } else {
+            "baseline"
+        };
+        format!(
+            "element-wise {level}; matrix products: gemm {gemm}; fused GroupNorm/softmax: {fused}"
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
