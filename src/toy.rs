@@ -292,6 +292,17 @@ fn draw_batch<'a>(
     }
 }
 
+/// An error naming the step when the loss is NaN or infinite (checked before the update).
+fn finite_loss(step: usize, loss: f64) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "training",
+        format!("loss became {loss} at step {step}; lower --lr"),
+    ))
+}
+
 /// The training loop's bookkeeping shared by both paths: progress, loss log, interruption.
 struct Progress {
     pb: indicatif::ProgressBar,
@@ -314,12 +325,7 @@ impl Progress {
 
     /// Records `loss` of `step`; false when training should stop (interrupted).
     fn record(&mut self, step: usize, loss: f64) -> Result<bool> {
-        if !loss.is_finite() {
-            return Err(Error::invalid(
-                "training",
-                format!("loss became {loss} at step {step}; lower --lr"),
-            ));
-        }
+        finite_loss(step, loss)?;
         self.losses.push((step, loss));
         if step % 50 == 0 || step + 1 == self.steps {
             self.pb.set_position(step as u64 + 1);
@@ -362,9 +368,7 @@ pub fn train_autodiff(cfg: &ToyConfig, device: &Device, show_progress: bool) -> 
         };
         let loss = eps_mse(noise, eps_pred);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        if !loss_value.is_finite() {
-            progress.record(step, loss_value)?;
-        }
+        finite_loss(step, loss_value)?;
         let grads = crate::train::clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
         model = optim.step(cfg.optim.lr_at(step, cfg.steps), model, grads);
         if let Some(e) = ema.as_mut() {
@@ -419,9 +423,7 @@ pub fn train_fused(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Res
             o[1] = x[1] * a + e[1] * s;
         }
         let loss = trainer.loss_and_grad(&x_t, &batch.noise, &batch.t_group)?;
-        if !loss.is_finite() {
-            progress.record(step, loss)?;
-        }
+        finite_loss(step, loss)?;
         trainer.adam_step(cfg.optim.lr_at(step, cfg.steps));
         if let (Some(e), Some(sh)) = (ema.as_mut(), shadow.as_mut()) {
             // shadow ← d·shadow + (1−d)·θ in f32, as `Ema::update` computes it.

@@ -18,7 +18,10 @@ fn grads_in_order(model: &SimpleNet, grads: &GradientsParams) -> Vec<Vec<f32>> {
     struct Get<'a>(&'a GradientsParams, Vec<Vec<f32>>);
     impl ModuleVisitor for Get<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let g = self.0.get::<D>(param.id).expect("every parameter has a gradient");
+            let g = self
+                .0
+                .get::<D>(param.id)
+                .expect("every parameter has a gradient");
             self.1.push(to_vec(g));
         }
     }
@@ -64,7 +67,9 @@ fn burn_loss_grads(model: &SimpleNet, x: &[f32], e: &[f32], t: &[usize]) -> (f32
     let pred = if t.len() == b {
         model.forward_steps(xt, t)
     } else {
-        model.forward_grouped(xt, t).expect("groups divide the batch")
+        model
+            .forward_grouped(xt, t)
+            .expect("groups divide the batch")
     };
     let loss = eps_mse(eps, pred);
     let l = loss.clone().into_scalar::<f32>();
