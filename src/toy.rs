@@ -451,7 +451,7 @@ pub fn train_fused(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Res
         _ => None,
     };
     Ok(TrainedToy {
-        model: trainer.net.write_into(&trainer.net.params.clone(), model),
+        model: trainer.net.write_into(&trainer.net.params, model),
         ema,
         losses: progress.losses,
         seconds,

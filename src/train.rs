@@ -198,7 +198,6 @@ pub fn load_optimizer(opt: ModuleOptimizer, path: &Path) -> Result<ModuleOptimiz
 
 /// Float parameters of a module in visiting order, flattened, off the autodiff graph, on the
 /// device (no copy to the host).
-/// Every float parameter of `m` flattened, in visiting order (detached from autodiff).
 pub fn flat_params<M: Module>(m: &M) -> Vec<Tensor<1>> {
     struct Collect(Vec<Tensor<1>>);
     impl ModuleVisitor for Collect {

@@ -581,10 +581,12 @@ impl FusedTrainer {
     }
 
     /// Row blocks for a batch of `b` rows in `k` groups: one per rayon thread when the groups
-    /// split evenly, else one.
+    /// split evenly and each block keeps at least 128 rows, else one. Measured (BENCHMARKS.md,
+    /// "2D workflow after issue 13"): at the reference batch of 128, two blocks of 64 rows were
+    /// slower than one (the hand-off per step costs more than half a step saves).
     fn num_blocks(b: usize, k: usize) -> usize {
         let t = rayon::current_num_threads().max(1);
-        if t > 1 && k.is_multiple_of(t) && b.is_multiple_of(t) && b / t >= 16 {
+        if t > 1 && k.is_multiple_of(t) && b.is_multiple_of(t) && b / t >= 128 {
             t
         } else {
             1
