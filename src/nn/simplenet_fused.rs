@@ -7,9 +7,10 @@
 //! crate's kernels, single-threaded) and a few element-wise passes over buffers allocated
 //! once. The arithmetic is the same as burn's (the same products, sums and Adam update
 //! formula), so results match the autodiff path to f32 rounding (`tests/simplenet_fused.rs`).
-//! With several threads the batch is split into row blocks, one per thread; the blocks'
-//! weight gradients are summed in block order, so a run is reproducible for a given thread
-//! count.
+//! With several threads and at least 128 rows per thread, the batch is split into row blocks,
+//! one per thread; the blocks' weight gradients are summed in block order, so a run is
+//! reproducible for a given thread count (the reference batch of 128 runs as one block, so its
+//! result does not depend on the thread count at all).
 use burn::prelude::*;
 use rayon::prelude::*;
 
@@ -572,8 +573,8 @@ impl FusedTrainer {
 
     /// Row blocks for a batch of `b` rows in `k` groups: one per rayon thread when the groups
     /// split evenly and each block keeps at least 128 rows, else one. Measured (BENCHMARKS.md,
-    /// "2D workflow after issue 13"): at the reference batch of 128, two blocks of 64 rows were
-    /// slower than one (the hand-off per step costs more than half a step saves).
+    /// "2D workflow after issue 13"): at the reference batch of 128, two blocks of 64 rows on
+    /// two threads trained no faster than one block on one thread.
     fn num_blocks(b: usize, k: usize) -> usize {
         let t = rayon::current_num_threads().max(1);
         if t > 1 && k.is_multiple_of(t) && b.is_multiple_of(t) && b / t >= 128 {
@@ -647,7 +648,13 @@ impl FusedTrainer {
     /// moved inside the bias correction as burn does).
     pub fn adam_step(&mut self, lr: f64) {
         if let Some(max_norm) = self.optim.grad_clip {
-            let norm = self.grad.iter().map(|&g| g * g).sum::<f32>().sqrt();
+            // Summed in f64: 10⁵ squares summed in f32 would lose digits to the order.
+            let norm = self
+                .grad
+                .iter()
+                .map(|&g| g as f64 * g as f64)
+                .sum::<f64>()
+                .sqrt() as f32;
             let scale = (max_norm as f32 / (norm + 1e-6)).min(1.0);
             self.grad.iter_mut().for_each(|g| *g *= scale);
         }
