@@ -198,7 +198,7 @@ pub fn load_optimizer(opt: ModuleOptimizer, path: &Path) -> Result<ModuleOptimiz
 
 /// Float parameters of a module in visiting order, flattened, off the autodiff graph, on the
 /// device (no copy to the host).
-fn flat_params<M: Module>(m: &M) -> Vec<Tensor<1>> {
+pub fn flat_params<M: Module>(m: &M) -> Vec<Tensor<1>> {
     struct Collect(Vec<Tensor<1>>);
     impl ModuleVisitor for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -263,20 +263,37 @@ impl Ema {
 
     /// A copy of `model` holding the averaged weights.
     pub fn apply<M: Module>(&self, model: M) -> M {
-        struct Put<'a>(&'a [Tensor<1>], usize);
-        impl ModuleMapper for Put<'_> {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let (id, value, mapper) = param.consume();
-                let t = self.0[self.1]
-                    .clone()
-                    .to_device(&value.device())
-                    .reshape(value.shape());
-                self.1 += 1;
-                Param::from_mapped_value(id, t, mapper)
-            }
-        }
-        model.map(&mut Put(&self.shadow, 0))
+        with_flat_params(model, &self.shadow)
     }
+
+    /// An EMA whose shadow weights (one flattened tensor per float parameter, in visiting
+    /// order) were kept elsewhere, e.g. by the fused 2D training step.
+    pub fn from_shadow(decay: f64, warmup: bool, updates: u64, shadow: Vec<Tensor<1>>) -> Self {
+        Self {
+            decay,
+            warmup,
+            updates,
+            shadow,
+        }
+    }
+}
+
+/// `model` with its float parameters replaced, in visiting order, by the flattened `values`
+/// (reshaped to each parameter's shape, moved to its device; identities kept).
+pub fn with_flat_params<M: Module>(model: M, values: &[Tensor<1>]) -> M {
+    struct Put<'a>(&'a [Tensor<1>], usize);
+    impl ModuleMapper for Put<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, value, mapper) = param.consume();
+            let t = self.0[self.1]
+                .clone()
+                .to_device(&value.device())
+                .reshape(value.shape());
+            self.1 += 1;
+            Param::from_mapped_value(id, t, mapper)
+        }
+    }
+    model.map(&mut Put(values, 0))
 }
 
 /// A copy of `model` whose float parameters are cast to `dtype` inside the autodiff graph: the
@@ -383,7 +400,15 @@ pub fn clip_grads<M: Module>(
     model: &M,
     max_norm: Option<f64>,
 ) -> GradientsParams {
-    let mut g = GradientsParams::from_grads(grads, model);
+    clip_params(GradientsParams::from_grads(grads, model), model, max_norm)
+}
+
+/// [`clip_grads`] on gradients already collected per parameter.
+pub fn clip_params<M: Module>(
+    mut g: GradientsParams,
+    model: &M,
+    max_norm: Option<f64>,
+) -> GradientsParams {
     let Some(max_norm) = max_norm else { return g };
     struct SumSq<'a>(&'a GradientsParams, Vec<Tensor<1>>);
     impl ModuleVisitor for SumSq<'_> {

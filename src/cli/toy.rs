@@ -452,6 +452,9 @@ fn run_all(
     let base = device(train.over.common.device)?;
     let t0 = Instant::now();
     let trained = toy::train(&cfg, &base.clone().autodiff(), show)?;
+    if show {
+        eprintln!("training ran on the {}", trained.path.name());
+    }
     let ckpt = out.join("model.safetensors");
     toy::save(&trained, &cfg, &ckpt)?;
     let model = trained.sampling_model().to_device(&base);
@@ -496,6 +499,7 @@ fn run_all(
         ],
     )?;
     results.insert("train_seconds".into(), trained.seconds.into());
+    results.insert("train_path".into(), trained.path.name().into());
     results.insert("final_loss".into(), trained.final_loss().into());
     results.insert("sample_seconds".into(), sample_seconds.into());
     results.insert("total_seconds".into(), t0.elapsed().as_secs_f64().into());

@@ -20,6 +20,14 @@ pub fn timestep_embedding(t: Tensor<1>, dim: usize) -> Tensor<2> {
 /// Training and sampling look timesteps up here instead of evaluating 2·dim transcendental
 /// functions per row per step.
 pub fn timestep_embedding_rows(t: &[usize], dim: usize, device: &Device) -> Tensor<2> {
+    let mut data = vec![0f32; t.len() * 2 * (dim / 2)];
+    timestep_embedding_host(t, dim, &mut data);
+    Tensor::from_data(TensorData::new(data, [t.len(), 2 * (dim / 2)]), device)
+}
+
+/// [`timestep_embedding_rows`] written into a host buffer of `t.len()` rows of width
+/// 2·(dim/2).
+pub fn timestep_embedding_host(t: &[usize], dim: usize, out: &mut [f32]) {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     const ROWS: usize = 4096;
@@ -45,13 +53,14 @@ pub fn timestep_embedding_rows(t: &[usize], dim: usize, device: &Device) -> Tens
             })
             .clone()
     };
-    let mut data = Vec::with_capacity(t.len() * 2 * half);
-    for &ti in t {
+    assert_eq!(out.len(), t.len() * 2 * half, "sinusoid buffer size");
+    for (&ti, o) in t.iter().zip(out.chunks_exact_mut(2 * half)) {
         if ti < ROWS {
-            data.extend_from_slice(&table[ti * 2 * half..(ti + 1) * 2 * half]);
+            o.copy_from_slice(&table[ti * 2 * half..(ti + 1) * 2 * half]);
         } else {
-            row(ti, &mut data);
+            let mut v = Vec::with_capacity(2 * half);
+            row(ti, &mut v);
+            o.copy_from_slice(&v);
         }
     }
-    Tensor::from_data(TensorData::new(data, [t.len(), 2 * half]), device)
 }

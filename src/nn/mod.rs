@@ -9,5 +9,6 @@ pub mod inception_load;
 pub mod inception_train;
 pub mod init;
 pub mod simplenet;
+pub mod simplenet_fused;
 pub mod softmax;
 pub mod unet;
