@@ -12,10 +12,12 @@
 //!
 //!   |got − want| ≤ c · ε · n · S,   n = 9·C (the accumulation length),
 //!
-//! with c = 1 for the direct path and F(2×2, 3×3), c = 16 for F(4×4, 3×3). On random normal
-//! data the observed errors are one to two orders of magnitude below these bounds, while a
-//! single wrong or missing product (size ~|x·w| ≈ 0.6 ≈ S/n) exceeds them: with C ≤ 48,
-//! n·ε·S·16 stays below 0.1.
+//! with c = 1 for the direct path and F(2×2, 3×3), c = 4 for F(4×4, 3×3). Measured on random
+//! normal data (AVX-512 Xeon, 1 and 2 threads): largest errors 1.1 % of the bound for the
+//! direct path, 0.5 % for F(2×2), 0.024·(n·ε·S) for F(4×4), i.e. ~20× F(2×2)'s error, as its
+//! larger transform coefficients predict; a 40× margin is left for other CPUs' rounding. A
+//! single wrong or missing product (size ~|x·w| ≈ 0.6 ≈ S/n) exceeds the bounds: with C ≤ 48,
+//! 4·n·ε·S stays below 0.03.
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -176,14 +178,14 @@ fn forward(c: &Case, seed: u64, variant: &str) -> (Vec<f32>, Vec<f64>, Vec<f64>)
             ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
         );
         assert_eq!(y.dims(), [c.n, c.co, ho, wo], "{c:?}");
-        y.into_data().to_vec::<f32>().unwrap()
+        y.into_data().try_to_vec::<f32>().unwrap()
     });
     (got, want, mag)
 }
 
 #[test]
 fn winograd_forward_matches_direct_f64() {
-    for (variant, c_bound) in [("off", 1.0), ("f2", 1.0), ("f4", 16.0)] {
+    for (variant, c_bound) in [("off", 1.0), ("f2", 1.0), ("f4", 4.0)] {
         let mut worst = 0f64;
         for (i, c) in CASES.iter().enumerate() {
             let (got, want, mag) = forward(c, 10 + i as u64, variant);
@@ -220,7 +222,7 @@ fn winograd_is_deterministic() {
 /// force. dL/dx[n, c, i, j] sums 9·Co products r·w; dL/dw sums N·Ho·Wo products r·x.
 #[test]
 fn input_gradient_through_forward_conv_matches_brute_force() {
-    for (variant, c_bound) in [("off", 1.0), ("f2", 1.0), ("f4", 16.0)] {
+    for (variant, c_bound) in [("off", 1.0), ("f2", 1.0), ("f4", 4.0)] {
         for (ci, c) in [CASES[0], CASES[1], CASES[4]].iter().enumerate() {
             let mut r = rng::seeded(50 + ci as u64, 0);
             let (ho, wo) = (c.h + 2 * c.pad - 2, c.w + 2 * c.pad - 2);
@@ -244,8 +246,8 @@ fn input_gradient_through_forward_conv_matches_brute_force() {
                     ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
                 );
                 let g = (y * rt).sum().backward();
-                let gx: Vec<f32> = x.grad(&g).unwrap().into_data().to_vec().unwrap();
-                let gw: Vec<f32> = w.grad(&g).unwrap().into_data().to_vec().unwrap();
+                let gx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec().unwrap();
+                let gw: Vec<f32> = w.grad(&g).unwrap().into_data().try_to_vec().unwrap();
                 (gx, gw)
             });
             let mut ex = vec![0f64; gx.len()];
