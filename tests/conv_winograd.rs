@@ -14,8 +14,8 @@
 //!
 //! with c = 1 for the direct path and F(2×2, 3×3), c = 4 for F(4×4, 3×3). Measured on random
 //! normal data (AVX-512 Xeon, 1 and 2 threads): largest errors 1.1 % of the bound for the
-//! direct path, 0.5 % for F(2×2), 0.024·(n·ε·S) for F(4×4), i.e. ~20× F(2×2)'s error, as its
-//! larger transform coefficients predict; a 40× margin is left for other CPUs' rounding. A
+//! direct path, 0.5 % for F(2×2) and 0.096·n·ε·S for F(4×4) (~20× F(2×2)'s error, as its
+//! larger transform coefficients predict), leaving a 40× margin for other CPUs' rounding. A
 //! single wrong or missing product (size ~|x·w| ≈ 0.6 ≈ S/n) exceeds the bounds: with C ≤ 48,
 //! 4·n·ε·S stays below 0.03.
 use burn::prelude::*;
