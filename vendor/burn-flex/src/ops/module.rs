@@ -84,8 +84,8 @@ impl ModuleOps<Flex> for Flex {
     /// input gradient is a forward convolution of the output gradient with the weight's in/out
     /// channel axes swapped and its taps flipped, padding k − 1 − p:
     ///   dX[n, c, i, j] = Σ_(o, a, b) dY[n, o, i + p − a, j + p − b] · W[o, c, a, b],
-    /// so it takes the forward path's fast kernels (Winograd for 3×3) instead of burn-backend's
-    /// default, a transposed convolution (a GEMM then a col2im scatter).
+    /// so 3×3 ones with enough channels take the forward Winograd kernel instead of
+    /// burn-backend's default, a transposed convolution (a GEMM then a col2im scatter).
     fn conv2d_x_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -103,14 +103,18 @@ impl ModuleOps<Flex> for Flex {
             && pl.max(pr) < kw
         {
             // Padding (k − 1 − begin, k − 1 − end) gives exactly H×W outputs at stride 1.
-            let w_t = Self::float_flip(Self::float_swap_dims(weight, 0, 1), &[2, 3]);
+            let w_t = Self::float_flip(Self::float_swap_dims(weight.clone(), 0, 1), &[2, 3]);
             let opts = ConvOptions::new_with_padding(
                 [1, 1],
                 [(kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)],
                 [1, 1],
                 1,
             );
-            return Self::conv2d(output_grad, w_t, None, opts);
+            // Only where that convolution runs through Winograd: the only case measured
+            // faster than the default (PATCHES.md).
+            if crate::ops::conv_winograd::applies(&output_grad, &w_t, &opts).is_some() {
+                return Self::conv2d(output_grad, w_t, None, opts);
+            }
         }
         // Otherwise burn-backend's default (not callable from here): asymmetric padding by
         // padding the input and cropping its gradient, then a transposed convolution.
