@@ -5,15 +5,16 @@
 use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
-    DType, Element, TensorMetadata,
     ops::{
+        conv::{calculate_padding_out, pad_asymmetric_conv_input},
         AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
+    DType, Element, TensorMetadata,
 };
-use burn_std::{Bytes, IntDType, Shape};
+use burn_std::{Bytes, IntDType, Shape, Slice};
 use bytemuck::Pod;
 
 /// Cast a tensor from half-precision type E to f32.
@@ -66,6 +67,10 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
+        // diffuse patch: 3×3 stride-1 convolutions with enough channels through Winograd.
+        if let Some(variant) = crate::ops::conv_winograd::applies(&x, &weight, &options) {
+            return crate::ops::conv_winograd::conv2d(x, weight, bias, &options, variant);
+        }
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
@@ -73,6 +78,82 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    /// diffuse patch: for stride 1, dilation 1, one group and symmetric padding p ≤ k − 1, the
+    /// input gradient is a forward convolution of the output gradient with the weight's in/out
+    /// channel axes swapped and its taps flipped, padding k − 1 − p:
+    ///   dX[n, c, i, j] = Σ_(o, a, b) dY[n, o, i + p − a, j + p − b] · W[o, c, a, b],
+    /// so 3×3 ones with enough channels take the forward Winograd kernel instead of
+    /// burn-backend's default, a transposed convolution (a GEMM then a col2im scatter).
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let ws = weight.shape();
+        let xs = x.shape();
+        let [(pt, pb), (pl, pr)] = options.padding;
+        let (kh, kw) = (ws[2], ws[3]);
+        if options.stride == [1, 1]
+            && options.dilation == [1, 1]
+            && options.groups == 1
+            && pt.max(pb) < kh
+            && pl.max(pr) < kw
+        {
+            // Padding (k − 1 − begin, k − 1 − end) gives exactly H×W outputs at stride 1.
+            let w_t = Self::float_flip(Self::float_swap_dims(weight.clone(), 0, 1), &[2, 3]);
+            let opts = ConvOptions::new_with_padding(
+                [1, 1],
+                [(kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr)],
+                [1, 1],
+                1,
+            );
+            // Only where that convolution runs through Winograd: the only case measured
+            // faster than the default (PATCHES.md).
+            if crate::ops::conv_winograd::applies(&output_grad, &w_t, &opts).is_some() {
+                return Self::conv2d(output_grad, w_t, None, opts);
+            }
+        }
+        // Otherwise burn-backend's default (not callable from here): asymmetric padding by
+        // padding the input and cropping its gradient, then a transposed convolution.
+        if options.is_asymmetric() {
+            let padding = options.padding;
+            let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
+            let grad = Self::conv2d_x_backward(x, weight, output_grad, options);
+            let ranges = [
+                Slice::from(0..xs[0]),
+                Slice::from(0..xs[1]),
+                Slice::from(padding[0].0..padding[0].0 + xs[2]),
+                Slice::from(padding[1].0..padding[1].0 + xs[3]),
+            ];
+            return Self::float_slice(grad, &ranges);
+        }
+        let ys = output_grad.shape();
+        let pad = options.padding_begin();
+        let pad_out: [usize; 2] = core::array::from_fn(|d| {
+            calculate_padding_out(
+                ws[2 + d],
+                options.stride[d],
+                pad[d],
+                options.dilation[d],
+                xs[2 + d],
+                ys[2 + d],
+            )
+        });
+        Self::conv_transpose2d(
+            output_grad,
+            weight,
+            None,
+            ConvTransposeOptions::new(
+                options.stride,
+                pad,
+                pad_out,
+                options.dilation,
+                options.groups,
+            ),
+        )
     }
 
     /// diffuse patch: the weight gradient as an im2col + GEMM (see `conv_weight_grad`) instead
