@@ -14,7 +14,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu_simd::sigmoid;
+use super::cpu_simd::{multiversion, sigmoid};
 use super::embedding::timestep_embedding_host;
 use super::simplenet::{SimpleNet, FREQ_DIM};
 use crate::train::OptimConfig;
@@ -212,31 +212,15 @@ fn col_sums(m: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The vector extension the element-wise loops are compiled for, detected once. Rust never
-/// contracts a·b + c into a fused multiply-add on its own, so every level computes
-/// bit-identical results: only the width of the loops changes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Simd {
-    Avx512,
-    Avx2,
-    Base,
-}
+// The element-wise loops of the step, compiled for AVX-512, AVX2 and the baseline (the bodies
+// are `#[inline(always)]`, so each copy is vectorised for its width; all give the same bits).
+multiversion!(work_forward(w: &mut Work, net: &FlatNet, rows: usize, k: usize) {
+    w.forward_body(net, rows, k)
+});
 
-fn simd_level() -> Simd {
-    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Simd::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Simd::Avx2;
-            }
-        }
-        Simd::Base
-    })
-}
+multiversion!(work_backward(w: &mut Work, net: &FlatNet, eps: &[f32], rows: usize, k: usize, n_total: usize) {
+    w.backward_body(net, eps, rows, k, n_total)
+});
 
 /// Gradients of a Linear's weight [din, dout] and bias, stored back to back in `out`, from its
 /// input `x` (rows × din) and output gradient `dy` (rows × dout): xᵀ·dy and the column sums.
@@ -274,67 +258,14 @@ struct Work {
 impl Work {
     /// [`Self::forward_body`] compiled for the widest vector extension the CPU has.
     fn forward(&mut self, net: &FlatNet, rows: usize, k: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match simd_level() {
-                Simd::Avx512 => return unsafe { self.forward_avx512(net, rows, k) },
-                Simd::Avx2 => return unsafe { self.forward_avx2(net, rows, k) },
-                Simd::Base => {}
-            }
-        }
-        self.forward_body(net, rows, k)
+        work_forward(self, net, rows, k)
     }
 
     /// [`Self::backward_body`] compiled for the widest vector extension the CPU has.
     fn backward(&mut self, net: &FlatNet, eps: &[f32], rows: usize, k: usize, n_total: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match simd_level() {
-                Simd::Avx512 => return unsafe { self.backward_avx512(net, eps, rows, k, n_total) },
-                Simd::Avx2 => return unsafe { self.backward_avx2(net, eps, rows, k, n_total) },
-                Simd::Base => {}
-            }
-        }
-        self.backward_body(net, eps, rows, k, n_total)
+        work_backward(self, net, eps, rows, k, n_total)
     }
 
-    // Explicit copies rather than a generic `with_simd(closure)`: the closure was not inlined
-    // into the feature-enabled copy, which left the loops scalar (measured 30 % slower).
-    // SAFETY (all four): called only after `simd_level` detected the enabled features.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn forward_avx512(&mut self, net: &FlatNet, rows: usize, k: usize) {
-        self.forward_body(net, rows, k)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn forward_avx2(&mut self, net: &FlatNet, rows: usize, k: usize) {
-        self.forward_body(net, rows, k)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn backward_avx512(
-        &mut self,
-        net: &FlatNet,
-        eps: &[f32],
-        rows: usize,
-        k: usize,
-        n: usize,
-    ) {
-        self.backward_body(net, eps, rows, k, n)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn backward_avx2(
-        &mut self,
-        net: &FlatNet,
-        eps: &[f32],
-        rows: usize,
-        k: usize,
-        n: usize,
-    ) {
-        self.backward_body(net, eps, rows, k, n)
-    }
     fn resize(&mut self, net: &FlatNet, rows: usize, k: usize) {
         let nl = net.layers.len();
         let re = |v: &mut Vec<Vec<f32>>, n: usize, f: &dyn Fn(&Layer) -> usize| {
@@ -675,26 +606,9 @@ fn adam_body(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f32; 7]
     }
 }
 
-fn adam_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f32; 7]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected by `simd_level`.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f32; 7]) {
-            adam_body(p, m, v, g, c)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f32; 7]) {
-            adam_body(p, m, v, g, c)
-        }
-        match simd_level() {
-            Simd::Avx512 => return unsafe { avx512(p, m, v, g, c) },
-            Simd::Avx2 => return unsafe { avx2(p, m, v, g, c) },
-            Simd::Base => {}
-        }
-    }
+multiversion!(adam_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: [f32; 7]) {
     adam_body(p, m, v, g, c)
-}
+});
 
 /// A trained [`FlatNet`] as a [`crate::sampling::Denoiser`]: the sampling forward without
 /// the autodiff graph or per-op dispatch. Rows are split into blocks over the rayon threads
