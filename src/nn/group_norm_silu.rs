@@ -1,4 +1,5 @@
-//! GroupNorm followed by SiLU as one CPU kernel, forward and backward.
+//! GroupNorm followed by SiLU (and, in training, dropout) as one CPU kernel, forward and
+//! backward.
 //!
 //! burn composes GroupNorm from seven tensor operations (mean, subtract, square, mean, add,
 //! sqrt, divide) plus the affine multiply and add, and SiLU from three more; autodiff then runs a
@@ -35,7 +36,7 @@ use rayon::prelude::*;
 
 use super::cpu_simd::{f32s, multiversion, sigmoid, sum_f64, tensor_like};
 
-/// A backend that can run the fused GroupNorm (+ SiLU).
+/// A backend that can run the fused GroupNorm (+ SiLU, + dropout).
 #[backend_extension(Flex, Autodiff)]
 pub trait GroupNormSiluBackend: Backend {
     /// y = Dropout(SiLU(GroupNorm(x; γ, β))) for x: [B, C, …], γ, β: [C], with SiLU and
