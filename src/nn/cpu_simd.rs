@@ -1,7 +1,18 @@
 //! Small building blocks of the CPU kernels in `nn` (fused GroupNorm, softmax): flex tensor
 //! access, a vectorisable exp, fixed-order sums, and runtime selection of the SIMD width.
-use burn::tensor::TensorData;
+use burn::prelude::*;
+use burn::tensor::{DType, TensorData};
 use burn_flex::FlexTensor;
+
+/// Whether `x` is an f32 tensor on the flex (CPU) backend, with or without autodiff: what the
+/// fused kernels of `nn` accept.
+pub(crate) fn is_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32
+        && matches!(
+            x.device().inner().as_dispatch(),
+            burn::backend::DispatchDevice::Flex(_)
+        )
+}
 
 /// The values of an f32 flex tensor in logical (row-major) order, copied only when the tensor
 /// is a strided view.

@@ -30,11 +30,11 @@ use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispa
 use burn::nn::{Dropout, GroupNorm};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Distribution};
+use burn::tensor::Distribution;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::cpu_simd::{f32s, multiversion, sigmoid, sum_f64, tensor_like};
+use super::cpu_simd::{f32s, is_flex_f32, multiversion, sigmoid, sum_f64, tensor_like};
 
 /// A backend that can run the fused GroupNorm (+ SiLU, + dropout).
 #[backend_extension(Flex, Autodiff)]
@@ -445,13 +445,7 @@ where
 /// Whether the fused kernel applies: f32 on the CPU backend, an affine GroupNorm, and not
 /// switched off with `DIFFUSE_FUSED_GROUP_NORM=0` (kept for side-by-side measurements).
 fn fused_applies(norm: &GroupNorm, x: &Tensor<4>) -> bool {
-    norm.affine
-        && x.dtype() == DType::F32
-        && matches!(
-            x.device().inner().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        )
-        && std::env::var("DIFFUSE_FUSED_GROUP_NORM").as_deref() != Ok("0")
+    norm.affine && is_flex_f32(x) && std::env::var("DIFFUSE_FUSED_GROUP_NORM").as_deref() != Ok("0")
 }
 
 /// GroupNorm(x), followed by SiLU when `act`; the fused kernel where it applies, burn's

@@ -202,6 +202,14 @@ fn fill_rows(out: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// out = x·W + b for `rows` rows: x row-major [rows, din], W row-major [din, dout] (burn's
+/// Linear layout), b [dout].
+fn linear_rows(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], rows: usize, din: usize) {
+    let dout = b.len();
+    fill_rows(out, b);
+    mm(rows, dout, din, out, true, rm(x, din), rm(w, dout));
+}
+
 /// Column sums of a row-major matrix into `out`.
 fn col_sums(m: &[f32], out: &mut [f32]) {
     out.fill(0.0);
@@ -301,28 +309,23 @@ impl Work {
         for (i, l) in net.layers.iter().enumerate() {
             let (din, dout) = (l.din, l.dout);
             // fc(h) = h·W + b (burn stores W as [din, dout]).
-            let a = &mut self.a[i];
-            fill_rows(a, &p[l.fc_b..l.fc_b + dout]);
-            mm(
+            linear_rows(
+                &mut self.a[i],
+                &self.h[i],
+                &p[l.fc_w..l.fc_w + din * dout],
+                &p[l.fc_b..l.fc_b + dout],
                 rows,
-                dout,
                 din,
-                a,
-                true,
-                rm(&self.h[i], din),
-                rm(&p[l.fc_w..l.fc_w + din * dout], dout),
             );
             // gate = Linear(SiLU(Linear(sinusoid))).
             let u = &mut self.u[i];
-            fill_rows(u, &p[l.m0_b..l.m0_b + dout]);
-            mm(
-                k,
-                dout,
-                FREQ_DIM,
+            linear_rows(
                 u,
-                true,
-                rm(&self.freqs, FREQ_DIM),
-                rm(&p[l.m0_w..l.m0_w + FREQ_DIM * dout], dout),
+                &self.freqs,
+                &p[l.m0_w..l.m0_w + FREQ_DIM * dout],
+                &p[l.m0_b..l.m0_b + dout],
+                k,
+                FREQ_DIM,
             );
             // self.ds holds SiLU(u) until the backward pass needs it as scratch.
             let s = &mut self.ds[..k * dout];
@@ -331,16 +334,13 @@ impl Work {
                 *sg = sigm;
                 *s = u * sigm;
             }
-            let g = &mut self.gate[i];
-            fill_rows(g, &p[l.m2_b..l.m2_b + dout]);
-            mm(
+            linear_rows(
+                &mut self.gate[i],
+                &self.ds[..k * dout],
+                &p[l.m2_w..l.m2_w + dout * dout],
+                &p[l.m2_b..l.m2_b + dout],
                 k,
                 dout,
-                dout,
-                g,
-                true,
-                rm(&self.ds[..k * dout], dout),
-                rm(&p[l.m2_w..l.m2_w + dout * dout], dout),
             );
             // y = fc(h) ⊙ gate, ReLU between layers.
             let out = &mut self.h[i + 1];

@@ -16,11 +16,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, AutodiffBackend, Backend, Dispatch, Flex};
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::cpu_simd::{exp_f32, f32s, multiversion, sum_f64, tensor_like};
+use super::cpu_simd::{exp_f32, f32s, is_flex_f32, multiversion, sum_f64, tensor_like};
 
 /// A backend that can run the fused last-axis softmax.
 #[backend_extension(Flex, Autodiff)]
@@ -139,11 +138,7 @@ where
 
 /// Whether the fused kernel applies: an f32 tensor on the CPU backend.
 pub fn fused_applies<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32
-        && matches!(
-            x.device().inner().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        )
+    is_flex_f32(x)
 }
 
 /// softmax over the last axis through the fused kernel; needs [`fused_applies`].
