@@ -244,7 +244,7 @@ fn conv3d_impl<
     options: &ConvOptions<3>,
     dtype: DType,
     zero: T,
-    gemm_fn: fn(&[T], &[T], usize, usize, usize) -> Vec<T>,
+    gemm_fn: GemmIntoFn<T>,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
@@ -314,10 +314,7 @@ fn conv3d_impl<
         }
     }
 
-    // Convert input to NHWC layout for cache-friendly access in im2col.
-    // Loop order (c innermost, spatial outer) is intentional: on aarch64
-    // M3 Max, strided loads + contiguous stores beat the inverse by
-    // 10-35% per layer. Load prefetchers outrun the store write buffer.
+    let x_nhwc = to_nhwc(x_data, batch_size, channels_in, in_d * in_h * in_w, zero);
     let nhwc_stride = (
         in_d * in_h * in_w * channels_in,
         in_h * in_w * channels_in,
@@ -325,195 +322,75 @@ fn conv3d_impl<
         channels_in,
         1,
     );
-    let mut x_nhwc = vec![zero; batch_size * in_d * in_h * in_w * channels_in];
-    for b in 0..batch_size {
-        for d in 0..in_d {
-            for h in 0..in_h {
-                for w in 0..in_w {
-                    for c in 0..channels_in {
-                        let src_idx = b * channels_in * in_d * in_h * in_w
-                            + c * in_d * in_h * in_w
-                            + d * in_h * in_w
-                            + h * in_w
-                            + w;
-                        let dst_idx = b * nhwc_stride.0
-                            + d * nhwc_stride.1
-                            + h * nhwc_stride.2
-                            + w * nhwc_stride.3
-                            + c;
-                        x_nhwc[dst_idx] = x_data[src_idx];
-                    }
-                }
-            }
-        }
-    }
 
-    // Use tiled parallel execution
-    let output = {
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-
-            let mut dst = vec![zero; batch_size * channels_out * spatial_out];
-            let dst_ptr = crate::ops::SendMutPtr::new(dst.as_mut_ptr());
-
-            // Process batches and tiles in parallel (nested parallelism)
-            (0..batch_size).into_par_iter().for_each(|b| {
-                (0..num_tiles).into_par_iter().for_each(|tile_idx| {
-                    let tile_start = tile_idx * TILE_SIZE;
-                    let tile_end = (tile_start + TILE_SIZE).min(spatial_out);
-                    let tile_size = tile_end - tile_start;
-
-                    // Process each group separately
-                    for g in 0..groups {
-                        let in_c_start = g * channels_per_group;
-                        let out_c_start = g * out_channels_per_group;
-
-                        // Build im2col for this tile and group
-                        let mut col_tile = vec![zero; col_len * tile_size];
-
-                        im2col_3d_tile(
-                            &mut col_tile,
-                            &x_nhwc,
-                            tile_start,
-                            tile_end,
-                            out_h,
-                            out_w,
-                            kernel_d,
-                            kernel_h,
-                            kernel_w,
-                            stride_d,
-                            stride_h,
-                            stride_w,
-                            dilation_d,
-                            dilation_h,
-                            dilation_w,
-                            pad_d,
-                            pad_h,
-                            pad_w,
-                            in_d,
-                            in_h,
-                            in_w,
-                            channels_per_group,
-                            col_len,
-                            b,
-                            in_c_start,
-                            nhwc_stride,
-                        );
-
-                        // Get weight slice for this group
-                        let w_start = out_c_start * col_len;
-                        let w_end = w_start + out_channels_per_group * col_len;
-                        let w_group = &w_flat[w_start..w_end];
-
-                        // GEMM: w_group[out_c_per_group, col_len] @ col_tile[tile_size, col_len]^T
-                        let result = gemm_fn(
-                            w_group,
-                            &col_tile,
-                            out_channels_per_group,
-                            col_len,
-                            tile_size,
-                        );
-
-                        // Write results to output for this group's output channels
-                        for (local_idx, global_idx) in (tile_start..tile_end).enumerate() {
-                            for c_out in 0..out_channels_per_group {
-                                let dst_idx = b * channels_out * spatial_out
-                                    + (out_c_start + c_out) * spatial_out
-                                    + global_idx;
-                                let res_idx = c_out * tile_size + local_idx;
-                                unsafe {
-                                    debug_assert!(
-                                        dst_idx < batch_size * channels_out * spatial_out
-                                    );
-                                    dst_ptr.write(dst_idx, result[res_idx]);
-                                }
-                            }
-                        }
-                    }
-                });
-            });
-            dst
-        }
-        #[cfg(not(feature = "rayon"))]
-        {
-            // Sequential path with tiling
-            let mut output = vec![zero; batch_size * channels_out * spatial_out];
-
-            for b in 0..batch_size {
-                for tile_idx in 0..num_tiles {
-                    let tile_start = tile_idx * TILE_SIZE;
-                    let tile_end = (tile_start + TILE_SIZE).min(spatial_out);
-                    let tile_size = tile_end - tile_start;
-
-                    // Process each group separately
-                    for g in 0..groups {
-                        let in_c_start = g * channels_per_group;
-                        let out_c_start = g * out_channels_per_group;
-
-                        let mut col_tile = vec![zero; col_len * tile_size];
-
-                        im2col_3d_tile(
-                            &mut col_tile,
-                            &x_nhwc,
-                            tile_start,
-                            tile_end,
-                            out_h,
-                            out_w,
-                            kernel_d,
-                            kernel_h,
-                            kernel_w,
-                            stride_d,
-                            stride_h,
-                            stride_w,
-                            dilation_d,
-                            dilation_h,
-                            dilation_w,
-                            pad_d,
-                            pad_h,
-                            pad_w,
-                            in_d,
-                            in_h,
-                            in_w,
-                            channels_per_group,
-                            col_len,
-                            b,
-                            in_c_start,
-                            nhwc_stride,
-                        );
-
-                        // Get weight slice for this group
-                        let w_start = out_c_start * col_len;
-                        let w_end = w_start + out_channels_per_group * col_len;
-                        let w_group = &w_flat[w_start..w_end];
-
-                        // GEMM for this group
-                        let result = gemm_fn(
-                            w_group,
-                            &col_tile,
-                            out_channels_per_group,
-                            col_len,
-                            tile_size,
-                        );
-
-                        // Write results to output for this group's output channels
-                        for (local_idx, global_idx) in (tile_start..tile_end).enumerate() {
-                            for c_out in 0..out_channels_per_group {
-                                let dst_idx = b * channels_out * spatial_out
-                                    + (out_c_start + c_out) * spatial_out
-                                    + global_idx;
-                                let res_idx = c_out * tile_size + local_idx;
-                                output[dst_idx] = result[res_idx];
-                            }
-                        }
-                    }
-                }
-            }
-            output
-        }
+    let geometry = Im2colGeometry {
+        out_h,
+        out_w,
+        kernel: [kernel_d, kernel_h, kernel_w],
+        stride: [stride_d, stride_h, stride_w],
+        dilation: [dilation_d, dilation_h, dilation_w],
+        pad: [pad_d, pad_h, pad_w],
+        input: [in_d, in_h, in_w],
+        channels_per_group,
+        col_len,
+        nhwc_stride,
     };
 
-    let mut output = output;
+    // Patched (issue 13): every output element is written by exactly one GEMM below, straight
+    // into its place in the NCDHW output (row stride `spatial_out`), so the output needs no
+    // zero fill, the GEMM no result buffer and no transposing copy-out; the im2col buffer is
+    // allocated once per worker and writes its own padding zeros.
+    let out_len = batch_size * channels_out * spatial_out;
+    let mut output: Vec<T> = Vec::with_capacity(out_len);
+    let dst = crate::ops::SendMutPtr::new(output.as_mut_ptr());
+    let run_tile = |col_tile: &mut Vec<T>, job: usize| {
+        let (b, tile_idx) = (job / num_tiles, job % num_tiles);
+        let tile_start = tile_idx * TILE_SIZE;
+        let tile_end = (tile_start + TILE_SIZE).min(spatial_out);
+        let tile_size = tile_end - tile_start;
+        let col_tile = &mut col_tile[..col_len * tile_size];
+        for g in 0..groups {
+            let in_c_start = g * channels_per_group;
+            let out_c_start = g * out_channels_per_group;
+            im2col_3d_tile(
+                col_tile, &x_nhwc, tile_start, tile_end, &geometry, b, in_c_start, zero,
+            );
+            let w_start = out_c_start * col_len;
+            let w_group = &w_flat[w_start..w_start + out_channels_per_group * col_len];
+            // Safety: rows out_c_start.. of image b, columns tile_start..tile_end, are in
+            // bounds and written by this job only.
+            unsafe {
+                gemm_fn(
+                    dst.ptr_add((b * channels_out + out_c_start) * spatial_out + tile_start),
+                    spatial_out as isize,
+                    w_group,
+                    col_tile,
+                    out_channels_per_group,
+                    col_len,
+                    tile_size,
+                );
+            }
+        }
+    };
+    let jobs = batch_size * num_tiles;
+    let new_col_tile = || vec![zero; col_len * TILE_SIZE.min(spatial_out)];
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (0..jobs)
+            .into_par_iter()
+            .for_each_init(new_col_tile, |col_tile, job| run_tile(col_tile, job));
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut col_tile = new_col_tile();
+        for job in 0..jobs {
+            run_tile(&mut col_tile, job);
+        }
+    }
+    // Safety: the jobs above wrote all `out_len` elements (every (b, group, tile) once).
+    unsafe { output.set_len(out_len) };
+
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();
         let bias_data: &[T] = bias.storage();
@@ -534,45 +411,93 @@ fn conv3d_impl<
     )
 }
 
+/// `[B, C, S]` → `[B, S, C]` (NCDHW to NDHWC), for cache-friendly im2col. Patched (issue 13):
+/// parallel over images and blocked over 64 channels × 64 positions, so both the reads and
+/// the writes of a block stay in cache (the upstream loop ran on one thread with stride-S
+/// reads).
+fn to_nhwc<T: Copy + Send + Sync>(
+    x: &[T],
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    zero: T,
+) -> Vec<T> {
+    const BLOCK: usize = 64;
+    let mut out = vec![zero; batch * channels * spatial];
+    let plane = channels * spatial;
+    let one_image = |(src, dst): (&[T], &mut [T])| {
+        for s0 in (0..spatial).step_by(BLOCK) {
+            let s1 = (s0 + BLOCK).min(spatial);
+            for c0 in (0..channels).step_by(BLOCK) {
+                let c1 = (c0 + BLOCK).min(channels);
+                for s in s0..s1 {
+                    let row = &mut dst[s * channels..(s + 1) * channels];
+                    for c in c0..c1 {
+                        row[c] = src[c * spatial + s];
+                    }
+                }
+            }
+        }
+    };
+    if plane == 0 {
+        return out;
+    }
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        x.par_chunks(plane)
+            .zip(out.par_chunks_mut(plane))
+            .for_each(one_image);
+    }
+    #[cfg(not(feature = "rayon"))]
+    x.chunks(plane).zip(out.chunks_mut(plane)).for_each(one_image);
+    out
+}
+
+/// Shape of one im2col problem (see [`im2col_3d_tile`]).
+struct Im2colGeometry {
+    out_h: usize,
+    out_w: usize,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    dilation: [usize; 3],
+    pad: [usize; 3],
+    input: [usize; 3],
+    channels_per_group: usize,
+    col_len: usize,
+    nhwc_stride: (usize, usize, usize, usize, usize),
+}
+
 /// Build im2col tile for a range of output positions.
 ///
 /// Fills `col_tile` with shape [tile_size, col_len] where each row is a flattened
-/// patch from the NHWC input for one output position.
+/// patch from the NHWC input for one output position. Every element is written (padding
+/// positions get `zero`), so the buffer can be reused between tiles.
 #[allow(clippy::too_many_arguments)]
 fn im2col_3d_tile<T: bytemuck::Pod + Copy>(
     col_tile: &mut [T],
     x_nhwc: &[T],
     tile_start: usize,
     tile_end: usize,
-    out_h: usize,
-    out_w: usize,
-    kernel_d: usize,
-    kernel_h: usize,
-    kernel_w: usize,
-    stride_d: usize,
-    stride_h: usize,
-    stride_w: usize,
-    dilation_d: usize,
-    dilation_h: usize,
-    dilation_w: usize,
-    pad_d: usize,
-    pad_h: usize,
-    pad_w: usize,
-    in_d: usize,
-    in_h: usize,
-    in_w: usize,
-    channels_per_group: usize,
-    col_len: usize,
+    g: &Im2colGeometry,
     b: usize,
     in_c_start: usize,
-    nhwc_stride: (usize, usize, usize, usize, usize),
+    zero: T,
 ) {
+    let cpg = g.channels_per_group;
+    let [kernel_d, kernel_h, kernel_w] = g.kernel;
+    let [stride_d, stride_h, stride_w] = g.stride;
+    let [dilation_d, dilation_h, dilation_w] = g.dilation;
+    let [pad_d, pad_h, pad_w] = g.pad;
+    let [in_d, in_h, in_w] = g.input;
+    let (out_h, out_w) = (g.out_h, g.out_w);
     for (local_idx, global_idx) in (tile_start..tile_end).enumerate() {
         let out_d_idx = global_idx / (out_h * out_w);
         let rem = global_idx % (out_h * out_w);
         let out_h_idx = rem / out_w;
         let out_w_idx = rem % out_w;
 
+        let row = &mut col_tile[local_idx * g.col_len..(local_idx + 1) * g.col_len];
         let mut col_offset = 0;
         for kd in 0..kernel_d {
             let id = (out_d_idx * stride_d + kd * dilation_d) as isize - pad_d as isize;
@@ -580,7 +505,7 @@ fn im2col_3d_tile<T: bytemuck::Pod + Copy>(
                 let ih = (out_h_idx * stride_h + kh * dilation_h) as isize - pad_h as isize;
                 for kw in 0..kernel_w {
                     let iw = (out_w_idx * stride_w + kw * dilation_w) as isize - pad_w as isize;
-
+                    let dst = &mut row[col_offset..col_offset + cpg];
                     if id >= 0
                         && id < in_d as isize
                         && ih >= 0
@@ -588,22 +513,16 @@ fn im2col_3d_tile<T: bytemuck::Pod + Copy>(
                         && iw >= 0
                         && iw < in_w as isize
                     {
-                        let id = id as usize;
-                        let ih = ih as usize;
-                        let iw = iw as usize;
-                        let inp_base = b * nhwc_stride.0
-                            + id * nhwc_stride.1
-                            + ih * nhwc_stride.2
-                            + iw * nhwc_stride.3
+                        let inp_base = b * g.nhwc_stride.0
+                            + id as usize * g.nhwc_stride.1
+                            + ih as usize * g.nhwc_stride.2
+                            + iw as usize * g.nhwc_stride.3
                             + in_c_start;
-                        for c in 0..channels_per_group {
-                            col_tile[local_idx * col_len + col_offset] = x_nhwc[inp_base + c];
-                            col_offset += 1;
-                        }
+                        dst.copy_from_slice(&x_nhwc[inp_base..inp_base + cpg]);
                     } else {
-                        // Padding: skip channels_per_group positions (already zero)
-                        col_offset += channels_per_group;
+                        dst.fill(zero);
                     }
+                    col_offset += cpg;
                 }
             }
         }
@@ -1768,10 +1687,23 @@ fn conv3d_direct_impl<
 // every line of logic aside from the numeric type, zero, and one literals,
 // so they're generated via a macro.
 
+/// GEMM `dst[m, n] = a[m, k] · b[n, k]ᵀ` for [`conv3d_impl`]: `a` and `b` row-major, `dst`
+/// with unit column stride and row stride `dst_rs`; `dst` is overwritten, not read.
+type GemmIntoFn<T> = unsafe fn(*mut T, isize, &[T], &[T], usize, usize, usize);
+
 macro_rules! gemm_typed {
     ($fn_name:ident, $T:ty, $zero:expr, $one:expr) => {
-        fn $fn_name(a: &[$T], b: &[$T], m: usize, k: usize, n: usize) -> Vec<$T> {
-            let mut c = vec![$zero; m * n];
+        /// # Safety
+        /// `dst` must be valid for writes of an `m × n` block with row stride `dst_rs`.
+        unsafe fn $fn_name(
+            dst: *mut $T,
+            dst_rs: isize,
+            a: &[$T],
+            b: &[$T],
+            m: usize,
+            k: usize,
+            n: usize,
+        ) {
             #[cfg(feature = "rayon")]
             let parallelism = if m * n * k >= 192 * 192 * 192 {
                 gemm::Parallelism::Rayon(0)
@@ -1785,9 +1717,9 @@ macro_rules! gemm_typed {
                     m,
                     n,
                     k,
-                    c.as_mut_ptr(),
+                    dst,
                     1,
-                    n as isize,
+                    dst_rs,
                     false,
                     a.as_ptr(),
                     1,
@@ -1803,7 +1735,6 @@ macro_rules! gemm_typed {
                     parallelism,
                 );
             }
-            c
         }
     };
 }
