@@ -114,6 +114,7 @@ pub mod mask;
 pub mod matmul;
 mod module;
 pub mod pool;
+mod pool2d_fast;
 mod qtensor;
 pub mod reduce;
 pub mod repeat_dim;

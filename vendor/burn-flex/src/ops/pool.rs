@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, ElementAdd, Shape, bf16, f16};
 
+use super::pool2d_fast::{Pool2d, PoolKind};
 use crate::{FlexTensor, Layout};
 
 // ============================================================================
@@ -523,7 +524,40 @@ pub fn max_pool2d_f32(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    if let Some(out) = pool2d_fast(&x, kernel_size, stride, padding, dilation, ceil_mode, PoolKind::Max) {
+        return out;
+    }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
+}
+
+/// The f32 fast path of [`super::pool2d_fast`] for a contiguous-able `[B, C, H, W]` tensor, or
+/// `None` where it does not apply (patched, issue 13).
+fn pool2d_fast(
+    x: &FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+    kind: PoolKind,
+) -> Option<FlexTensor> {
+    let shape = x.layout().shape();
+    if x.dtype() != DType::F32 || shape.num_dims() != 4 {
+        return None;
+    }
+    let p = Pool2d { kernel, stride, padding, input: [shape[2], shape[3]] };
+    if !super::pool2d_fast::applies(&p, dilation, ceil_mode) {
+        return None;
+    }
+    let (b, c) = (shape[0], shape[1]);
+    let x = x.clone().to_contiguous();
+    let out = super::pool2d_fast::pool2d_f32(x.storage(), b * c, p, kind);
+    let [oh, ow] = p.out();
+    Some(FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(Shape::from(vec![b, c, oh, ow])),
+        DType::F32,
+    ))
 }
 
 /// 2D max pooling (without indices) for f64.
@@ -835,6 +869,10 @@ pub fn avg_pool2d_f32(
     count_include_pad: bool,
     ceil_mode: bool,
 ) -> FlexTensor {
+    let kind = PoolKind::Avg(count_include_pad);
+    if let Some(out) = pool2d_fast(&x, kernel_size, stride, padding, [1, 1], ceil_mode, kind) {
+        return out;
+    }
     let x_3d = expand_2d_to_3d(&x);
     let result = avg_pool3d_f32(
         x_3d,
