@@ -16,6 +16,8 @@ use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 
 /// Number of pooled features (the input of `final_fc`).
 pub const FEATURE_DIM: usize = 2048;
@@ -103,7 +105,28 @@ impl BasicConv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        let conv = &self.conv;
+        let padding = match conv.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+            PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+            PaddingConfig2d::Same => return relu(self.bn.forward(conv.forward(x))),
+        };
+        if x.device().is_autodiff() || std::env::var("TMP_FOLD").as_deref() == Ok("0") {
+            return relu(self.bn.forward(conv.forward(x)));
+        }
+        // Inference: BatchNorm with running statistics is the per-channel affine map
+        // y = γ·(z − μ)/√(σ² + ε) + β (Ioffe & Szegedy 2015, Alg. 2), so it folds into the
+        // convolution as w' = w·s, b' = β − μ·s with s = γ/√(σ² + ε). That saves the
+        // normalisation's passes over every activation; the result differs from normalising
+        // after the convolution only by f32 rounding.
+        let bn = &self.bn;
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let bias = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let [c_out] = scale.dims();
+        let weight = self.conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+        let options =
+            ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+        relu(conv2d(x, weight, Some(bias), options))
     }
 }
 

@@ -88,22 +88,45 @@ pub(crate) fn convert_f32_to_bf16(tensor: &FlexTensor) -> FlexTensor {
 // Bias addition
 // ============================================================================
 
-#[allow(clippy::needless_range_loop, clippy::extra_unused_type_parameters)]
-#[cfg_attr(feature = "simd", macerator::with_simd)]
-pub(crate) fn add_bias<#[cfg(feature = "simd")] S: macerator::Simd, T: Element + ElementAdd>(
+/// Adds `bias[c]` to every element of channel `c` of a contiguous `[batch, channels, spatial]`
+/// buffer. Patched (issue 13): rows are spread over the rayon pool (upstream ran this whole
+/// pass on one thread, which cost as much as the normalisation it replaces when BatchNorm is
+/// folded into a convolution's bias).
+pub(crate) fn add_bias<T: Element + ElementAdd + Send + Sync>(
     output: &mut [T],
     bias: &[T],
     batch: usize,
     channels: usize,
     spatial: usize,
 ) {
-    for b in 0..batch {
-        for c in 0..channels {
-            let offset = b * channels * spatial + c * spatial;
-            let bias_val = bias[c];
-            for i in 0..spatial {
-                output[offset + i] = T::add(output[offset + i], bias_val);
-            }
-        }
+    let len = batch * channels * spatial;
+    if len == 0 {
+        return;
+    }
+    let output = &mut output[..len];
+    #[cfg(feature = "rayon")]
+    if len >= super::PARALLEL_THRESHOLD {
+        use rayon::prelude::*;
+        let min_rows = (16 * 1024 / spatial).max(1);
+        output
+            .par_chunks_mut(spatial)
+            .enumerate()
+            .with_min_len(min_rows)
+            .for_each(|(row, out)| add_scalar(out, bias[row % channels]));
+        return;
+    }
+    for (row, out) in output.chunks_mut(spatial).enumerate() {
+        add_scalar(out, bias[row % channels]);
+    }
+}
+
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+fn add_scalar<#[cfg(feature = "simd")] S: macerator::Simd, T: Element + ElementAdd>(
+    out: &mut [T],
+    value: T,
+) {
+    for o in out.iter_mut() {
+        *o = T::add(*o, value);
     }
 }

@@ -81,41 +81,29 @@ pub(crate) fn pool2d_f32(x: &[f32], planes: usize, p: Pool2d, kind: PoolKind) ->
             .collect(),
         _ => vec![(p.kernel[0] * p.kernel[1]) as f32; plane_out],
     };
-    let padded = pad_h > 0 || pad_w > 0;
+    // Each plane is copied into a buffer with its padding materialised and, for a horizontal
+    // stride s > 1, each row split into its s phases (columns r, r + s, r + 2s, … side by
+    // side), so that every window tap reads a contiguous run. Only a stride-1 plane without
+    // padding is read in place.
+    let s_w = p.stride[1];
+    let phase_len = pw.div_ceil(s_w);
+    let row_stride = s_w * phase_len;
+    let direct = pad_h == 0 && pad_w == 0 && s_w == 1;
+    let geometry = PlaneGeometry {
+        p,
+        out_w,
+        out_h,
+        phase_len,
+        row_stride,
+        direct,
+        kind,
+    };
 
     let one_plane = |buf: &mut Vec<f32>, src: &[f32], dst: &mut [f32]| {
-        let (src, row_len): (&[f32], usize) = if padded {
-            for r in 0..in_h {
-                let row = &mut buf[(r + pad_h) * pw..(r + pad_h + 1) * pw];
-                row[pad_w..pad_w + in_w].copy_from_slice(&src[r * in_w..(r + 1) * in_w]);
-            }
-            (&buf[..], pw)
-        } else {
-            (src, in_w)
-        };
-        for oh in 0..out_h {
-            let acc = &mut dst[oh * out_w..(oh + 1) * out_w];
-            acc.fill(fill);
-            for kh in 0..p.kernel[0] {
-                let row = &src[(oh * p.stride[0] + kh) * row_len..];
-                for kw in 0..p.kernel[1] {
-                    let row = &row[kw..];
-                    match kind {
-                        PoolKind::Max => sweep_max(acc, row, p.stride[1]),
-                        PoolKind::Avg(_) => sweep_add(acc, row, p.stride[1]),
-                    }
-                }
-            }
-            if let PoolKind::Avg(_) = kind {
-                let div = &divisor[oh * out_w..(oh + 1) * out_w];
-                for (a, d) in acc.iter_mut().zip(div) {
-                    *a /= *d;
-                }
-            }
-        }
+        pool_plane(&geometry, src, buf, dst, &divisor)
     };
     // The padded frame is written once per buffer; each plane only overwrites the interior.
-    let new_buf = || vec![fill; if padded { ph * pw } else { 0 }];
+    let new_buf = || vec![fill; if direct { 0 } else { ph * row_stride }];
 
     #[cfg(feature = "rayon")]
     {
@@ -137,30 +125,88 @@ pub(crate) fn pool2d_f32(x: &[f32], planes: usize, p: Pool2d, kind: PoolKind) ->
     output
 }
 
-/// `acc[o] = max(acc[o], row[o·stride])`, NaN winning (upstream's `val > max || val.is_nan()`).
-#[inline(always)]
-fn sweep_max(acc: &mut [f32], row: &[f32], stride: usize) {
-    if stride == 1 {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a = if v > *a || v.is_nan() { v } else { *a };
-        }
-    } else {
-        for (a, &v) in acc.iter_mut().zip(row.iter().step_by(stride)) {
-            *a = if v > *a || v.is_nan() { v } else { *a };
-        }
-    }
+/// Layout of one plane's pooling (see [`pool2d_f32`]).
+struct PlaneGeometry {
+    p: Pool2d,
+    out_h: usize,
+    out_w: usize,
+    /// Length of one stride phase of a buffered row.
+    phase_len: usize,
+    /// Distance between buffered rows (`stride · phase_len`).
+    row_stride: usize,
+    /// Read the input plane in place (stride 1, no padding).
+    direct: bool,
+    kind: PoolKind,
 }
 
-/// `acc[o] += row[o·stride]`.
-#[inline(always)]
-fn sweep_add(acc: &mut [f32], row: &[f32], stride: usize) {
-    if stride == 1 {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v;
-        }
+/// Pools one plane. Compiled for each SIMD level (runtime dispatch) so the sweeps vectorise at
+/// the machine's width; every operation is element-wise, so all levels give the same bits.
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+fn pool_plane<#[cfg(feature = "simd")] S: macerator::Simd>(
+    g: &PlaneGeometry,
+    src: &[f32],
+    buf: &mut [f32],
+    dst: &mut [f32],
+    divisor: &[f32],
+) {
+    let p = &g.p;
+    let [in_h, in_w] = p.input;
+    let [pad_h, pad_w] = p.padding;
+    let s_w = p.stride[1];
+    let (plane, row_stride): (&[f32], usize) = if g.direct {
+        (src, in_w)
     } else {
-        for (a, &v) in acc.iter_mut().zip(row.iter().step_by(stride)) {
-            *a += v;
+        for r in 0..in_h {
+            let row = &mut buf[(r + pad_h) * g.row_stride..(r + pad_h + 1) * g.row_stride];
+            let src_row = &src[r * in_w..(r + 1) * in_w];
+            if s_w == 1 {
+                row[pad_w..pad_w + in_w].copy_from_slice(src_row);
+            } else {
+                for (c, &v) in src_row.iter().enumerate() {
+                    let pc = c + pad_w;
+                    row[(pc % s_w) * g.phase_len + pc / s_w] = v;
+                }
+            }
+        }
+        (&buf[..], g.row_stride)
+    };
+    let out_w = g.out_w;
+    for oh in 0..g.out_h {
+        let acc = &mut dst[oh * out_w..(oh + 1) * out_w];
+        for kh in 0..p.kernel[0] {
+            let row = &plane[(oh * p.stride[0] + kh) * row_stride..];
+            for kw in 0..p.kernel[1] {
+                let start = (kw % s_w) * g.phase_len + kw / s_w;
+                let taps = &row[start..start + out_w];
+                let first = kh == 0 && kw == 0;
+                match g.kind {
+                    // NaN wins, as upstream's `val > max || val.is_nan()`.
+                    PoolKind::Max if first => acc.copy_from_slice(taps),
+                    PoolKind::Max => {
+                        for (a, &v) in acc.iter_mut().zip(taps) {
+                            *a = if v > *a || v.is_nan() { v } else { *a };
+                        }
+                    }
+                    // 0 + v = v: the sum starts from zero like upstream's.
+                    PoolKind::Avg(_) if first => {
+                        for (a, &v) in acc.iter_mut().zip(taps) {
+                            *a = 0.0 + v;
+                        }
+                    }
+                    PoolKind::Avg(_) => {
+                        for (a, &v) in acc.iter_mut().zip(taps) {
+                            *a += v;
+                        }
+                    }
+                }
+            }
+        }
+        if let PoolKind::Avg(_) = g.kind {
+            let div = &divisor[oh * out_w..(oh + 1) * out_w];
+            for (a, d) in acc.iter_mut().zip(div) {
+                *a /= *d;
+            }
         }
     }
 }
