@@ -163,9 +163,16 @@ fn pool_plane<#[cfg(feature = "simd")] S: macerator::Simd>(
             if s_w == 1 {
                 row[pad_w..pad_w + in_w].copy_from_slice(src_row);
             } else {
-                for (c, &v) in src_row.iter().enumerate() {
-                    let pc = c + pad_w;
-                    row[(pc % s_w) * g.phase_len + pc / s_w] = v;
+                // Padded column pc = c + pad_w goes to phase pc % s, slot pc / s; the two
+                // counters avoid a division per element.
+                let (mut phase, mut slot) = (pad_w % s_w, pad_w / s_w);
+                for &v in src_row {
+                    row[phase * g.phase_len + slot] = v;
+                    phase += 1;
+                    if phase == s_w {
+                        phase = 0;
+                        slot += 1;
+                    }
                 }
             }
         }
