@@ -415,7 +415,7 @@ fn conv3d_impl<
 /// parallel over images and blocked over 64 channels × 64 positions, so both the reads and
 /// the writes of a block stay in cache (the upstream loop ran on one thread with stride-S
 /// reads).
-fn to_nhwc<T: Copy + Send + Sync>(
+pub(crate) fn to_nhwc<T: Copy + Send + Sync>(
     x: &[T],
     batch: usize,
     channels: usize,

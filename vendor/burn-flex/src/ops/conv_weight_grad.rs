@@ -10,6 +10,13 @@
 //!
 //! i.e. dW = dY_mat · colsᵀ, accumulated over chunks of the batch so that each GEMM has an
 //! inner dimension of a few thousand.
+//!
+//! The patch matrix is stored position-major, [batch·Ho·Wo rows, Kh·Kw·Ci columns], gathered
+//! from an NHWC copy of the input (Ci-long contiguous runs), and dW is computed in (Kh, Kw, Ci)
+//! column order, then permuted to burn's [Co, Ci, Kh, Kw]. With that layout the GEMM's right
+//! operand is row-major, which the `gemm` crate multiplies ~1.75× faster than the
+//! column-major patch matrix of the first version (measured on [128 × 4096] · [4096 × 1152],
+//! 2 threads, AVX-512: 5.5 against 9.6 ms).
 
 use alloc::vec;
 use burn_backend::ops::ConvOptions;
@@ -80,9 +87,11 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
     let k_len = ci_g * kh * kw;
     let p = ho * wo;
     let chunk = (TARGET_INNER / p.max(1)).clamp(1, n.max(1));
+    let x_nhwc = super::conv::to_nhwc(x_data, n, ci, h * w, zero);
     let mut geo = Geometry {
         ci,
         c0: 0,
+        ci_g,
         h,
         w,
         kh,
@@ -94,9 +103,9 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
         pad: options.padding_begin(),
     };
 
-    // One [Co/groups, K] block per group, stacked: exactly the [Co, Ci/groups, Kh, Kw] layout.
-    let mut dw = vec![zero; co * k_len];
-    let mut cols = vec![zero; k_len * chunk * p];
+    // One [Co/groups, (Kh, Kw, Ci/groups)] block per group, stacked.
+    let mut dw_t = vec![zero; co * k_len];
+    let mut cols = vec![zero; chunk * p * k_len];
     let mut dy_chunk = if chunk > 1 {
         vec![zero; co_g * chunk * p]
     } else {
@@ -104,12 +113,12 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
     };
     for g in 0..groups {
         geo.c0 = g * ci_g;
-        let dw_g = &mut dw[g * co_g * k_len..(g + 1) * co_g * k_len];
+        let dw_g = &mut dw_t[g * co_g * k_len..(g + 1) * co_g * k_len];
         let mut start = 0;
         while start < n {
             let m = chunk.min(n - start);
             let inner = m * p;
-            im2col(&mut cols[..k_len * inner], x_data, start, m, &geo, zero);
+            im2col_rows(&mut cols[..inner * k_len], &x_nhwc, start, &geo, zero);
             // The GEMM's left operand: dY of this group's output channels for these batch
             // items as one [Co/groups, m·P] matrix. For one item those rows are contiguous in
             // dY; for several they are gathered (a copy of P-long runs).
@@ -125,8 +134,8 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
                 }
                 &dy_chunk[..co_g * inner]
             };
-            // dW (+)= dY[Co/g, inner] · cols[K, inner]ᵀ. gemm's arguments: dst := alpha·dst +
-            // beta·lhs·rhs, with column and row strides for each operand.
+            // dWᵀ-order block (+)= dY[Co/g, inner] · cols[inner, K]. gemm's arguments: dst :=
+            // alpha·dst + beta·lhs·rhs, with column and row strides for each operand.
             unsafe {
                 gemm::gemm(
                     co_g,
@@ -140,8 +149,8 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
                     1,
                     inner as isize,
                     cols.as_ptr(),
-                    inner as isize,
                     1,
+                    k_len as isize,
                     one,
                     one,
                     false,
@@ -151,6 +160,16 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
                 );
             }
             start += m;
+        }
+    }
+    // [Co, (Kh, Kw, Ci/g)] → [Co, Ci/g, Kh, Kw].
+    let taps = kh * kw;
+    let mut dw = vec![zero; co * k_len];
+    for (src, dst) in dw_t.chunks(k_len).zip(dw.chunks_mut(k_len)) {
+        for t in 0..taps {
+            for c in 0..ci_g {
+                dst[c * taps + t] = src[t * ci_g + c];
+            }
         }
     }
     let bytes = Bytes::from_elems(dw);
@@ -171,6 +190,8 @@ struct Geometry {
     ci: usize,
     /// First input channel of the group being processed.
     c0: usize,
+    /// Input channels per group.
+    ci_g: usize,
     h: usize,
     w: usize,
     kh: usize,
@@ -182,52 +203,32 @@ struct Geometry {
     pad: [usize; 2],
 }
 
-/// Fills `cols` ([Ci·Kh·Kw rows, m·Ho·Wo columns]) with the input patches of batch items
-/// `start .. start + m`; positions in the padding are zero. Rows are independent, so they are
-/// filled in parallel.
-fn im2col<T: Copy + Send + Sync>(
+/// Fills `cols` ([m·Ho·Wo rows, Kh·Kw·Ci/g columns], m = its length / row length) with the
+/// input patches of batch items `start ..` from the NHWC input; positions in the padding are
+/// zero. Rows are independent, so they are filled in parallel.
+fn im2col_rows<T: Copy + Send + Sync>(
     cols: &mut [T],
-    x: &[T],
+    x_nhwc: &[T],
     start: usize,
-    m: usize,
     g: &Geometry,
     zero: T,
 ) {
+    let k_len = g.kh * g.kw * g.ci_g;
     let p = g.ho * g.wo;
-    let row_len = m * p;
-    let fill_row = |row: usize, out: &mut [T]| {
-        let c = g.c0 + row / (g.kh * g.kw);
-        let ki = (row / g.kw) % g.kh;
-        let kj = row % g.kw;
-        for j in 0..m {
-            let plane = &x[((start + j) * g.ci + c) * g.h * g.w..][..g.h * g.w];
-            let out = &mut out[j * p..(j + 1) * p];
-            for oh in 0..g.ho {
-                let dst = &mut out[oh * g.wo..(oh + 1) * g.wo];
-                let ih = (oh * g.stride[0] + ki * g.dilation[0]) as isize - g.pad[0] as isize;
-                if ih < 0 || ih >= g.h as isize {
+    let fill_row = |t: usize, row: &mut [T]| {
+        let (j, pos) = (t / p, t % p);
+        let (oh, ow) = (pos / g.wo, pos % g.wo);
+        let image = &x_nhwc[(start + j) * g.h * g.w * g.ci..][..g.h * g.w * g.ci];
+        for a in 0..g.kh {
+            let ih = (oh * g.stride[0] + a * g.dilation[0]) as isize - g.pad[0] as isize;
+            for b in 0..g.kw {
+                let dst = &mut row[(a * g.kw + b) * g.ci_g..][..g.ci_g];
+                let iw = (ow * g.stride[1] + b * g.dilation[1]) as isize - g.pad[1] as isize;
+                if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
                     dst.fill(zero);
-                    continue;
-                }
-                let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
-                let off = (kj * g.dilation[1]) as isize - g.pad[1] as isize;
-                if g.stride[1] == 1 {
-                    // Valid output columns: 0 <= ow + off < W.
-                    let lo = (-off).clamp(0, g.wo as isize) as usize;
-                    let hi = (g.w as isize - off).clamp(lo as isize, g.wo as isize) as usize;
-                    dst[..lo].fill(zero);
-                    let s = (lo as isize + off) as usize;
-                    dst[lo..hi].copy_from_slice(&src[s..s + (hi - lo)]);
-                    dst[hi..].fill(zero);
                 } else {
-                    for (ow, d) in dst.iter_mut().enumerate() {
-                        let iw = (ow * g.stride[1]) as isize + off;
-                        *d = if iw >= 0 && iw < g.w as isize {
-                            src[iw as usize]
-                        } else {
-                            zero
-                        };
-                    }
+                    let at = (ih as usize * g.w + iw as usize) * g.ci + g.c0;
+                    dst.copy_from_slice(&image[at..at + g.ci_g]);
                 }
             }
         }
@@ -235,12 +236,13 @@ fn im2col<T: Copy + Send + Sync>(
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        cols.par_chunks_mut(row_len)
+        cols.par_chunks_mut(k_len)
             .enumerate()
-            .for_each(|(row, out)| fill_row(row, out));
+            .with_min_len(64)
+            .for_each(|(t, row)| fill_row(t, row));
     }
     #[cfg(not(feature = "rayon"))]
-    for (row, out) in cols.chunks_mut(row_len).enumerate() {
-        fill_row(row, out);
+    for (t, row) in cols.chunks_mut(k_len).enumerate() {
+        fill_row(t, row);
     }
 }
