@@ -226,8 +226,8 @@ fn conv_ref(c: &Conv, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
                                 if r < 0 || q < 0 || r >= h as isize || q >= wd as isize {
                                     continue;
                                 }
-                                let xi = ((n * c.ci + g * cig + ci) * h + r as usize) * wd
-                                    + q as usize;
+                                let xi =
+                                    ((n * c.ci + g * cig + ci) * h + r as usize) * wd + q as usize;
                                 let wi = ((o * cig + ci) * kh + a) * kw + bb;
                                 let p = x[xi] as f64 * w[wi] as f64;
                                 s += p;
@@ -317,7 +317,11 @@ fn im2col_convolutions_match_direct_f64() {
     for c in cases {
         let [h, w] = c.hw;
         let x = rng::det_values(c.n * c.ci * h * w, 21, 2.0);
-        let wt = rng::det_values(c.co * (c.ci / c.groups) * c.kernel[0] * c.kernel[1], 22, 0.5);
+        let wt = rng::det_values(
+            c.co * (c.ci / c.groups) * c.kernel[0] * c.kernel[1],
+            22,
+            0.5,
+        );
         let b = rng::det_values(c.co, 23, 0.5);
         let got = conv2d(
             Tensor::<4>::from_data(TensorData::new(x.clone(), [c.n, c.ci, h, w]), &dev),
@@ -328,7 +332,10 @@ fn im2col_convolutions_match_direct_f64() {
                 ),
                 &dev,
             ),
-            Some(Tensor::<1>::from_data(TensorData::new(b.clone(), [c.co]), &dev)),
+            Some(Tensor::<1>::from_data(
+                TensorData::new(b.clone(), [c.co]),
+                &dev,
+            )),
             ConvOptions::new(c.stride, c.pad, [1, 1], c.groups),
         );
         let got = values(got);
@@ -338,7 +345,10 @@ fn im2col_convolutions_match_direct_f64() {
         let tol = eps * n as f64 * mag.iter().cloned().fold(0.0, f64::max);
         for (i, (&g, &wv)) in got.iter().zip(&want).enumerate() {
             let e = (g as f64 - wv).abs();
-            assert!(e <= tol, "{c:?}: element {i}: got {g}, want {wv}, error {e:e} > {tol:e}");
+            assert!(
+                e <= tol,
+                "{c:?}: element {i}: got {g}, want {wv}, error {e:e} > {tol:e}"
+            );
         }
     }
 }

@@ -450,7 +450,9 @@ pub(crate) fn to_nhwc<T: Copy + Send + Sync>(
             .for_each(one_image);
     }
     #[cfg(not(feature = "rayon"))]
-    x.chunks(plane).zip(out.chunks_mut(plane)).for_each(one_image);
+    x.chunks(plane)
+        .zip(out.chunks_mut(plane))
+        .for_each(one_image);
     out
 }
 

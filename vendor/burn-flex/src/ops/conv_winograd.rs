@@ -21,8 +21,8 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::ops::ConvOptions;
 use burn_backend::DType;
+use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
@@ -465,7 +465,12 @@ fn input_transform<#[cfg(feature = "simd")] S: macerator::Simd, const A: usize>(
 /// Compiled for each SIMD level, like [`input_transform`].
 #[allow(clippy::too_many_arguments, clippy::extra_unused_type_parameters)]
 #[cfg_attr(feature = "simd", macerator::with_simd)]
-fn output_transform<'a, #[cfg(feature = "simd")] S: macerator::Simd, const M: usize, const A: usize>(
+fn output_transform<
+    'a,
+    #[cfg(feature = "simd")] S: macerator::Simd,
+    const M: usize,
+    const A: usize,
+>(
     mbuf: &[f32],
     out: &OutPtr,
     bias: Option<&'a [f32]>,

@@ -524,7 +524,15 @@ pub fn max_pool2d_f32(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
-    if let Some(out) = pool2d_fast(&x, kernel_size, stride, padding, dilation, ceil_mode, PoolKind::Max) {
+    if let Some(out) = pool2d_fast(
+        &x,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        PoolKind::Max,
+    ) {
         return out;
     }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
@@ -545,7 +553,12 @@ fn pool2d_fast(
     if x.dtype() != DType::F32 || shape.num_dims() != 4 {
         return None;
     }
-    let p = Pool2d { kernel, stride, padding, input: [shape[2], shape[3]] };
+    let p = Pool2d {
+        kernel,
+        stride,
+        padding,
+        input: [shape[2], shape[3]],
+    };
     if !super::pool2d_fast::applies(&p, dilation, ceil_mode) {
         return None;
     }
