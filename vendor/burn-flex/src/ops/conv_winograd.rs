@@ -21,8 +21,8 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
+use burn_backend::DType;
 use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
@@ -410,12 +410,8 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
 
 /// V_ξ[c, t] = (Bᵀ d B)_ξ for tiles `t0 .. t0 + nt` (stored at columns 0 .. nt, row stride
 /// `chunk`). Input pixels outside the image (padding, or beyond the last partial tile) are 0.
-/// Compiled for each SIMD level (runtime dispatch, patched in issue 13's second round) so the
-/// lane loops of [`sandwich`] run at the machine's vector width; multiplies and adds stay
-/// separate (Rust does not contract them into FMAs), so every level gives the same bits.
-#[allow(clippy::too_many_arguments, clippy::extra_unused_type_parameters)]
-#[cfg_attr(feature = "simd", macerator::with_simd)]
-fn input_transform<#[cfg(feature = "simd")] S: macerator::Simd, const A: usize>(
+#[allow(clippy::too_many_arguments)]
+fn input_transform<const A: usize>(
     v: &mut [f32],
     x: &[f32],
     g: &Geo,
@@ -462,18 +458,11 @@ fn input_transform<#[cfg(feature = "simd")] S: macerator::Simd, const A: usize>(
 
 /// y = Aᵀ M A (+ bias) for tiles `t0 .. t0 + nt`, written into the output, clipped at the
 /// right and bottom edges.
-/// Compiled for each SIMD level, like [`input_transform`].
-#[allow(clippy::too_many_arguments, clippy::extra_unused_type_parameters)]
-#[cfg_attr(feature = "simd", macerator::with_simd)]
-fn output_transform<
-    'a,
-    #[cfg(feature = "simd")] S: macerator::Simd,
-    const M: usize,
-    const A: usize,
->(
+#[allow(clippy::too_many_arguments)]
+fn output_transform<const M: usize, const A: usize>(
     mbuf: &[f32],
     out: &OutPtr,
-    bias: Option<&'a [f32]>,
+    bias: Option<&[f32]>,
     g: &Geo,
     t0: usize,
     nt: usize,
