@@ -7,6 +7,7 @@
 #   OUT       folder for the logs and the summary (default out/cpu)
 #   PYTHON    a Python with torch, torchvision, numpy, pillow (default bench/.venv/bin/python)
 #   ONLY      space-separated subset of: toy unet fwd fid (default all)
+#   ROUNDS    back-to-back diffuse/PyTorch pairs of the UNet training step (default 1)
 #
 # Build first: cargo build --release --bin diffuse --examples
 set -u
@@ -15,6 +16,7 @@ ITERS=${ITERS:-3}
 OUT=${OUT:-out/cpu}
 PY=${PYTHON:-bench/.venv/bin/python}
 ONLY=${ONLY:-toy unet fwd fid}
+ROUNDS=${ROUNDS:-1}
 BIN=target/release
 mkdir -p "$OUT"
 SUM="$OUT/summary.txt"
@@ -41,11 +43,19 @@ if want toy; then
 fi
 
 if want unet; then
-  wall "$BIN/examples/unet_bench" "$ITERS" train 1 > "$OUT/unet-ours.log" 2>&1
-  wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-twin.log" 2>&1
-  BENCH_NET=reference wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-ref.log" 2>&1
-  for f in ours twin ref; do
-    echo "unet train b16 $f: $(grep -h 'BENCH' "$OUT/unet-$f.log" | head -1) | $(tail -1 "$OUT/unet-$f.log")" | tee -a "$SUM"
+  # ROUNDS > 1 repeats the diffuse/twin pair back to back (the reference-style module runs in
+  # the first round only), so that drift in the machine's speed shows up as spread.
+  for round in $(seq 1 "$ROUNDS"); do
+    wall "$BIN/examples/unet_bench" "$ITERS" train 1 > "$OUT/unet-ours-$round.log" 2>&1
+    wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-twin-$round.log" 2>&1
+    nets="ours twin"
+    if [ "$round" = 1 ]; then
+      BENCH_NET=reference wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-ref-$round.log" 2>&1
+      nets="ours twin ref"
+    fi
+    for f in $nets; do
+      echo "unet train b16 $f (round $round): $(grep -h 'BENCH' "$OUT/unet-$f-$round.log" | head -1) | $(tail -1 "$OUT/unet-$f-$round.log")" | tee -a "$SUM"
+    done
   done
 fi
 
@@ -59,8 +69,10 @@ if want fwd; then
 fi
 
 if want fid; then
-  "$BIN/examples/fid_bench" throughput tests/golden/inception_ref_tiny.ckpt 3 > "$OUT/fid-ours.log" 2>&1
-  "$PY" bench/fid_torch.py throughput > "$OUT/fid-torch.log" 2>&1
-  echo "inception ours: $(tail -1 "$OUT/fid-ours.log")" | tee -a "$SUM"
-  echo "inception torch: $(tail -1 "$OUT/fid-torch.log")" | tee -a "$SUM"
+  for run in 1 2 3; do
+    "$BIN/examples/fid_bench" throughput tests/golden/inception_ref_tiny.ckpt 3 > "$OUT/fid-ours-$run.log" 2>&1
+    "$PY" bench/fid_torch.py throughput > "$OUT/fid-torch-$run.log" 2>&1
+    echo "inception $run ours: $(tail -1 "$OUT/fid-ours-$run.log")" | tee -a "$SUM"
+    echo "inception $run torch: $(tail -1 "$OUT/fid-torch-$run.log")" | tee -a "$SUM"
+  done
 fi
