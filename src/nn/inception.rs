@@ -105,28 +105,37 @@ impl BasicConv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self.folded(&x) {
+            Some((weight, bias, options)) => relu(conv2d(x, weight, Some(bias), options)),
+            None => relu(self.bn.forward(self.conv.forward(x))),
+        }
+    }
+
+    /// At inference (input not on an autodiff device), the convolution with BatchNorm folded
+    /// in. BatchNorm with running statistics is the per-channel affine map
+    /// y = γ·(z − μ)/√(σ² + ε) + β (Ioffe & Szegedy 2015, Alg. 2), so it folds into the
+    /// convolution as w' = w·s, b' = β − μ·s with s = γ/√(σ² + ε). That saves the
+    /// normalisation's passes over every activation; the result differs from normalising after
+    /// the convolution only by f32 rounding. `None` in training, where BatchNorm uses batch
+    /// statistics, and for `Same` padding (never built here).
+    fn folded(&self, x: &Tensor<4>) -> Option<(Tensor<4>, Tensor<1>, ConvOptions<2>)> {
         let conv = &self.conv;
         let padding = match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
             PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-            PaddingConfig2d::Same => return relu(self.bn.forward(conv.forward(x))),
+            PaddingConfig2d::Same => return None,
         };
         if x.device().is_autodiff() {
-            return relu(self.bn.forward(conv.forward(x)));
+            return None;
         }
-        // Inference: BatchNorm with running statistics is the per-channel affine map
-        // y = γ·(z − μ)/√(σ² + ε) + β (Ioffe & Szegedy 2015, Alg. 2), so it folds into the
-        // convolution as w' = w·s, b' = β − μ·s with s = γ/√(σ² + ε). That saves the
-        // normalisation's passes over every activation; the result differs from normalising
-        // after the convolution only by f32 rounding.
         let bn = &self.bn;
         let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
         let bias = bn.beta.val() - bn.running_mean.value() * scale.clone();
         let [c_out] = scale.dims();
-        let weight = self.conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+        let weight = conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
         let options =
             ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
-        relu(conv2d(x, weight, Some(bias), options))
+        Some((weight, bias, options))
     }
 }
 
