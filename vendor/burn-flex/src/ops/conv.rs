@@ -283,7 +283,6 @@ fn conv3d_impl<
         .try_fold(1usize, |acc, &x| acc.checked_mul(x))
         .expect("conv: kernel dimensions would overflow index calculations");
 
-    let x_data: &[T] = x.storage();
     let w_data: &[T] = weight.storage();
 
     let col_len = channels_per_group * kernel_d * kernel_h * kernel_w;
@@ -314,7 +313,8 @@ fn conv3d_impl<
         }
     }
 
-    let x_nhwc = to_nhwc(x_data, batch_size, channels_in, in_d * in_h * in_w, zero);
+    let x_nhwc = to_nhwc(&x);
+    let x_nhwc: &[T] = x_nhwc.storage();
     let nhwc_stride = (
         in_d * in_h * in_w * channels_in,
         in_h * in_w * channels_in,
@@ -353,7 +353,7 @@ fn conv3d_impl<
             let in_c_start = g * channels_per_group;
             let out_c_start = g * out_channels_per_group;
             im2col_3d_tile(
-                col_tile, &x_nhwc, tile_start, tile_end, &geometry, b, in_c_start, zero,
+                col_tile, x_nhwc, tile_start, tile_end, &geometry, b, in_c_start, zero,
             );
             let w_start = out_c_start * col_len;
             let w_group = &w_flat[w_start..w_start + out_channels_per_group * col_len];
@@ -411,49 +411,17 @@ fn conv3d_impl<
     )
 }
 
-/// `[B, C, S]` → `[B, S, C]` (NCDHW to NDHWC), for cache-friendly im2col. Patched (issue 13):
-/// parallel over images and blocked over 64 channels × 64 positions, so both the reads and
-/// the writes of a block stay in cache (the upstream loop ran on one thread with stride-S
-/// reads).
-pub(crate) fn to_nhwc<T: Copy + Send + Sync>(
-    x: &[T],
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    zero: T,
-) -> Vec<T> {
-    const BLOCK: usize = 64;
-    let mut out = vec![zero; batch * channels * spatial];
-    let plane = channels * spatial;
-    let one_image = |(src, dst): (&[T], &mut [T])| {
-        for s0 in (0..spatial).step_by(BLOCK) {
-            let s1 = (s0 + BLOCK).min(spatial);
-            for c0 in (0..channels).step_by(BLOCK) {
-                let c1 = (c0 + BLOCK).min(channels);
-                for s in s0..s1 {
-                    let row = &mut dst[s * channels..(s + 1) * channels];
-                    for c in c0..c1 {
-                        row[c] = src[c * spatial + s];
-                    }
-                }
-            }
-        }
-    };
-    if plane == 0 {
-        return out;
-    }
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        x.par_chunks(plane)
-            .zip(out.par_chunks_mut(plane))
-            .for_each(one_image);
-    }
-    #[cfg(not(feature = "rayon"))]
-    x.chunks(plane)
-        .zip(out.chunks_mut(plane))
-        .for_each(one_image);
-    out
+/// `[B, C, …]` → `[B, S, C]` with S the product of the spatial dims (NCDHW to NDHWC), for
+/// cache-friendly im2col. Patched (issue 13): a transposed view made contiguous, which takes
+/// flex's tiled, parallel batched-transpose copy (the upstream loop ran on one thread with
+/// stride-S reads).
+pub(crate) fn to_nhwc(x: &FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape();
+    let (batch, channels) = (shape[0], shape[1]);
+    let spatial = shape.num_elements() / (batch * channels).max(1);
+    x.reshape(Shape::from(vec![batch, channels, spatial]))
+        .transpose(1, 2)
+        .to_contiguous()
 }
 
 /// Shape of one im2col problem (see [`im2col_3d_tile`]).

@@ -81,13 +81,13 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
     let (kh, kw) = (weight_shape[2], weight_shape[3]);
     let groups = options.groups;
     let (ci_g, co_g) = (ci / groups, co / groups);
-    let x_data: &[T] = x.storage();
     let dy_data: &[T] = dy.storage();
 
     let k_len = ci_g * kh * kw;
     let p = ho * wo;
     let chunk = (TARGET_INNER / p.max(1)).clamp(1, n.max(1));
-    let x_nhwc = super::conv::to_nhwc(x_data, n, ci, h * w, zero);
+    let x_nhwc = super::conv::to_nhwc(&x);
+    let x_nhwc: &[T] = x_nhwc.storage();
     let mut geo = Geometry {
         ci,
         c0: 0,
@@ -118,7 +118,7 @@ fn weight_grad<T: Element + bytemuck::Pod + Send + Sync + 'static>(
         while start < n {
             let m = chunk.min(n - start);
             let inner = m * p;
-            im2col_rows(&mut cols[..inner * k_len], &x_nhwc, start, &geo, zero);
+            im2col_rows(&mut cols[..inner * k_len], x_nhwc, start, &geo, zero);
             // The GEMM's left operand: dY of this group's output channels for these batch
             // items as one [Co/groups, m·P] matrix. For one item those rows are contiguous in
             // dY; for several they are gathered (a copy of P-long runs).
