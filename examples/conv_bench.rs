@@ -4,6 +4,7 @@
 //! gradient, batch and channel axes swapped), so the patch can be measured in isolation.
 //!
 //! `RAYON_NUM_THREADS=2 cargo run --release --example conv_bench -- [ITERS] [C] [HW] [BATCH]`
+//! (`CONV_BENCH_FORWARD_ONLY=1`: the forward alone, for profiling it)
 use std::time::Instant;
 
 use burn::prelude::*;
@@ -42,6 +43,9 @@ fn main() {
     time("forward", iters, || {
         let _ = conv2d(x.clone(), w.clone(), None, opts()).into_data();
     });
+    if std::env::var_os("CONV_BENCH_FORWARD_ONLY").is_some() {
+        return;
+    }
     time(
         "weight grad, burn-backend default formulation",
         iters,

@@ -10,6 +10,14 @@
 //! filters, V the transformed input tiles), so the multiply count per output falls from 9·C to
 //! (m+2)²/m²·C: 2.25× fewer for F(4×4, 3×3), 1.78× for F(2×2, 3×3).
 //!
+//! The input is read in NHWC order so that the transforms run with channels in the vector
+//! lanes: a tile's pixel is then one contiguous load per register of channels, where NCHW
+//! would need a scalar gather per tile (that gather and its store-forwarding stalls made the
+//! transforms cost twice the GEMMs). V and M are stored tile-major (column-major), gemm's
+//! native orientation. The transforms are compiled per x86 vector width (AVX-512, AVX, one
+//! lane) and chosen at run time; each lane takes the same IEEE operations in the same order,
+//! so every width gives the same bits.
+//!
 //! Tiles are processed in chunks whose transformed input (V, (m+2)²·C·chunk floats) stays in
 //! L2; chunks run in parallel with rayon, each with single-threaded GEMMs, and each output
 //! element is written by exactly one chunk, so the result depends only on the chunk size,
@@ -27,8 +35,6 @@ use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
 
-/// Tiles transformed together (SIMD lanes of the transforms).
-const LANES: usize = 16;
 /// Tiles per chunk (see [`chunk_size`]).
 const CHUNK: usize = 64;
 
@@ -95,86 +101,266 @@ pub fn conv2d(
     variant: Variant,
 ) -> FlexTensor {
     match variant {
-        Variant::F2 => run::<2, 4>(x, weight, bias, options, &F2_BT, &F2_G, &F2_AT),
-        Variant::F4 => run::<4, 6>(x, weight, bias, options, &F4_BT, &F4_G, &F4_AT),
+        Variant::F2 => run::<2, 4, F2>(x, weight, bias, options),
+        Variant::F4 => run::<4, 6, F4>(x, weight, bias, options),
     }
 }
 
-// F(2×2, 3×3), interpolation points 0, ±1, ∞ (Lavin & Gray, section 4.1).
-const F2_BT: [[f32; 4]; 4] = [
-    [1.0, 0.0, -1.0, 0.0],
-    [0.0, 1.0, 1.0, 0.0],
-    [0.0, -1.0, 1.0, 0.0],
-    [0.0, 1.0, 0.0, -1.0],
-];
-const F2_G: [[f64; 3]; 4] = [
-    [1.0, 0.0, 0.0],
-    [0.5, 0.5, 0.5],
-    [0.5, -0.5, 0.5],
-    [0.0, 0.0, 1.0],
-];
-const F2_AT: [[f32; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+/// Vector arithmetic over one register of f32 lanes, the only operations the transforms use.
+/// Each lane is computed with the same IEEE operations in the same order at every width (no
+/// fused multiply-adds), so every SIMD level gives the same bits.
+trait Simd {
+    const LANES: usize;
+    type R: Copy;
+    /// # Safety
+    /// `p .. p + LANES` readable (and the level's CPU features present).
+    unsafe fn load(p: *const f32) -> Self::R;
+    /// # Safety
+    /// `p .. p + LANES` writable (and the level's CPU features present).
+    unsafe fn store(p: *mut f32, v: Self::R);
+    fn add(a: Self::R, b: Self::R) -> Self::R;
+    fn sub(a: Self::R, b: Self::R) -> Self::R;
+    fn mul(a: Self::R, b: Self::R) -> Self::R;
+    fn splat(v: f32) -> Self::R;
+}
 
-// F(4×4, 3×3), points 0, ±1, ±2, ∞ (Lavin & Gray, section 4.2).
-const F4_BT: [[f32; 6]; 6] = [
-    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-];
-const F4_G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-const F4_AT: [[f32; 6]; 4] = [
-    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
-    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
-    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
-    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
-];
+/// One lane: the fallback, and the channels left over after the last full register.
+struct Scalar;
+impl Simd for Scalar {
+    const LANES: usize = 1;
+    type R = f32;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> f32 {
+        unsafe { *p }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: f32) {
+        unsafe { *p = v }
+    }
+    #[inline(always)]
+    fn add(a: f32, b: f32) -> f32 {
+        a + b
+    }
+    #[inline(always)]
+    fn sub(a: f32, b: f32) -> f32 {
+        a - b
+    }
+    #[inline(always)]
+    fn mul(a: f32, b: f32) -> f32 {
+        a * b
+    }
+    #[inline(always)]
+    fn splat(v: f32) -> f32 {
+        v
+    }
+}
 
-/// out = mat · inp · matᵀ (mat R×S) for LANES tiles at once, the lane index innermost so the
-/// products vectorise; zero coefficients (about half of each matrix) are skipped.
+/// Implements [`Simd`] for one x86 register width from its intrinsics. They are only reached
+/// from functions compiled with the matching `target_feature` (see [`chunk_for_level`]).
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_simd {
+    ($name:ident, $reg:ty, $lanes:expr, $load:ident, $store:ident, $add:ident, $sub:ident,
+     $mul:ident, $set1:ident) => {
+        struct $name;
+        impl Simd for $name {
+            const LANES: usize = $lanes;
+            type R = $reg;
+            #[inline(always)]
+            unsafe fn load(p: *const f32) -> $reg {
+                unsafe { core::arch::x86_64::$load(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(p: *mut f32, v: $reg) {
+                unsafe { core::arch::x86_64::$store(p, v) }
+            }
+            #[inline(always)]
+            fn add(a: $reg, b: $reg) -> $reg {
+                unsafe { core::arch::x86_64::$add(a, b) }
+            }
+            #[inline(always)]
+            fn sub(a: $reg, b: $reg) -> $reg {
+                unsafe { core::arch::x86_64::$sub(a, b) }
+            }
+            #[inline(always)]
+            fn mul(a: $reg, b: $reg) -> $reg {
+                unsafe { core::arch::x86_64::$mul(a, b) }
+            }
+            #[inline(always)]
+            fn splat(v: f32) -> $reg {
+                unsafe { core::arch::x86_64::$set1(v) }
+            }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+x86_simd!(
+    Avx512,
+    core::arch::x86_64::__m512,
+    16,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_add_ps,
+    _mm512_sub_ps,
+    _mm512_mul_ps,
+    _mm512_set1_ps
+);
+#[cfg(target_arch = "x86_64")]
+x86_simd!(
+    Avx,
+    core::arch::x86_64::__m256,
+    8,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_add_ps,
+    _mm256_sub_ps,
+    _mm256_mul_ps,
+    _mm256_set1_ps
+);
+
+/// A Winograd variant F(m×m, 3×3) with tile side A = m + 2: its 1-D input transform z = Bᵀ d,
+/// output transform y = Aᵀ m (applied down the columns, then along the rows, they give
+/// Bᵀ d B and Aᵀ M A of Lavin & Gray's eq. 8), and its filter matrix G.
+trait Tile<const M: usize, const A: usize> {
+    /// G, applied in f64 by [`filter_transform`].
+    const G: [[f64; 3]; A];
+    fn input<S: Simd>(d: [S::R; A]) -> [S::R; A];
+    fn output<S: Simd>(m: [S::R; A]) -> [S::R; M];
+}
+
+/// F(2×2, 3×3), interpolation points 0, ±1, ∞ (Lavin & Gray, section 4.1):
+/// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], Aᵀ = [1 1 1 0; 0 1 −1 −1].
+struct F2;
+impl Tile<2, 4> for F2 {
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    #[inline(always)]
+    fn input<S: Simd>(d: [S::R; 4]) -> [S::R; 4] {
+        [
+            S::sub(d[0], d[2]),
+            S::add(d[1], d[2]),
+            S::sub(d[2], d[1]),
+            S::sub(d[1], d[3]),
+        ]
+    }
+    #[inline(always)]
+    fn output<S: Simd>(m: [S::R; 4]) -> [S::R; 2] {
+        [
+            S::add(S::add(m[0], m[1]), m[2]),
+            S::sub(S::sub(m[1], m[2]), m[3]),
+        ]
+    }
+}
+
+/// F(4×4, 3×3), points 0, ±1, ±2, ∞ (Lavin & Gray, section 4.2):
+/// Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0;
+///       0 4 0 −5 0 1],
+/// Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1],
+/// evaluated with the usual shared terms (rows 1–2 and 3–4 of Bᵀ, and the sums and differences
+/// of m₁, m₂ and m₃, m₄ in Aᵀ).
+struct F4;
+impl Tile<4, 6> for F4 {
+    const G: [[f64; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    #[inline(always)]
+    fn input<S: Simd>(d: [S::R; 6]) -> [S::R; 6] {
+        let (c2, c4, c5) = (S::splat(2.0), S::splat(4.0), S::splat(5.0));
+        let a = S::sub(d[4], S::mul(c4, d[2]));
+        let b = S::sub(d[3], S::mul(c4, d[1]));
+        let c = S::sub(d[4], d[2]);
+        let e = S::mul(c2, S::sub(d[3], d[1]));
+        [
+            S::add(S::sub(S::mul(c4, d[0]), S::mul(c5, d[2])), d[4]),
+            S::add(a, b),
+            S::sub(a, b),
+            S::add(c, e),
+            S::sub(c, e),
+            S::add(S::sub(S::mul(c4, d[1]), S::mul(c5, d[3])), d[5]),
+        ]
+    }
+    #[inline(always)]
+    fn output<S: Simd>(m: [S::R; 6]) -> [S::R; 4] {
+        let (c2, c4, c8) = (S::splat(2.0), S::splat(4.0), S::splat(8.0));
+        let s12 = S::add(m[1], m[2]);
+        let d12 = S::sub(m[1], m[2]);
+        let s34 = S::add(m[3], m[4]);
+        let d34 = S::sub(m[3], m[4]);
+        [
+            S::add(S::add(m[0], s12), s34),
+            S::add(d12, S::mul(c2, d34)),
+            S::add(s12, S::mul(c4, s34)),
+            S::add(S::add(d12, S::mul(c8, d34)), m[5]),
+        ]
+    }
+}
+
+/// Bᵀ d B for the `S::LANES` channels of one tile starting at `c0`; `src[i][j]` points at
+/// channel 0 of the tile's pixel (i, j) (an all-zero row outside the image). Writes
+/// V_ξ[c, t] at `v + (ξ·chunk + t)·C + c`.
+///
+/// # Safety
+/// Every `src[i][j] + c0 .. + S::LANES` readable, and `v` as described writable.
 #[inline(always)]
-fn sandwich<const R: usize, const S: usize>(
-    mat: &[[f32; S]; R],
-    inp: &[[[f32; LANES]; S]; S],
-) -> [[[f32; LANES]; R]; R] {
-    let mut tmp = [[[0f32; LANES]; S]; R];
-    for r in 0..R {
-        for s in 0..S {
-            let c = mat[r][s];
-            if c == 0.0 {
-                continue;
-            }
-            for j in 0..S {
-                for l in 0..LANES {
-                    tmp[r][j][l] += c * inp[s][j][l];
-                }
-            }
+unsafe fn input_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    src: &[[*const f32; A]; A],
+    c0: usize,
+    v: *mut f32,
+    col_stride: usize,
+) {
+    let mut tmp = [[S::splat(0.0); A]; A];
+    for j in 0..A {
+        let z = T::input::<S>(core::array::from_fn(|i| unsafe { S::load(src[i][j].add(c0)) }));
+        for (r, zr) in z.into_iter().enumerate() {
+            tmp[r][j] = zr;
         }
     }
-    let mut out = [[[0f32; LANES]; R]; R];
-    for r in 0..R {
-        for q in 0..R {
-            for s in 0..S {
-                let c = mat[q][s];
-                if c == 0.0 {
-                    continue;
-                }
-                for l in 0..LANES {
-                    out[r][q][l] += c * tmp[r][s][l];
-                }
-            }
+    for (r, row) in tmp.into_iter().enumerate() {
+        for (q, zq) in T::input::<S>(row).into_iter().enumerate() {
+            unsafe { S::store(v.add((r * A + q) * col_stride + c0), zq) };
         }
     }
-    out
+}
+
+/// Aᵀ M A (+ bias) for the `S::LANES` output channels of one tile starting at `k0`, read from
+/// `mbuf + (ξ·chunk + t)·K + k`, stored pixel-major in `y` (`y[(i·M + j)·S::LANES + lane]`).
+///
+/// # Safety
+/// The `mbuf` range as described readable, `bias + k0 .. + S::LANES` readable when given.
+#[inline(always)]
+unsafe fn output_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    m: *const f32,
+    col_stride: usize,
+    bias: Option<*const f32>,
+    y: &mut [f32; 256],
+) {
+    let mut tmp = [[S::splat(0.0); A]; M];
+    for q in 0..A {
+        let z = T::output::<S>(core::array::from_fn(|r| unsafe {
+            S::load(m.add((r * A + q) * col_stride))
+        }));
+        for (i, zi) in z.into_iter().enumerate() {
+            tmp[i][q] = zi;
+        }
+    }
+    let bv = bias.map(|b| unsafe { S::load(b) });
+    for (i, row) in tmp.into_iter().enumerate() {
+        for (j, mut yv) in T::output::<S>(row).into_iter().enumerate() {
+            if let Some(bv) = bv {
+                yv = S::add(yv, bv);
+            }
+            debug_assert!((i * M + j + 1) * S::LANES <= y.len());
+            unsafe { S::store(y.as_mut_ptr().add((i * M + j) * S::LANES), yv) };
+        }
+    }
 }
 
 /// Output and tiling geometry.
@@ -201,15 +387,212 @@ impl Geo {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run<const M: usize, const A: usize>(
+/// Everything one chunk of tiles reads, shared by the workers.
+struct Job<'a> {
+    geo: Geo,
+    /// The input in NHWC order, and C zeros standing for pixels outside the image.
+    x_nhwc: &'a [f32],
+    zeros: &'a [f32],
+    /// U_ξ[K, C], row-major, ξ-major.
+    u: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: OutPtr,
+    chunk: usize,
+    tiles: usize,
+    gemm_par: gemm::Parallelism,
+}
+
+/// One worker's buffers: V (ξ, tile, channel) and M (ξ, tile, output channel).
+struct Buffers {
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+/// Input transform, the (m+2)² GEMMs and the output transform for chunk `ci`.
+///
+/// # Safety
+/// `S`'s CPU features present; `bufs` sized for `job.chunk`; chunk `ci` not run by anyone else.
+#[inline(always)]
+unsafe fn chunk_body<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    job: &Job,
+    ci: usize,
+    bufs: &mut Buffers,
+) {
+    let g = &job.geo;
+    let (c, k, chunk) = (g.c, g.k, job.chunk);
+    let t0 = ci * chunk;
+    let nt = chunk.min(job.tiles - t0);
+    assert!(bufs.v.len() >= A * A * chunk * c && bufs.m.len() >= A * A * chunk * k);
+    assert!(job.x_nhwc.len() >= (t0 + nt).div_ceil(g.th * g.tw) * g.h * g.w * c);
+    assert!(job.zeros.len() >= c);
+
+    // V_ξ[c, t] = (Bᵀ d B)_ξ, channels in the vector lanes (contiguous in NHWC).
+    let v = bufs.v.as_mut_ptr();
+    for ti in 0..nt {
+        let (b, ty, tx) = g.tile(t0 + ti);
+        let src: [[*const f32; A]; A] = core::array::from_fn(|i| {
+            core::array::from_fn(|j| {
+                let ih = (ty * M + i).wrapping_sub(g.pad_t);
+                let iw = (tx * M + j).wrapping_sub(g.pad_l);
+                if ih < g.h && iw < g.w {
+                    // Safety: in bounds by the assert above.
+                    unsafe { job.x_nhwc.as_ptr().add(((b * g.h + ih) * g.w + iw) * c) }
+                } else {
+                    job.zeros.as_ptr()
+                }
+            })
+        });
+        let vt = unsafe { v.add(ti * c) };
+        let mut c0 = 0;
+        while c0 + S::LANES <= c {
+            unsafe { input_tile::<S, M, A, T>(&src, c0, vt, chunk * c) };
+            c0 += S::LANES;
+        }
+        for cr in c0..c {
+            unsafe { input_tile::<Scalar, M, A, T>(&src, cr, vt, chunk * c) };
+        }
+    }
+
+    for xi in 0..A * A {
+        // M_ξ[K, nt] = U_ξ[K, C] · V_ξ[C, nt], both V and M stored tile-major (column-major),
+        // gemm's native orientation. gemm(m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs,
+        // lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, ...).
+        unsafe {
+            gemm::gemm(
+                k,
+                nt,
+                c,
+                bufs.m.as_mut_ptr().add(xi * chunk * k),
+                k as isize,
+                1,
+                false,
+                job.u.as_ptr().add(xi * k * c),
+                1,
+                c as isize,
+                bufs.v.as_ptr().add(xi * chunk * c),
+                c as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                job.gemm_par,
+            );
+        }
+    }
+
+    // y = Aᵀ M A (+ bias), scattered into the NCHW output and clipped at the right and bottom
+    // edges. Output-channel blocks outermost, so one block's planes stay in cache.
+    let plane = g.ho * g.wo;
+    let m = bufs.m.as_ptr();
+    let mut y = [0f32; 256];
+    let mut k0 = 0;
+    while k0 < k {
+        let lanes = if k0 + S::LANES <= k { S::LANES } else { 1 };
+        for ti in 0..nt {
+            let (bi, ty, tx) = g.tile(t0 + ti);
+            let mt = unsafe { m.add(ti * k + k0) };
+            let bias = job.bias.map(|b| b[k0..k0 + lanes].as_ptr());
+            unsafe {
+                if lanes == S::LANES {
+                    output_tile::<S, M, A, T>(mt, chunk * k, bias, &mut y);
+                } else {
+                    output_tile::<Scalar, M, A, T>(mt, chunk * k, bias, &mut y);
+                }
+            }
+            let o = (bi * k + k0) * plane + ty * M * g.wo + tx * M;
+            let rows = M.min(g.ho - ty * M);
+            let cols = M.min(g.wo - tx * M);
+            for l in 0..lanes {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        // Safety: tile (bi, ty, tx) belongs to this chunk alone and the
+                        // offset is inside the [N, K, Ho, Wo] output.
+                        unsafe {
+                            job.out
+                                .write(o + l * plane + i * g.wo + j, y[(i * M + j) * lanes + l])
+                        };
+                    }
+                }
+            }
+        }
+        k0 += lanes;
+    }
+}
+
+/// The widest vector level this CPU has (`BURN_FLEX_WINOGRAD_SIMD=scalar` forces one lane, so
+/// tests can compare the levels: they give the same bits).
+#[derive(Clone, Copy)]
+enum Level {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn level() -> Level {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        extern crate std;
+        if std::env::var("BURN_FLEX_WINOGRAD_SIMD").as_deref() == Ok("scalar") {
+            return Level::Scalar;
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx") {
+            return Level::Avx;
+        }
+    }
+    Level::Scalar
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn chunk_avx512<const M: usize, const A: usize, T: Tile<M, A>>(
+    job: &Job,
+    ci: usize,
+    bufs: &mut Buffers,
+) {
+    unsafe { chunk_body::<Avx512, M, A, T>(job, ci, bufs) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn chunk_avx<const M: usize, const A: usize, T: Tile<M, A>>(
+    job: &Job,
+    ci: usize,
+    bufs: &mut Buffers,
+) {
+    unsafe { chunk_body::<Avx, M, A, T>(job, ci, bufs) }
+}
+
+/// Runs chunk `ci` compiled for `level`, which [`level`] found on this CPU.
+fn chunk_for_level<const M: usize, const A: usize, T: Tile<M, A>>(
+    level: Level,
+    job: &Job,
+    ci: usize,
+    bufs: &mut Buffers,
+) {
+    // Safety: the level's features were detected at run time; chunks are handed out once.
+    unsafe {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => chunk_avx512::<M, A, T>(job, ci, bufs),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx => chunk_avx::<M, A, T>(job, ci, bufs),
+            Level::Scalar => chunk_body::<Scalar, M, A, T>(job, ci, bufs),
+        }
+    }
+}
+
+fn run<const M: usize, const A: usize, T: Tile<M, A>>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
-    bt: &[[f32; A]; A],
-    gm: &[[f64; 3]; A],
-    at: &[[f32; A]; M],
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
@@ -231,12 +614,10 @@ fn run<const M: usize, const A: usize>(
         th: ho.div_ceil(M),
         tw: wo.div_ceil(M),
     };
-    let x_data: &[f32] = x.storage();
-    let w_data: &[f32] = weight.storage();
+    let x_nhwc = super::conv::to_nhwc(&x);
+    let zeros = vec![0f32; c];
     let bias = bias.map(|b| b.to_contiguous());
-    let bias_data: Option<&[f32]> = bias.as_ref().map(|b| b.storage());
-
-    let u = filter_transform::<A>(w_data, k, c, gm);
+    let u = filter_transform::<A>(weight.storage(), k, c, &T::G);
 
     let tiles = n * geo.th * geo.tw;
     let threads = num_threads();
@@ -250,43 +631,27 @@ fn run<const M: usize, const A: usize>(
         gemm::Parallelism::None
     };
 
-    let mut out = vec![0f32; n * k * ho * wo];
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    let work = |ci: usize, bufs: &mut (Vec<f32>, Vec<f32>)| {
-        let t0 = ci * chunk;
-        let nt = chunk.min(tiles - t0);
-        let (v, mbuf) = bufs;
-        input_transform::<A>(v, x_data, &geo, t0, nt, chunk, M, bt);
-        for xi in 0..A * A {
-            // M_ξ[K, nt] = U_ξ[K, C] · V_ξ[C, nt]; gemm(m, n, k, dst, dst_cs, dst_rs,
-            // read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, ...).
-            unsafe {
-                gemm::gemm(
-                    k,
-                    nt,
-                    c,
-                    mbuf[xi * k * chunk..].as_mut_ptr(),
-                    1,
-                    chunk as isize,
-                    false,
-                    u[xi * k * c..].as_ptr(),
-                    1,
-                    c as isize,
-                    v[xi * c * chunk..].as_ptr(),
-                    1,
-                    chunk as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm_par,
-                );
-            }
-        }
-        output_transform::<M, A>(mbuf, &out_ptr, bias_data, &geo, t0, nt, chunk, at);
+    // Every output element is written by exactly one tile, so the buffer starts uninitialised
+    // and its length is set once all chunks are done.
+    let len = n * k * ho * wo;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let job = Job {
+        geo,
+        x_nhwc: x_nhwc.storage(),
+        zeros: &zeros,
+        u: &u,
+        bias: bias.as_ref().map(|b| b.storage()),
+        out: OutPtr(out.as_mut_ptr()),
+        chunk,
+        tiles,
+        gemm_par,
     };
-    let init = || (vec![0f32; A * A * c * chunk], vec![0f32; A * A * k * chunk]);
+    let level = level();
+    let work = |ci: usize, bufs: &mut Buffers| chunk_for_level::<M, A, T>(level, &job, ci, bufs);
+    let init = || Buffers {
+        v: vec![0f32; A * A * c * chunk],
+        m: vec![0f32; A * A * k * chunk],
+    };
     #[cfg(feature = "rayon")]
     if n_chunks >= threads && threads > 1 {
         // One worker per thread, each with its own buffers, taking the next chunk from a shared
@@ -316,6 +681,8 @@ fn run<const M: usize, const A: usize>(
             work(ci, &mut bufs);
         }
     }
+    // Safety: the chunks covered every tile, and the tiles every output element.
+    unsafe { out.set_len(len) };
     let shape = Shape::from(vec![n, k, ho, wo]);
     FlexTensor::new(
         Bytes::from_elems(out),
@@ -324,13 +691,12 @@ fn run<const M: usize, const A: usize>(
     )
 }
 
-/// Tiles per chunk: 64, the row count of gemm's AVX-512 micro-kernel (which runs over the
-/// tiles), and small enough that the chunk's transformed input and GEMM output
-/// ((m+2)²·(C + K)·64 floats, 2.4 MB at 128 channels with F(4×4)) stay near the L2: measured on
-/// a Xeon (2 MiB L2) at 128 channels over 64² maps, b16, 2 threads: 16 tiles 250 ms, 64 tiles
-/// 96 ms, 128 tiles 102 ms, 256 tiles 400 ms; at 256 channels over 32², 64 tiles was also the
-/// fastest. Fewer when there are not 64 tiles per thread. `BURN_FLEX_WINOGRAD_CHUNK` overrides
-/// it (for tuning).
+/// Tiles per chunk: 64, and fewer when there are not 64 tiles per thread. The chunk's
+/// transformed input and GEMM output ((m+2)²·(C + K)·64 floats, 2.4 MB at 128 channels with
+/// F(4×4)) then stay near the L2: measured on a Xeon (2 MiB L2) at 128 channels over 64² maps,
+/// b16, 2 threads: 16 tiles 250 ms, 64 tiles 96 ms, 128 tiles 102 ms, 256 tiles 400 ms; at 256
+/// channels over 32², 64 tiles was also the fastest. `BURN_FLEX_WINOGRAD_CHUNK` overrides it
+/// (for tuning).
 fn chunk_size(tiles: usize, threads: usize) -> usize {
     #[cfg(feature = "std")]
     {
@@ -339,11 +705,10 @@ fn chunk_size(tiles: usize, threads: usize) -> usize {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
         {
-            return v.div_ceil(LANES).max(1) * LANES;
+            return v.max(1);
         }
     }
-    let by_threads = tiles.div_ceil(threads).div_ceil(LANES) * LANES;
-    CHUNK.min(by_threads).max(LANES)
+    CHUNK.min(tiles.div_ceil(threads)).max(1)
 }
 
 fn gemm_parallelism(threads: usize) -> gemm::Parallelism {
@@ -408,94 +773,3 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
     u
 }
 
-/// V_ξ[c, t] = (Bᵀ d B)_ξ for tiles `t0 .. t0 + nt` (stored at columns 0 .. nt, row stride
-/// `chunk`). Input pixels outside the image (padding, or beyond the last partial tile) are 0.
-#[allow(clippy::too_many_arguments)]
-fn input_transform<const A: usize>(
-    v: &mut [f32],
-    x: &[f32],
-    g: &Geo,
-    t0: usize,
-    nt: usize,
-    chunk: usize,
-    m: usize,
-    bt: &[[f32; A]; A],
-) {
-    let plane = g.h * g.w;
-    for l0 in (0..nt).step_by(LANES) {
-        let lanes = LANES.min(nt - l0);
-        let pos: [(usize, usize, usize); LANES] =
-            core::array::from_fn(|l| g.tile(t0 + l0 + l.min(lanes - 1)));
-        for ch in 0..g.c {
-            let mut d = [[[0f32; LANES]; A]; A];
-            for (l, &(b, ty, tx)) in pos.iter().enumerate().take(lanes) {
-                let base = &x[(b * g.c + ch) * plane..][..plane];
-                for (i, drow) in d.iter_mut().enumerate() {
-                    let ih = (ty * m + i) as isize - g.pad_t as isize;
-                    if ih < 0 || ih >= g.h as isize {
-                        continue;
-                    }
-                    let row = &base[ih as usize * g.w..][..g.w];
-                    let iw0 = (tx * m) as isize - g.pad_l as isize;
-                    for (j, dv) in drow.iter_mut().enumerate() {
-                        let iw = iw0 + j as isize;
-                        if iw >= 0 && iw < g.w as isize {
-                            dv[l] = row[iw as usize];
-                        }
-                    }
-                }
-            }
-            let t = sandwich::<A, A>(bt, &d);
-            for r in 0..A {
-                for q in 0..A {
-                    let dst = &mut v[((r * A + q) * g.c + ch) * chunk + l0..][..lanes];
-                    dst.copy_from_slice(&t[r][q][..lanes]);
-                }
-            }
-        }
-    }
-}
-
-/// y = Aᵀ M A (+ bias) for tiles `t0 .. t0 + nt`, written into the output, clipped at the
-/// right and bottom edges.
-#[allow(clippy::too_many_arguments)]
-fn output_transform<const M: usize, const A: usize>(
-    mbuf: &[f32],
-    out: &OutPtr,
-    bias: Option<&[f32]>,
-    g: &Geo,
-    t0: usize,
-    nt: usize,
-    chunk: usize,
-    at: &[[f32; A]; M],
-) {
-    let plane = g.ho * g.wo;
-    for l0 in (0..nt).step_by(LANES) {
-        let lanes = LANES.min(nt - l0);
-        for ko in 0..g.k {
-            let mut mm = [[[0f32; LANES]; A]; A];
-            for r in 0..A {
-                for q in 0..A {
-                    mm[r][q][..lanes]
-                        .copy_from_slice(&mbuf[((r * A + q) * g.k + ko) * chunk + l0..][..lanes]);
-                }
-            }
-            let y = sandwich::<M, A>(at, &mm);
-            let b = bias.map_or(0.0, |b| b[ko]);
-            for l in 0..lanes {
-                let (bi, ty, tx) = g.tile(t0 + l0 + l);
-                let base = (bi * g.k + ko) * plane;
-                let rows = M.min(g.ho - ty * M);
-                let cols = M.min(g.wo - tx * M);
-                for (i, yrow) in y.iter().enumerate().take(rows) {
-                    let o = base + (ty * M + i) * g.wo + tx * M;
-                    for (j, yv) in yrow.iter().enumerate().take(cols) {
-                        // Safety: tile (bi, ty, tx) belongs to this chunk alone and the
-                        // offset is inside the [N, K, Ho, Wo] output.
-                        unsafe { out.write(o + j, yv[l] + b) };
-                    }
-                }
-            }
-        }
-    }
-}
