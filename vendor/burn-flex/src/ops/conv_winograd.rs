@@ -393,7 +393,7 @@ struct Job<'a> {
     /// The input in NHWC order, and C zeros standing for pixels outside the image.
     x_nhwc: &'a [f32],
     zeros: &'a [f32],
-    /// U_ξ[K, C], row-major, ξ-major.
+    /// U_ξ[K, C], column-major, ξ-major.
     u: &'a [f32],
     bias: Option<&'a [f32]>,
     out: OutPtr,
@@ -454,8 +454,8 @@ unsafe fn chunk_body<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     }
 
     for xi in 0..A * A {
-        // M_ξ[K, nt] = U_ξ[K, C] · V_ξ[C, nt], both V and M stored tile-major (column-major),
-        // gemm's native orientation. gemm(m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs,
+        // M_ξ[K, nt] = U_ξ[K, C] · V_ξ[C, nt], all three column-major, gemm's native
+        // orientation. gemm(m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs,
         // lhs_rs, rhs, rhs_cs, rhs_rs, alpha, beta, ...).
         unsafe {
             gemm::gemm(
@@ -467,8 +467,8 @@ unsafe fn chunk_body<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
                 1,
                 false,
                 job.u.as_ptr().add(xi * k * c),
+                k as isize,
                 1,
-                c as isize,
                 bufs.v.as_ptr().add(xi * chunk * c),
                 c as isize,
                 1,
@@ -740,13 +740,15 @@ impl OutPtr {
     }
 }
 
-/// U_ξ[K, C] = (G g Gᵀ)_ξ for every filter, computed in f64 (it is computed once per call and
+/// U_ξ[K, C] = (G g Gᵀ)_ξ for every filter, stored column-major (output channels contiguous:
+/// gemm reads its left operand that way without repacking), computed in f64 (it is computed once per call and
 /// its rounding would otherwise add to the GEMM's).
 fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3]; A]) -> Vec<f32> {
     let mut u = vec![0f32; A * A * k * c];
     let u_ptr = OutPtr(u.as_mut_ptr());
     let one = |ko: usize| {
-        for kc in ko * c..(ko + 1) * c {
+        for ci in 0..c {
+            let kc = ko * c + ci;
             let g = &w[kc * 9..kc * 9 + 9];
             let mut tmp = [[0f64; 3]; A];
             for (r, row) in tmp.iter_mut().enumerate() {
@@ -758,7 +760,7 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
                 for q in 0..A {
                     let v: f64 = (0..3).map(|s| tmp[r][s] * gm[q][s]).sum();
                     // Safety: filter ko's entries are written by this call alone, in bounds.
-                    unsafe { u_ptr.write((r * A + q) * k * c + kc, v as f32) };
+                    unsafe { u_ptr.write((r * A + q) * k * c + ci * k + ko, v as f32) };
                 }
             }
         }
