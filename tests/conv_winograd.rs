@@ -24,15 +24,23 @@ use burn::tensor::ops::ConvOptions;
 use diffuse::rng;
 use std::sync::Mutex;
 
-/// The variant is chosen by the BURN_FLEX_WINOGRAD environment variable, read at each call:
-/// tests that set it or depend on it hold this lock.
+/// The variant and the transforms' vector width are chosen by environment variables, read at
+/// each call: tests that set them or depend on them hold this lock.
 static VARIANT: Mutex<()> = Mutex::new(());
 
+/// `v` is a variant ("off", "f2", "f4"), optionally prefixed with the transforms' vector width:
+/// "scalar:f4" forces one lane (BURN_FLEX_WINOGRAD_SIMD=scalar), "vector:f4" keeps the CPU's
+/// widest.
 fn with_variant<R>(v: &str, f: impl FnOnce() -> R) -> R {
     let _g = VARIANT.lock().unwrap_or_else(|e| e.into_inner());
-    std::env::set_var("BURN_FLEX_WINOGRAD", v);
+    let (width, variant) = v.split_once(':').unwrap_or(("vector", v));
+    std::env::set_var("BURN_FLEX_WINOGRAD", variant);
+    if width == "scalar" {
+        std::env::set_var("BURN_FLEX_WINOGRAD_SIMD", "scalar");
+    }
     let r = f();
     std::env::remove_var("BURN_FLEX_WINOGRAD");
+    std::env::remove_var("BURN_FLEX_WINOGRAD_SIMD");
     r
 }
 
@@ -208,6 +216,23 @@ fn winograd_variants_are_distinct_paths() {
     assert_ne!(outs[0], outs[1]);
     assert_ne!(outs[0], outs[2]);
     assert_ne!(outs[1], outs[2]);
+}
+
+/// The transforms compiled for the CPU's widest vectors (AVX-512 or AVX on x86) and for one lane
+/// give the same bits: every lane takes the same operations in the same order, and channel
+/// counts here (32–48) leave partial vectors for the one-lane tail as well.
+#[test]
+fn winograd_simd_widths_give_the_same_bits() {
+    for c in CASES {
+        for v in ["f2", "f4"] {
+            let wide = forward(&c, 5, &format!("vector:{v}")).0;
+            let one = forward(&c, 5, &format!("scalar:{v}")).0;
+            assert!(
+                wide == one,
+                "{v} {c:?}: vector and one-lane transforms differ"
+            );
+        }
+    }
 }
 
 /// Same inputs, same thread count: bit-identical outputs.

@@ -34,6 +34,7 @@ mod layout;
 mod qtensor;
 mod strided_index;
 mod tensor;
+mod transpose32;
 mod zip;
 
 #[doc(hidden)]

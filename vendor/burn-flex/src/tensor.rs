@@ -815,6 +815,14 @@ fn copy_2d_tiled<E: Copy + Send + Sync>(
             .for_each(|(task_idx, dst_chunk)| {
                 let row_start = task_idx * tile_rows_per_task * TILE;
                 let chunk_rows = dst_chunk.len() / cols;
+                // diffuse patch (issue 13): 8×8 register transposes for 4-byte elements.
+                if row_stride == 1
+                    && crate::transpose32::copy_transposed(
+                        dst_chunk, src, offset, row_start, chunk_rows, cols, col_stride,
+                    )
+                {
+                    return;
+                }
                 if row_stride <= col_stride {
                     // row-inside-col: the inner loop walks `row_stride` (smaller).
                     for col_tile in (0..cols).step_by(TILE) {
@@ -863,6 +871,12 @@ fn copy_2d_tiled<E: Copy + Send + Sync>(
         return;
     }
 
+    // diffuse patch (issue 13): 8×8 register transposes for 4-byte elements.
+    if row_stride == 1
+        && crate::transpose32::copy_transposed(dst, src, offset, 0, rows, cols, col_stride)
+    {
+        return;
+    }
     if row_stride <= col_stride {
         // row-inside-col: the inner loop walks `row_stride` (smaller).
         for col_tile in (0..cols).step_by(TILE) {

@@ -29,8 +29,8 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::ops::ConvOptions;
 use burn_backend::DType;
+use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
@@ -318,7 +318,9 @@ unsafe fn input_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
 ) {
     let mut tmp = [[S::splat(0.0); A]; A];
     for j in 0..A {
-        let z = T::input::<S>(core::array::from_fn(|i| unsafe { S::load(src[i][j].add(c0)) }));
+        let z = T::input::<S>(core::array::from_fn(|i| unsafe {
+            S::load(src[i][j].add(c0))
+        }));
         for (r, zr) in z.into_iter().enumerate() {
             tmp[r][j] = zr;
         }
@@ -774,4 +776,3 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
     (0..k).for_each(one);
     u
 }
-
