@@ -106,6 +106,57 @@ pub fn conv2d(
     }
 }
 
+/// Whether the weight gradient of a conv2d with these shapes runs through Winograd (the same
+/// convolutions as [`applies`]). `x`: [N, C, H, W]; `output_grad`: [N, K, Ho, Wo];
+/// `weight_shape`: [K, C, 3, 3].
+pub fn applies_weight_grad(
+    x: &FlexTensor,
+    output_grad: &FlexTensor,
+    weight_shape: &Shape,
+    options: &ConvOptions<2>,
+) -> Option<Variant> {
+    let (xs, ys, ws) = (x.layout().shape(), output_grad.layout().shape(), weight_shape);
+    if x.dtype() != DType::F32
+        || output_grad.dtype() != DType::F32
+        || ws.num_dims() != 4
+        || ws[2] != 3
+        || ws[3] != 3
+        || options.stride != [1, 1]
+        || options.dilation != [1, 1]
+        || options.groups != 1
+        || ws[0] < MIN_CHANNELS
+        || ws[1] < MIN_CHANNELS
+        || xs[1] != ws[1]
+        || ys[1] != ws[0]
+        || xs[0] != ys[0]
+    {
+        return None;
+    }
+    let [(pt, pb), (pl, pr)] = options.padding;
+    if xs[2] + pt + pb < 3
+        || xs[3] + pl + pr < 3
+        || ys[2] != xs[2] + pt + pb - 2
+        || ys[3] != xs[3] + pl + pr - 2
+    {
+        return None;
+    }
+    chosen_variant()
+}
+
+/// dL/dW of a conv2d through Winograd; the caller checked [`applies_weight_grad`]. Returns
+/// [K, C, 3, 3].
+pub fn conv2d_weight_backward(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+    variant: Variant,
+) -> FlexTensor {
+    match variant {
+        Variant::F2 => weight_grad::<2, 4, F2>(x, output_grad, options),
+        Variant::F4 => weight_grad::<4, 6, F4>(x, output_grad, options),
+    }
+}
+
 /// Vector arithmetic over one register of f32 lanes, the only operations the transforms use.
 /// Each lane is computed with the same IEEE operations in the same order at every width (no
 /// fused multiply-adds), so every SIMD level gives the same bits.
@@ -156,7 +207,7 @@ impl Simd for Scalar {
 }
 
 /// Implements [`Simd`] for one x86 register width from its intrinsics. They are only reached
-/// from functions compiled with the matching `target_feature` (see [`chunk_for_level`]).
+/// from functions compiled with the matching `target_feature` (see [`run_chunk`]).
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_simd {
     ($name:ident, $reg:ty, $lanes:expr, $load:ident, $store:ident, $add:ident, $sub:ident,
@@ -225,6 +276,9 @@ trait Tile<const M: usize, const A: usize> {
     const G: [[f64; 3]; A];
     fn input<S: Simd>(d: [S::R; A]) -> [S::R; A];
     fn output<S: Simd>(m: [S::R; A]) -> [S::R; M];
+    /// z = A y, the adjoint of [`Tile::output`]: transforms an output-gradient tile for the
+    /// weight gradient (see [`weight_grad`]).
+    fn grad_output<S: Simd>(y: [S::R; M]) -> [S::R; A];
 }
 
 /// F(2×2, 3×3), interpolation points 0, ±1, ∞ (Lavin & Gray, section 4.1):
@@ -252,6 +306,9 @@ impl Tile<2, 4> for F2 {
             S::add(S::add(m[0], m[1]), m[2]),
             S::sub(S::sub(m[1], m[2]), m[3]),
         ]
+    }    #[inline(always)]
+    fn grad_output<S: Simd>(y: [S::R; 2]) -> [S::R; 4] {
+        [y[0], S::add(y[0], y[1]), S::sub(y[0], y[1]), S::sub(S::splat(0.0), y[1])]
     }
 }
 
@@ -299,6 +356,24 @@ impl Tile<4, 6> for F4 {
             S::add(d12, S::mul(c2, d34)),
             S::add(s12, S::mul(c4, s34)),
             S::add(S::add(d12, S::mul(c8, d34)), m[5]),
+        ]
+    }
+    /// A = Aᵀᵀ: z = (y₀, y₀+y₁+y₂+y₃, y₀−y₁+y₂−y₃, y₀+2y₁+4y₂+8y₃, y₀−2y₁+4y₂−8y₃, y₃), with
+    /// the even and odd parts shared.
+    #[inline(always)]
+    fn grad_output<S: Simd>(y: [S::R; 4]) -> [S::R; 6] {
+        let (c2, c4, c8) = (S::splat(2.0), S::splat(4.0), S::splat(8.0));
+        let e1 = S::add(y[0], y[2]);
+        let o1 = S::add(y[1], y[3]);
+        let e2 = S::add(y[0], S::mul(c4, y[2]));
+        let o2 = S::add(S::mul(c2, y[1]), S::mul(c8, y[3]));
+        [
+            y[0],
+            S::add(e1, o1),
+            S::sub(e1, o1),
+            S::add(e2, o2),
+            S::sub(e2, o2),
+            y[3],
         ]
     }
 }
@@ -365,6 +440,80 @@ unsafe fn output_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     }
 }
 
+/// A dY Aᵀ for the `S::LANES` output channels of one tile starting at `k0`; `src[i][j]` points
+/// at channel 0 of the tile's output-gradient pixel (i, j) (zeros beyond the output). Writes
+/// Ŷ_ξ[k, t] at `dst + ξ·col_stride + k`.
+///
+/// # Safety
+/// Every `src[i][j] + k0 .. + S::LANES` readable, and `dst` as described writable.
+#[inline(always)]
+unsafe fn grad_output_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    src: &[[*const f32; M]; M],
+    k0: usize,
+    dst: *mut f32,
+    col_stride: usize,
+) {
+    let mut tmp = [[S::splat(0.0); M]; A];
+    for j in 0..M {
+        let z =
+            T::grad_output::<S>(core::array::from_fn(|i| unsafe { S::load(src[i][j].add(k0)) }));
+        for (r, zr) in z.into_iter().enumerate() {
+            tmp[r][j] = zr;
+        }
+    }
+    for (r, row) in tmp.into_iter().enumerate() {
+        for (q, zq) in T::grad_output::<S>(row).into_iter().enumerate() {
+            unsafe { S::store(dst.add((r * A + q) * col_stride + k0), zq) };
+        }
+    }
+}
+
+/// V_ξ[c, t] = (Bᵀ d B)_ξ for tiles `t0 .. t0 + nt`, channels in the vector lanes (contiguous
+/// in NHWC), stored at `v[(ξ·chunk + t)·C + c]`. Pixels outside the image read `zeros`.
+///
+/// # Safety
+/// `S`'s CPU features present.
+#[inline(always)]
+unsafe fn input_tiles<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    g: &Geo,
+    x_nhwc: &[f32],
+    zeros: &[f32],
+    t0: usize,
+    nt: usize,
+    chunk: usize,
+    v: &mut [f32],
+) {
+    let c = g.c;
+    assert!(v.len() >= A * A * chunk * c && nt <= chunk);
+    assert!(x_nhwc.len() >= (t0 + nt).div_ceil(g.th * g.tw) * g.h * g.w * c);
+    assert!(zeros.len() >= c);
+    let v = v.as_mut_ptr();
+    for ti in 0..nt {
+        let (b, ty, tx) = g.tile(t0 + ti);
+        let src: [[*const f32; A]; A] = core::array::from_fn(|i| {
+            core::array::from_fn(|j| {
+                let ih = (ty * M + i).wrapping_sub(g.pad_t);
+                let iw = (tx * M + j).wrapping_sub(g.pad_l);
+                if ih < g.h && iw < g.w {
+                    // Safety: in bounds by the assert above.
+                    unsafe { x_nhwc.as_ptr().add(((b * g.h + ih) * g.w + iw) * c) }
+                } else {
+                    zeros.as_ptr()
+                }
+            })
+        });
+        let vt = unsafe { v.add(ti * c) };
+        let mut c0 = 0;
+        while c0 + S::LANES <= c {
+            unsafe { input_tile::<S, M, A, T>(&src, c0, vt, chunk * c) };
+            c0 += S::LANES;
+        }
+        for cr in c0..c {
+            unsafe { input_tile::<Scalar, M, A, T>(&src, cr, vt, chunk * c) };
+        }
+    }
+}
+
 /// Output and tiling geometry.
 struct Geo {
     c: usize,
@@ -389,8 +538,8 @@ impl Geo {
     }
 }
 
-/// Everything one chunk of tiles reads, shared by the workers.
-struct Job<'a> {
+/// The forward convolution: everything one chunk of tiles reads, shared by the workers.
+struct Forward<'a, const M: usize, const A: usize, T> {
     geo: Geo,
     /// The input in NHWC order, and C zeros standing for pixels outside the image.
     x_nhwc: &'a [f32],
@@ -402,6 +551,7 @@ struct Job<'a> {
     chunk: usize,
     tiles: usize,
     gemm_par: gemm::Parallelism,
+    variant: core::marker::PhantomData<fn() -> T>,
 }
 
 /// One worker's buffers: V (ξ, tile, channel) and M (ξ, tile, output channel).
@@ -410,13 +560,21 @@ struct Buffers {
     m: Vec<f32>,
 }
 
-/// Input transform, the (m+2)² GEMMs and the output transform for chunk `ci`.
-///
+impl<const M: usize, const A: usize, T: Tile<M, A>> ChunkWork for Forward<'_, M, A, T> {
+    type Buffers = Buffers;
+
+    /// Input transform, the (m+2)² GEMMs and the output transform for chunk `ci`.
+    #[inline(always)]
+    unsafe fn run<S: Simd>(&self, ci: usize, bufs: &mut Buffers) {
+        unsafe { forward_chunk::<S, M, A, T>(self, ci, bufs) }
+    }
+}
+
 /// # Safety
 /// `S`'s CPU features present; `bufs` sized for `job.chunk`; chunk `ci` not run by anyone else.
 #[inline(always)]
-unsafe fn chunk_body<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
-    job: &Job,
+unsafe fn forward_chunk<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
+    job: &Forward<M, A, T>,
     ci: usize,
     bufs: &mut Buffers,
 ) {
@@ -424,36 +582,9 @@ unsafe fn chunk_body<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     let (c, k, chunk) = (g.c, g.k, job.chunk);
     let t0 = ci * chunk;
     let nt = chunk.min(job.tiles - t0);
-    assert!(bufs.v.len() >= A * A * chunk * c && bufs.m.len() >= A * A * chunk * k);
-    assert!(job.x_nhwc.len() >= (t0 + nt).div_ceil(g.th * g.tw) * g.h * g.w * c);
-    assert!(job.zeros.len() >= c);
-
-    // V_ξ[c, t] = (Bᵀ d B)_ξ, channels in the vector lanes (contiguous in NHWC).
-    let v = bufs.v.as_mut_ptr();
-    for ti in 0..nt {
-        let (b, ty, tx) = g.tile(t0 + ti);
-        let src: [[*const f32; A]; A] = core::array::from_fn(|i| {
-            core::array::from_fn(|j| {
-                let ih = (ty * M + i).wrapping_sub(g.pad_t);
-                let iw = (tx * M + j).wrapping_sub(g.pad_l);
-                if ih < g.h && iw < g.w {
-                    // Safety: in bounds by the assert above.
-                    unsafe { job.x_nhwc.as_ptr().add(((b * g.h + ih) * g.w + iw) * c) }
-                } else {
-                    job.zeros.as_ptr()
-                }
-            })
-        });
-        let vt = unsafe { v.add(ti * c) };
-        let mut c0 = 0;
-        while c0 + S::LANES <= c {
-            unsafe { input_tile::<S, M, A, T>(&src, c0, vt, chunk * c) };
-            c0 += S::LANES;
-        }
-        for cr in c0..c {
-            unsafe { input_tile::<Scalar, M, A, T>(&src, cr, vt, chunk * c) };
-        }
-    }
+    assert!(bufs.m.len() >= A * A * chunk * k);
+    // V_ξ[c, t] = (Bᵀ d B)_ξ.
+    unsafe { input_tiles::<S, M, A, T>(g, job.x_nhwc, job.zeros, t0, nt, chunk, &mut bufs.v) };
 
     for xi in 0..A * A {
         // M_ξ[K, nt] = U_ξ[K, C] · V_ξ[C, nt], all three column-major, gemm's native
@@ -551,41 +682,38 @@ fn level() -> Level {
     Level::Scalar
 }
 
+/// Work on one chunk of tiles, compiled once per vector width: [`run_chunk`] calls it from a
+/// function built with that width's `target_feature`, into which it is inlined.
+trait ChunkWork: Sync {
+    type Buffers;
+    /// # Safety
+    /// `S`'s CPU features present; `bufs` sized for the job; chunk `ci` run by one worker.
+    unsafe fn run<S: Simd>(&self, ci: usize, bufs: &mut Self::Buffers);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn chunk_avx512<const M: usize, const A: usize, T: Tile<M, A>>(
-    job: &Job,
-    ci: usize,
-    bufs: &mut Buffers,
-) {
-    unsafe { chunk_body::<Avx512, M, A, T>(job, ci, bufs) }
+unsafe fn run_avx512<J: ChunkWork>(job: &J, ci: usize, bufs: &mut J::Buffers) {
+    unsafe { job.run::<Avx512>(ci, bufs) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn chunk_avx<const M: usize, const A: usize, T: Tile<M, A>>(
-    job: &Job,
-    ci: usize,
-    bufs: &mut Buffers,
-) {
-    unsafe { chunk_body::<Avx, M, A, T>(job, ci, bufs) }
+unsafe fn run_avx<J: ChunkWork>(job: &J, ci: usize, bufs: &mut J::Buffers) {
+    unsafe { job.run::<Avx>(ci, bufs) }
 }
 
-/// Runs chunk `ci` compiled for `level`, which [`level`] found on this CPU.
-fn chunk_for_level<const M: usize, const A: usize, T: Tile<M, A>>(
-    level: Level,
-    job: &Job,
-    ci: usize,
-    bufs: &mut Buffers,
-) {
-    // Safety: the level's features were detected at run time; chunks are handed out once.
+/// Runs chunk `ci` of `job` compiled for `level`, which [`level`] found on this CPU.
+fn run_chunk<J: ChunkWork>(level: Level, job: &J, ci: usize, bufs: &mut J::Buffers) {
+    // Safety: the level's features were detected at run time; each caller hands a chunk to
+    // one worker.
     unsafe {
         match level {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => chunk_avx512::<M, A, T>(job, ci, bufs),
+            Level::Avx512 => run_avx512(job, ci, bufs),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx => chunk_avx::<M, A, T>(job, ci, bufs),
-            Level::Scalar => chunk_body::<Scalar, M, A, T>(job, ci, bufs),
+            Level::Avx => run_avx(job, ci, bufs),
+            Level::Scalar => job.run::<Scalar>(ci, bufs),
         }
     }
 }
@@ -637,7 +765,7 @@ fn run<const M: usize, const A: usize, T: Tile<M, A>>(
     // and its length is set once all chunks are done.
     let len = n * k * ho * wo;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let job = Job {
+    let job = Forward::<M, A, T> {
         geo,
         x_nhwc: x_nhwc.storage(),
         zeros: &zeros,
@@ -647,9 +775,10 @@ fn run<const M: usize, const A: usize, T: Tile<M, A>>(
         chunk,
         tiles,
         gemm_par,
+        variant: core::marker::PhantomData,
     };
     let level = level();
-    let work = |ci: usize, bufs: &mut Buffers| chunk_for_level::<M, A, T>(level, &job, ci, bufs);
+    let work = |ci: usize, bufs: &mut Buffers| run_chunk(level, &job, ci, bufs);
     let init = || Buffers {
         v: vec![0f32; A * A * c * chunk],
         m: vec![0f32; A * A * k * chunk],
@@ -691,6 +820,222 @@ fn run<const M: usize, const A: usize, T: Tile<M, A>>(
         Layout::contiguous(shape),
         DType::F32,
     )
+}
+
+/// The weight gradient (Lavin & Gray's eq. 8 differentiated with respect to g): every output
+/// tile of the forward is Y_t = Aᵀ [U ⊙ V_t] A with U = G g Gᵀ, so
+///
+///   dL/dg = Gᵀ [ Σ_t (A dY_t Aᵀ) ⊙ V_t ] G,
+///
+/// and the sum over tiles, for each transform position ξ, is one GEMM
+/// dU_ξ[K, C] = Ŷ_ξ[K, tiles] · V_ξ[C, tiles]ᵀ with Ŷ the transformed output-gradient tiles
+/// (zero beyond the output's edge). That is (m+2)²/m² = 2.25 products per output-gradient
+/// element and input channel for F(4×4, 3×3) against 9 for im2col + GEMM.
+struct WeightGrad<'a, const M: usize, const A: usize, T> {
+    geo: Geo,
+    x_nhwc: &'a [f32],
+    /// The output gradient in NHWC order.
+    dy_nhwc: &'a [f32],
+    /// max(C, K) zeros, for pixels outside the image or the output.
+    zeros: &'a [f32],
+    chunk: usize,
+    tiles: usize,
+    gemm_par: gemm::Parallelism,
+    variant: core::marker::PhantomData<fn() -> T>,
+}
+
+/// One worker's buffers: V (ξ, tile, channel), Ŷ (ξ, tile, output channel), and its running
+/// sum dU (ξ, then K×C column-major).
+struct GradBuffers {
+    v: Vec<f32>,
+    y: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+impl<const M: usize, const A: usize, T: Tile<M, A>> ChunkWork for WeightGrad<'_, M, A, T> {
+    type Buffers = GradBuffers;
+
+    /// Both transforms of chunk `ci`, and its (m+2)² GEMMs added into the worker's dU.
+    #[inline(always)]
+    unsafe fn run<S: Simd>(&self, ci: usize, bufs: &mut GradBuffers) {
+        let g = &self.geo;
+        let (c, k, chunk) = (g.c, g.k, self.chunk);
+        let t0 = ci * chunk;
+        let nt = chunk.min(self.tiles - t0);
+        unsafe { input_tiles::<S, M, A, T>(g, self.x_nhwc, self.zeros, t0, nt, chunk, &mut bufs.v) };
+
+        // Ŷ_ξ[k, t] = (A dY_t Aᵀ)_ξ, output channels in the vector lanes.
+        assert!(bufs.y.len() >= A * A * chunk * k && bufs.acc.len() >= A * A * k * c);
+        assert!(self.dy_nhwc.len() >= (t0 + nt).div_ceil(g.th * g.tw) * g.ho * g.wo * k);
+        assert!(self.zeros.len() >= k);
+        let y = bufs.y.as_mut_ptr();
+        for ti in 0..nt {
+            let (b, ty, tx) = g.tile(t0 + ti);
+            let src: [[*const f32; M]; M] = core::array::from_fn(|i| {
+                core::array::from_fn(|j| {
+                    let (oh, ow) = (ty * M + i, tx * M + j);
+                    if oh < g.ho && ow < g.wo {
+                        // Safety: in bounds by the assert above.
+                        unsafe { self.dy_nhwc.as_ptr().add(((b * g.ho + oh) * g.wo + ow) * k) }
+                    } else {
+                        self.zeros.as_ptr()
+                    }
+                })
+            });
+            let yt = unsafe { y.add(ti * k) };
+            let mut k0 = 0;
+            while k0 + S::LANES <= k {
+                unsafe { grad_output_tile::<S, M, A, T>(&src, k0, yt, chunk * k) };
+                k0 += S::LANES;
+            }
+            for kr in k0..k {
+                unsafe { grad_output_tile::<Scalar, M, A, T>(&src, kr, yt, chunk * k) };
+            }
+        }
+
+        for xi in 0..A * A {
+            // dU_ξ[K, C] += Ŷ_ξ[K, nt] · V_ξ[C, nt]ᵀ; Ŷ_ξ and dU_ξ column-major, V_ξᵀ
+            // row-major. gemm(m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs,
+            // rhs, rhs_cs, rhs_rs, alpha, beta, ...): dst = alpha·dst + beta·lhs·rhs.
+            unsafe {
+                gemm::gemm(
+                    k,
+                    c,
+                    nt,
+                    bufs.acc.as_mut_ptr().add(xi * k * c),
+                    k as isize,
+                    1,
+                    true,
+                    bufs.y.as_ptr().add(xi * chunk * k),
+                    k as isize,
+                    1,
+                    bufs.v.as_ptr().add(xi * chunk * c),
+                    1,
+                    c as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    self.gemm_par,
+                );
+            }
+        }
+    }
+}
+
+fn weight_grad<const M: usize, const A: usize, T: Tile<M, A>>(
+    x: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let dy = output_grad.to_contiguous();
+    let xs = x.layout().shape().clone();
+    let ys = dy.layout().shape().clone();
+    let [(pt, _), (pl, _)] = options.padding;
+    let (n, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
+    let (k, ho, wo) = (ys[1], ys[2], ys[3]);
+    let geo = Geo {
+        c,
+        k,
+        h,
+        w,
+        ho,
+        wo,
+        pad_t: pt,
+        pad_l: pl,
+        th: ho.div_ceil(M),
+        tw: wo.div_ceil(M),
+    };
+    let x_nhwc = super::conv::to_nhwc(&x);
+    let dy_nhwc = super::conv::to_nhwc(&dy);
+    let zeros = vec![0f32; c.max(k)];
+    let tiles = n * geo.th * geo.tw;
+    let threads = num_threads();
+    let chunk = chunk_size(tiles, threads);
+    let n_chunks = tiles.div_ceil(chunk);
+    // One worker per thread, each summing a fixed run of chunks; with fewer chunks than
+    // threads, one worker whose GEMMs are split across the threads instead.
+    let (workers, gemm_par) = if n_chunks < threads {
+        (1, gemm_parallelism(threads))
+    } else {
+        (threads, gemm::Parallelism::None)
+    };
+    let job = WeightGrad::<M, A, T> {
+        geo,
+        x_nhwc: x_nhwc.storage(),
+        dy_nhwc: dy_nhwc.storage(),
+        zeros: &zeros,
+        chunk,
+        tiles,
+        gemm_par,
+        variant: core::marker::PhantomData,
+    };
+    let level = level();
+    // Worker `wi` sums chunks [wi·n/W, (wi+1)·n/W) in order: the split, and so every
+    // partial sum, depends only on the problem and the thread count.
+    let partial = |wi: usize| {
+        let mut bufs = GradBuffers {
+            v: vec![0f32; A * A * c * chunk],
+            y: vec![0f32; A * A * k * chunk],
+            acc: vec![0f32; A * A * k * c],
+        };
+        for ci in wi * n_chunks / workers..(wi + 1) * n_chunks / workers {
+            run_chunk(level, &job, ci, &mut bufs);
+        }
+        bufs.acc
+    };
+    #[cfg(feature = "rayon")]
+    let parts: Vec<Vec<f32>> = {
+        use rayon::prelude::*;
+        (0..workers).into_par_iter().map(partial).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let parts: Vec<Vec<f32>> = (0..workers).map(partial).collect();
+    let grad = filter_grad::<A>(&parts, k, c, &T::G);
+    FlexTensor::new(
+        Bytes::from_elems(grad),
+        Layout::contiguous(Shape::from(vec![k, c, 3, 3])),
+        DType::F32,
+    )
+}
+
+/// dg = Gᵀ (Σ_w dU_w) G for every filter, with the workers' partial sums added in worker
+/// order; all in f64, like [`filter_transform`]. Returns [K, C, 3, 3].
+fn filter_grad<const A: usize>(parts: &[Vec<f32>], k: usize, c: usize, gm: &[[f64; 3]; A]) -> Vec<f32> {
+    let mut out = vec![0f32; k * c * 9];
+    let one = |(ko, filters): (usize, &mut [f32])| {
+        for (ci, dg_out) in filters.chunks_mut(9).enumerate() {
+            let mut du = [[0f64; A]; A];
+            for (r, row) in du.iter_mut().enumerate() {
+                for (q, d) in row.iter_mut().enumerate() {
+                    let at = (r * A + q) * k * c + ci * k + ko;
+                    *d = parts.iter().map(|p| p[at] as f64).sum();
+                }
+            }
+            // tmp = Gᵀ dU (3×A), then dg = tmp G (3×3).
+            let mut tmp = [[0f64; A]; 3];
+            for (s, row) in tmp.iter_mut().enumerate() {
+                for (q, t) in row.iter_mut().enumerate() {
+                    *t = (0..A).map(|r| gm[r][s] * du[r][q]).sum();
+                }
+            }
+            for s in 0..3 {
+                for j in 0..3 {
+                    dg_out[s * 3 + j] = (0..A).map(|q| tmp[s][q] * gm[q][j]).sum::<f64>() as f32;
+                }
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(c * 9).enumerate().for_each(one);
+    }
+    #[cfg(not(feature = "rayon"))]
+    out.chunks_mut(c * 9).enumerate().for_each(one);
+    out
 }
 
 /// Tiles per chunk: 64, and fewer when there are not 64 tiles per thread. The chunk's

@@ -156,20 +156,31 @@ impl ModuleOps<Flex> for Flex {
         )
     }
 
-    /// diffuse patch: the weight gradient as an im2col + GEMM (see `conv_weight_grad`) instead
-    /// of burn-backend's default, a convolution of the input by the output gradient.
+    /// diffuse patch: the weight gradient through Winograd where the forward takes it, else as
+    /// an im2col + GEMM (see `conv_weight_grad`), instead of burn-backend's default, a
+    /// convolution of the input by the output gradient.
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        crate::ops::conv_weight_grad::conv2d_weight_backward(
-            x,
-            output_grad,
-            weight.shape(),
+        let weight_shape = weight.shape();
+        // 3×3 stride-1 ones with enough channels through Winograd, like their forward.
+        if let Some(variant) = crate::ops::conv_winograd::applies_weight_grad(
+            &x,
+            &output_grad,
+            &weight_shape,
             &options,
-        )
+        ) {
+            return crate::ops::conv_winograd::conv2d_weight_backward(
+                x,
+                output_grad,
+                &options,
+                variant,
+            );
+        }
+        crate::ops::conv_weight_grad::conv2d_weight_backward(x, output_grad, weight_shape, &options)
     }
 
     fn deform_conv2d(
