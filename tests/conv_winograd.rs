@@ -219,7 +219,7 @@ fn winograd_variants_are_distinct_paths() {
 }
 
 /// The transforms compiled for the CPU's widest vectors (AVX-512 or AVX on x86) and for one lane
-/// give the same bits: every lane takes the same operations in the same order, and channel
+/// give the same bits, forward and both gradients: every lane takes the same operations in the same order, and channel
 /// counts here (32–48) leave partial vectors for the one-lane tail as well.
 #[test]
 fn winograd_simd_widths_give_the_same_bits() {
@@ -231,6 +231,9 @@ fn winograd_simd_widths_give_the_same_bits() {
                 wide == one,
                 "{v} {c:?}: vector and one-lane transforms differ"
             );
+            let wide = gradients(&c, 6, &format!("vector:{v}")).3;
+            let one = gradients(&c, 6, &format!("scalar:{v}")).3;
+            assert!(wide == one, "{v} {c:?}: gradients differ between widths");
         }
     }
 }
@@ -240,6 +243,42 @@ fn winograd_simd_widths_give_the_same_bits() {
 fn winograd_is_deterministic() {
     let c = CASES[5];
     assert_eq!(forward(&c, 4, "f4").0, forward(&c, 4, "f4").0);
+    assert_eq!(gradients(&c, 4, "f4").3, gradients(&c, 4, "f4").3);
+}
+
+/// x, w, r and (dL/dx, dL/dw) through autodiff for L = Σ conv(x, w) · r, random normal data.
+#[allow(clippy::type_complexity)]
+fn gradients(
+    c: &Case,
+    seed: u64,
+    variant: &str,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<f32>)) {
+    let mut r = rng::seeded(seed, 0);
+    let (ho, wo) = (c.h + 2 * c.pad - 2, c.w + 2 * c.pad - 2);
+    let xv = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
+    let wv = rng::normal_vec(&mut r, c.co * c.ci * 9);
+    let rv = rng::normal_vec(&mut r, c.n * c.co * ho * wo);
+    let dev = Device::flex().autodiff();
+    let grads = with_variant(variant, || {
+        let x: Tensor<4> =
+            Tensor::from_data(TensorData::new(xv.clone(), [c.n, c.ci, c.h, c.w]), &dev)
+                .require_grad();
+        let w: Tensor<4> =
+            Tensor::from_data(TensorData::new(wv.clone(), [c.co, c.ci, 3, 3]), &dev).require_grad();
+        let rt: Tensor<4> =
+            Tensor::from_data(TensorData::new(rv.clone(), [c.n, c.co, ho, wo]), &dev);
+        let y = conv2d(
+            x.clone(),
+            w.clone(),
+            None,
+            ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
+        );
+        let g = (y * rt).sum().backward();
+        let gx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec().unwrap();
+        let gw: Vec<f32> = w.grad(&g).unwrap().into_data().try_to_vec().unwrap();
+        (gx, gw)
+    });
+    (xv, wv, rv, grads)
 }
 
 /// Loss = Σ conv(x, w) · r through autodiff: dL/dx (a forward convolution of r with the
@@ -248,33 +287,9 @@ fn winograd_is_deterministic() {
 #[test]
 fn input_gradient_through_forward_conv_matches_brute_force() {
     for (variant, c_bound) in [("off", 1.0), ("f2", 1.0), ("f4", 4.0)] {
-        for (ci, c) in [CASES[0], CASES[1], CASES[4]].iter().enumerate() {
-            let mut r = rng::seeded(50 + ci as u64, 0);
+        for (ci, c) in [CASES[0], CASES[1], CASES[4], CASES[5]].iter().enumerate() {
+            let (xv, wv, rv, (gx, gw)) = gradients(c, 50 + ci as u64, variant);
             let (ho, wo) = (c.h + 2 * c.pad - 2, c.w + 2 * c.pad - 2);
-            let xv = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
-            let wv = rng::normal_vec(&mut r, c.co * c.ci * 9);
-            let rv = rng::normal_vec(&mut r, c.n * c.co * ho * wo);
-            let dev = Device::flex().autodiff();
-            let (gx, gw) = with_variant(variant, || {
-                let x: Tensor<4> =
-                    Tensor::from_data(TensorData::new(xv.clone(), [c.n, c.ci, c.h, c.w]), &dev)
-                        .require_grad();
-                let w: Tensor<4> =
-                    Tensor::from_data(TensorData::new(wv.clone(), [c.co, c.ci, 3, 3]), &dev)
-                        .require_grad();
-                let rt: Tensor<4> =
-                    Tensor::from_data(TensorData::new(rv.clone(), [c.n, c.co, ho, wo]), &dev);
-                let y = conv2d(
-                    x.clone(),
-                    w.clone(),
-                    None,
-                    ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
-                );
-                let g = (y * rt).sum().backward();
-                let gx: Vec<f32> = x.grad(&g).unwrap().into_data().try_to_vec().unwrap();
-                let gw: Vec<f32> = w.grad(&g).unwrap().into_data().try_to_vec().unwrap();
-                (gx, gw)
-            });
             let mut ex = vec![0f64; gx.len()];
             let mut mx = vec![0f64; gx.len()];
             let mut ew = vec![0f64; gw.len()];
@@ -312,7 +327,8 @@ fn input_gradient_through_forward_conv_matches_brute_force() {
             }
             let what = format!("{variant} {c:?}");
             assert_close(&format!("dx {what}"), &gx, &ex, &mx, 9 * c.co, c_bound);
-            assert_close(&format!("dw {what}"), &gw, &ew, &mw, c.n * ho * wo, 1.0);
+            let dw = assert_close(&format!("dw {what}"), &gw, &ew, &mw, c.n * ho * wo, c_bound);
+            eprintln!("{what}: dw largest error {dw:.4} of the bound");
         }
     }
 }
