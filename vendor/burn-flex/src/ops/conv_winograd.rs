@@ -115,7 +115,11 @@ pub fn applies_weight_grad(
     weight_shape: &Shape,
     options: &ConvOptions<2>,
 ) -> Option<Variant> {
-    let (xs, ys, ws) = (x.layout().shape(), output_grad.layout().shape(), weight_shape);
+    let (xs, ys, ws) = (
+        x.layout().shape(),
+        output_grad.layout().shape(),
+        weight_shape,
+    );
     if x.dtype() != DType::F32
         || output_grad.dtype() != DType::F32
         || ws.num_dims() != 4
@@ -306,9 +310,15 @@ impl Tile<2, 4> for F2 {
             S::add(S::add(m[0], m[1]), m[2]),
             S::sub(S::sub(m[1], m[2]), m[3]),
         ]
-    }    #[inline(always)]
+    }
+    #[inline(always)]
     fn grad_output<S: Simd>(y: [S::R; 2]) -> [S::R; 4] {
-        [y[0], S::add(y[0], y[1]), S::sub(y[0], y[1]), S::sub(S::splat(0.0), y[1])]
+        [
+            y[0],
+            S::add(y[0], y[1]),
+            S::sub(y[0], y[1]),
+            S::sub(S::splat(0.0), y[1]),
+        ]
     }
 }
 
@@ -455,8 +465,9 @@ unsafe fn grad_output_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A
 ) {
     let mut tmp = [[S::splat(0.0); M]; A];
     for j in 0..M {
-        let z =
-            T::grad_output::<S>(core::array::from_fn(|i| unsafe { S::load(src[i][j].add(k0)) }));
+        let z = T::grad_output::<S>(core::array::from_fn(|i| unsafe {
+            S::load(src[i][j].add(k0))
+        }));
         for (r, zr) in z.into_iter().enumerate() {
             tmp[r][j] = zr;
         }
@@ -862,7 +873,9 @@ impl<const M: usize, const A: usize, T: Tile<M, A>> ChunkWork for WeightGrad<'_,
         let (c, k, chunk) = (g.c, g.k, self.chunk);
         let t0 = ci * chunk;
         let nt = chunk.min(self.tiles - t0);
-        unsafe { input_tiles::<S, M, A, T>(g, self.x_nhwc, self.zeros, t0, nt, chunk, &mut bufs.v) };
+        unsafe {
+            input_tiles::<S, M, A, T>(g, self.x_nhwc, self.zeros, t0, nt, chunk, &mut bufs.v)
+        };
 
         // Ŷ_ξ[k, t] = (A dY_t Aᵀ)_ξ, output channels in the vector lanes.
         assert!(bufs.y.len() >= A * A * chunk * k && bufs.acc.len() >= A * A * k * c);
@@ -1003,7 +1016,12 @@ fn weight_grad<const M: usize, const A: usize, T: Tile<M, A>>(
 
 /// dg = Gᵀ (Σ_w dU_w) G for every filter, with the workers' partial sums added in worker
 /// order; all in f64, like [`filter_transform`]. Returns [K, C, 3, 3].
-fn filter_grad<const A: usize>(parts: &[Vec<f32>], k: usize, c: usize, gm: &[[f64; 3]; A]) -> Vec<f32> {
+fn filter_grad<const A: usize>(
+    parts: &[Vec<f32>],
+    k: usize,
+    c: usize,
+    gm: &[[f64; 3]; A],
+) -> Vec<f32> {
     let mut out = vec![0f32; k * c * 9];
     let one = |(ko, filters): (usize, &mut [f32])| {
         for (ci, dg_out) in filters.chunks_mut(9).enumerate() {
@@ -1088,13 +1106,16 @@ impl OutPtr {
 }
 
 /// U_ξ[K, C] = (G g Gᵀ)_ξ for every filter, stored column-major (output channels contiguous:
-/// gemm reads its left operand that way without repacking), computed in f64 (it is computed once per call and
-/// its rounding would otherwise add to the GEMM's).
+/// gemm reads its left operand that way without repacking), computed in f64 (it is computed
+/// once per call and its rounding would otherwise add to the GEMM's).
 fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3]; A]) -> Vec<f32> {
     let mut u = vec![0f32; A * A * k * c];
     let u_ptr = OutPtr(u.as_mut_ptr());
-    let one = |ko: usize| {
-        for ci in 0..c {
+    // One input channel per task: its entries of U_ξ are the contiguous runs ci·K .. (ci+1)·K,
+    // so no two threads write the same cache line (a task per output channel did, K floats
+    // apart, and that sharing cost more than the arithmetic).
+    let one = |ci: usize| {
+        for ko in 0..k {
             let kc = ko * c + ci;
             let g = &w[kc * 9..kc * 9 + 9];
             let mut tmp = [[0f64; 3]; A];
@@ -1106,7 +1127,7 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
             for r in 0..A {
                 for q in 0..A {
                     let v: f64 = (0..3).map(|s| tmp[r][s] * gm[q][s]).sum();
-                    // Safety: filter ko's entries are written by this call alone, in bounds.
+                    // Safety: channel ci's entries are written by this call alone, in bounds.
                     unsafe { u_ptr.write((r * A + q) * k * c + ci * k + ko, v as f32) };
                 }
             }
@@ -1115,9 +1136,9 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        (0..k).into_par_iter().for_each(one);
+        (0..c).into_par_iter().for_each(one);
     }
     #[cfg(not(feature = "rayon"))]
-    (0..k).for_each(one);
+    (0..c).for_each(one);
     u
 }
