@@ -23,6 +23,9 @@
 //! element is written by exactly one chunk, so the result depends only on the chunk size,
 //! which depends on the problem and the thread count.
 //!
+//! The weight gradient of the same convolutions takes the adjoint of eq. 8 (see
+//! [`conv2d_weight_backward`]): one GEMM per transform position summed over the tiles.
+//!
 //! Error: the transforms of F(4×4, 3×3) have entries up to 8 (Aᵀ) and 5 (Bᵀ), so rounding
 //! errors are amplified more than with F(2×2, 3×3) (entries ≤ 1); tests/conv_winograd.rs bounds
 //! both against a direct convolution in f64.
@@ -665,8 +668,9 @@ unsafe fn forward_chunk<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     }
 }
 
-/// The widest vector level this CPU has (`BURN_FLEX_WINOGRAD_SIMD=scalar` forces one lane, so
-/// tests can compare the levels: they give the same bits).
+/// The vector width the transforms run at: the widest this CPU has, or a narrower one named by
+/// `BURN_FLEX_WINOGRAD_SIMD=scalar|avx` (so tests can compare the widths, which give the same
+/// bits, on whatever CPU runs them).
 #[derive(Clone, Copy)]
 enum Level {
     Scalar,
@@ -680,10 +684,11 @@ fn level() -> Level {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
         extern crate std;
-        if std::env::var("BURN_FLEX_WINOGRAD_SIMD").as_deref() == Ok("scalar") {
+        let cap = std::env::var("BURN_FLEX_WINOGRAD_SIMD").unwrap_or_default();
+        if cap == "scalar" {
             return Level::Scalar;
         }
-        if std::is_x86_feature_detected!("avx512f") {
+        if cap != "avx" && std::is_x86_feature_detected!("avx512f") {
             return Level::Avx512;
         }
         if std::is_x86_feature_detected!("avx") {
