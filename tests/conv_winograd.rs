@@ -250,6 +250,37 @@ fn winograd_simd_widths_give_the_same_bits() {
     }
 }
 
+/// An input that is a permuted view (channels-last memory, as after a `permute`) goes through
+/// the same kernel as its contiguous copy: the same bits.
+#[test]
+fn winograd_reads_permuted_inputs() {
+    let c = CASES[2];
+    let mut r = rng::seeded(8, 0);
+    let x = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
+    let w = rng::normal_vec(&mut r, c.co * c.ci * 9);
+    let dev = Device::flex();
+    let run = |x: Tensor<4>| {
+        with_variant("f4", || {
+            conv2d(
+                x,
+                Tensor::from_data(TensorData::new(w.clone(), [c.co, c.ci, 3, 3]), &dev),
+                None,
+                ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+        })
+    };
+    let nhwc = Tensor::<4>::from_data(TensorData::new(x, [c.n, c.h, c.w, c.ci]), &dev);
+    let view = nhwc.clone().permute([0, 3, 1, 2]);
+    let copy = Tensor::<4>::from_data(view.clone().into_data(), &dev);
+    assert!(
+        run(view) == run(copy),
+        "permuted view and contiguous copy differ"
+    );
+}
+
 /// Same inputs, same thread count: bit-identical outputs.
 #[test]
 fn winograd_is_deterministic() {

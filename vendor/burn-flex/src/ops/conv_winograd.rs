@@ -70,25 +70,29 @@ fn chosen_variant() -> Option<Variant> {
     Some(Variant::F4)
 }
 
+/// The convolutions Winograd takes: f32 input, a 3×3 filter with at least [`MIN_CHANNELS`]
+/// input and output channels matching the input's, stride 1, dilation 1, one group, and a
+/// padded input at least 3×3.
+fn takes(x: &FlexTensor, weight_shape: &Shape, options: &ConvOptions<2>) -> bool {
+    let (xs, ws) = (x.layout().shape(), weight_shape);
+    let [(pt, pb), (pl, pr)] = options.padding;
+    x.dtype() == DType::F32
+        && ws.num_dims() == 4
+        && ws[2] == 3
+        && ws[3] == 3
+        && options.stride == [1, 1]
+        && options.dilation == [1, 1]
+        && options.groups == 1
+        && ws[0] >= MIN_CHANNELS
+        && ws[1] >= MIN_CHANNELS
+        && xs[1] == ws[1]
+        && xs[2] + pt + pb >= 3
+        && xs[3] + pl + pr >= 3
+}
+
 /// Whether a conv2d with these shapes runs through Winograd (f32 only).
 pub fn applies(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Variant> {
-    let ws = weight.layout().shape();
-    let xs = x.layout().shape();
-    if x.dtype() != DType::F32
-        || weight.dtype() != DType::F32
-        || ws[2] != 3
-        || ws[3] != 3
-        || options.stride != [1, 1]
-        || options.dilation != [1, 1]
-        || options.groups != 1
-        || ws[0] < MIN_CHANNELS
-        || ws[1] < MIN_CHANNELS
-        || xs[1] != ws[1]
-    {
-        return None;
-    }
-    let [(pt, pb), (pl, pr)] = options.padding;
-    if xs[2] + pt + pb < 3 || xs[3] + pl + pr < 3 {
+    if weight.dtype() != DType::F32 || !takes(x, weight.layout().shape(), options) {
         return None;
     }
     chosen_variant()
@@ -118,30 +122,13 @@ pub fn applies_weight_grad(
     weight_shape: &Shape,
     options: &ConvOptions<2>,
 ) -> Option<Variant> {
-    let (xs, ys, ws) = (
-        x.layout().shape(),
-        output_grad.layout().shape(),
-        weight_shape,
-    );
-    if x.dtype() != DType::F32
-        || output_grad.dtype() != DType::F32
-        || ws.num_dims() != 4
-        || ws[2] != 3
-        || ws[3] != 3
-        || options.stride != [1, 1]
-        || options.dilation != [1, 1]
-        || options.groups != 1
-        || ws[0] < MIN_CHANNELS
-        || ws[1] < MIN_CHANNELS
-        || xs[1] != ws[1]
-        || ys[1] != ws[0]
-        || xs[0] != ys[0]
-    {
-        return None;
-    }
+    let (xs, ys) = (x.layout().shape(), output_grad.layout().shape());
     let [(pt, pb), (pl, pr)] = options.padding;
-    if xs[2] + pt + pb < 3
-        || xs[3] + pl + pr < 3
+    if output_grad.dtype() != DType::F32
+        || !takes(x, weight_shape, options)
+        || ys.num_dims() != 4
+        || ys[0] != xs[0]
+        || ys[1] != weight_shape[0]
         || ys[2] != xs[2] + pt + pb - 2
         || ys[3] != xs[3] + pl + pr - 2
     {
@@ -740,7 +727,7 @@ fn run<const M: usize, const A: usize, T: Tile<M, A>>(
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
-    let x = x.to_contiguous();
+    // `to_nhwc` below reads x in any layout: no contiguous copy first.
     let weight = weight.to_contiguous();
     let xs = x.layout().shape().clone();
     let ws = weight.layout().shape().clone();
@@ -947,10 +934,9 @@ fn weight_grad<const M: usize, const A: usize, T: Tile<M, A>>(
     output_grad: FlexTensor,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
-    let x = x.to_contiguous();
-    let dy = output_grad.to_contiguous();
+    // `to_nhwc` below reads x and dY in any layout: no contiguous copies first.
     let xs = x.layout().shape().clone();
-    let ys = dy.layout().shape().clone();
+    let ys = output_grad.layout().shape().clone();
     let [(pt, _), (pl, _)] = options.padding;
     let (n, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
     let (k, ho, wo) = (ys[1], ys[2], ys[3]);
@@ -967,7 +953,7 @@ fn weight_grad<const M: usize, const A: usize, T: Tile<M, A>>(
         tw: wo.div_ceil(M),
     };
     let x_nhwc = super::conv::to_nhwc(&x);
-    let dy_nhwc = super::conv::to_nhwc(&dy);
+    let dy_nhwc = super::conv::to_nhwc(&output_grad);
     let zeros = vec![0f32; c.max(k)];
     let tiles = n * geo.th * geo.tw;
     let threads = num_threads();
