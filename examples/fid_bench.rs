@@ -10,7 +10,7 @@ use burn::prelude::*;
 use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
 use diffuse::nn::inception::InceptionKind;
 use diffuse::nn::inception_load::load_inception;
-use diffuse::rng::det_values as det;
+use diffuse_testkit::det_values as det;
 
 fn main() -> diffuse::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -68,7 +68,7 @@ fn main() -> diffuse::Result<()> {
                 let t0 = Instant::now();
                 for _ in 0..reps {
                     for f in &files {
-                        let px = diffuse::data::jpeg::decode_rgb(f)
+                        let px = diffuse_jpeg::decode_rgb(f)
                             .map_err(|e| diffuse::Error::bad_file(dir, e.to_string()))?;
                         std::hint::black_box(px);
                     }

@@ -57,7 +57,7 @@ pub fn png(data: &[u8]) -> Outcome {
 
 /// JPEG: the Pillow-exact decoder on its own, then the full path with its fallback decoder.
 pub fn jpeg(data: &[u8]) -> Outcome {
-    let _ = diffuse::data::jpeg::decode_rgb(data);
+    let _ = diffuse_jpeg::decode_rgb(data);
     err(diffuse::data::image_io::decode_rgb(
         Path::new("fuzz.jpg"),
         data.to_vec(),

@@ -35,19 +35,3 @@ pub fn normal_tensor<const D: usize>(
 pub fn uniform_ints(rng: &mut impl Rng, n: usize, high: usize) -> Vec<usize> {
     (0..n).map(|_| rng.gen_range(0..high)).collect()
 }
-
-/// `n` values in [−scale/2, scale/2) from an integer hash of (index, seed): the formula that
-/// the PyTorch scripts under `bench/` also implement (`det`), so goldens and benchmarks use
-/// identical weights on both sides without shipping weight files.
-pub fn det_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let m = 1u64 << 32;
-            let h0 = (i * 2654435761 + seed * 40503) % m;
-            let h1 = h0 ^ (h0 >> 15);
-            let h2 = (h1 * (2246822519 + 2 * seed)) % m;
-            let h3 = h2 ^ (h2 >> 13);
-            (h3 as f64 / 4294967296.0 - 0.5) as f32 * scale
-        })
-        .collect()
-}

@@ -248,7 +248,7 @@ pub fn draw_t(
 }
 
 /// Trains a SimpleNet with `cfg` on `device` (an autodiff device): on the CPU through the
-/// fused step of [`crate::nn::simplenet_fused`], elsewhere through burn's autodiff
+/// fused step of [`crate::nn::simplenet::fused`], elsewhere through burn's autodiff
 /// ([`train_autodiff`]). Both draw the same data, timesteps and noise from the same streams and
 /// apply the same Adam, clipping, learning-rate schedule and EMA.
 pub fn train(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<TrainedToy> {
@@ -391,12 +391,12 @@ pub fn train_autodiff(cfg: &ToyConfig, device: &Device, show_progress: bool) -> 
 
 /// [`train`] through the fused CPU step (host buffers, hand-written backward and Adam).
 pub fn train_fused(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Result<TrainedToy> {
-    use crate::nn::simplenet_fused::FusedTrainer;
+    use crate::nn::simplenet::fused;
     cfg.validate()?;
     let schedule = NoiseSchedule::new(&cfg.schedule)?;
     let data = cfg.data();
     let model = cfg.net.init(&mut seeded(cfg.seed, stream::INIT), device)?;
-    let mut trainer = FusedTrainer::new(&model, cfg.optim)?;
+    let mut trainer = fused::trainer(&model, &cfg.optim)?;
     let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, cfg.ema_warmup));
     let mut shadow = ema.as_ref().map(|_| trainer.net.params.clone());
     let mut rng = seeded(cfg.seed, stream::TRAIN);
@@ -422,7 +422,9 @@ pub fn train_fused(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Res
             o[0] = x[0] * a + e[0] * s;
             o[1] = x[1] * a + e[1] * s;
         }
-        let loss = trainer.loss_and_grad(&x_t, &batch.noise, &batch.t_group)?;
+        let loss = trainer
+            .loss_and_grad(&x_t, &batch.noise, &batch.t_group)
+            .map_err(|e| Error::invalid("fused step", e.0))?;
         finite_loss(step, loss)?;
         trainer.adam_step(cfg.optim.lr_at(step, cfg.steps));
         if let (Some(e), Some(sh)) = (ema.as_mut(), shadow.as_mut()) {
@@ -446,12 +448,12 @@ pub fn train_fused(cfg: &ToyConfig, device: &Device, show_progress: bool) -> Res
             e.decay,
             e.warmup,
             e.updates,
-            trainer.net.tensors(&sh, device),
+            fused::param_tensors(&trainer.net, &sh, device),
         )),
         _ => None,
     };
     Ok(TrainedToy {
-        model: trainer.net.write_into(&trainer.net.params, model),
+        model: fused::write_into(&trainer.net, &trainer.net.params, model),
         ema,
         losses: progress.losses,
         seconds,
@@ -554,7 +556,7 @@ pub fn sample_points(
     };
     // On the CPU the fused forward (no per-op dispatch) does the same arithmetic.
     let x = if device == Device::flex() {
-        let fused = crate::nn::simplenet_fused::FusedDenoiser::new(model)?;
+        let fused = crate::nn::simplenet::fused::FusedDenoiser::new(model)?;
         sample(&fused, schedule, spec, x_t, None, &mut rng, &mut tick)?
     } else {
         sample(model, schedule, spec, x_t, None, &mut rng, &mut tick)?

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use diffuse::metrics::fid::{frechet_distance, kid, load_stats, save_stats, FeatureStats};
 use diffuse::metrics::fid_pipeline::{fid_between, resize_bilinear_torch, FidMode, FidOptions};
-use diffuse::rng::det_values as det;
+use diffuse_testkit::det_values as det;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

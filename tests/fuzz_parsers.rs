@@ -1,6 +1,7 @@
 //! Bounded fuzzing of every parser of user files, on stable Rust, as part of `cargo test`:
-//! each target of `fuzz/targets.rs` gets its committed corpus (`tests/fuzz_corpus/<target>/`
-//! plus the goldens that are valid inputs) and a fixed number of deterministic mutations of
+//! each target of `fuzz/targets.rs` gets its committed corpus (`tests/fuzz_corpus/<target>/`,
+//! the JPEG one in `crates/diffuse-jpeg/tests/fuzz_corpus/`, plus the goldens that are valid
+//! inputs) and a fixed number of deterministic mutations of
 //! every valid seed (bit flips, byte overwrites, truncations, splices, inserted and deleted
 //! chunks, huge length fields, odd numbers in text). Every input must give `Ok` or an error
 //! that names the file and fits on a screen: no panic, no abort, no hang, and no allocation
@@ -196,14 +197,24 @@ fn generated(name: &str, data: Vec<u8>) -> Seed {
     }
 }
 
-/// The corpus of `target`: its folder under tests/fuzz_corpus, goldens that are valid inputs,
+/// The committed corpus folder of `target`: `tests/fuzz_corpus/<target>/`, except the JPEG
+/// one, which lives with the codec crate.
+fn corpus_dir(target: &str) -> PathBuf {
+    match target {
+        "jpeg" => repo("crates/diffuse-jpeg/tests/fuzz_corpus"),
+        _ => repo(&format!("tests/fuzz_corpus/{target}")),
+    }
+}
+
+/// The corpus of `target`: its folder (see [`corpus_dir`]), goldens that are valid inputs,
 /// and seeds written here by the project's own writers.
 fn corpus(target: &str) -> Vec<Seed> {
-    let mut seeds = seed_files(files_in(&repo(&format!("tests/fuzz_corpus/{target}")), &[]));
+    let mut seeds = seed_files(files_in(&corpus_dir(target), &[]));
     match target {
         "png" => seeds.extend(seed_files(files_in(&repo("tests/golden"), &["png"]))),
         "jpeg" => {
-            seeds.extend(seed_files(files_in(&repo("tests/golden/jpeg"), &["jpg"])));
+            let goldens = repo("crates/diffuse-jpeg/tests/golden/jpeg");
+            seeds.extend(seed_files(files_in(&goldens, &["jpg"])));
             seeds.extend(seed_files(vec![repo("tests/golden/pattern.jpg")]));
         }
         "pytorch" => seeds.extend(seed_files(vec![repo("tests/golden/simplenet_small.pth")])),
@@ -520,7 +531,8 @@ fn bombs_are_refused_with_a_reason() {
         ),
     ];
     for (file, f, why) in cases {
-        let data = std::fs::read(repo(&format!("tests/fuzz_corpus/{file}"))).unwrap();
+        let (target, name) = file.split_once('/').expect("target/file");
+        let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
         let outcome = run_one("bomb", f, &data).unwrap_or_else(|e| panic!("{file}: {e}"));
         let err = outcome.expect_err(file);
         eprintln!("{file}: {err}");

@@ -1,6 +1,6 @@
 //! `data::image_io` against goldens written by PIL (bench/golden_image_io.py).
 mod common;
-use common::pattern;
+use common::{pattern, TempDir};
 use std::path::{Path, PathBuf};
 
 use diffuse::data::image_io::{list_images, load_rgb, resize_pil, to_chw_pm1, PilFilter};
@@ -131,4 +131,41 @@ fn list_and_load_errors() {
     let err = list_images(&dir.join("b.PNG")).unwrap_err().to_string();
     assert!(err.contains("b.PNG"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Pillow's JPEG goldens of the codec crate (`crates/diffuse-jpeg`).
+fn jpeg_goldens() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/diffuse-jpeg/tests/golden/jpeg")
+}
+
+/// Damaged files: a clear error naming the file, never a panic.
+#[test]
+fn corrupt_and_truncated_jpegs_are_errors_naming_the_file() {
+    let dir = TempDir::new("jpeg-corrupt");
+    let base = std::fs::read(jpeg_goldens().join("q75_420.jpg")).unwrap();
+    let prog = std::fs::read(jpeg_goldens().join("prog_420.jpg")).unwrap();
+    let sof = base.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    let mut arithmetic = base.clone();
+    arithmetic[sof + 1] = 0xC9; // SOF9: arithmetic coding, handed to the fallback decoder
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("half.jpg", base[..base.len() / 2].to_vec()),
+        ("no_eoi_progressive.jpg", prog[..prog.len() - 40].to_vec()),
+        ("headers_only.jpg", base[..sof + 20].to_vec()),
+        ("soi_only.jpg", vec![0xFF, 0xD8]),
+        (
+            "soi_garbage.jpg",
+            [&[0xFF, 0xD8, 0xFF][..], &[0x42; 64]].concat(),
+        ),
+        ("arithmetic.jpg", arithmetic),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.0.join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let err = load_rgb(&p).expect_err(name).to_string();
+        assert!(
+            err.contains(name),
+            "{name}: error does not name the file: {err}"
+        );
+        assert!(err.contains("JPEG"), "{name}: {err}");
+    }
 }

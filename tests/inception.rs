@@ -8,7 +8,7 @@ use common::assert_close;
 use burn::prelude::*;
 use diffuse::nn::inception::{InceptionKind, InceptionV3};
 use diffuse::nn::inception_load::{load_inception, save_inception_safetensors};
-use diffuse::rng::det_values as det;
+use diffuse_testkit::det_values as det;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

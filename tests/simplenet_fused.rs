@@ -1,5 +1,5 @@
 //! The fused CPU training step and sampling forward of SimpleNet
-//! (`diffuse::nn::simplenet_fused`) against burn's autodiff on the same weights and inputs.
+//! (`diffuse::nn::simplenet::fused` on `diffuse_kernels::time_mlp`) against burn's autodiff on the same weights and inputs.
 mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -7,7 +7,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use common::{assert_close, f32_rtol, to_vec};
 use diffuse::nn::simplenet::{SimpleNet, SimpleNetConfig};
-use diffuse::nn::simplenet_fused::{FlatNet, FusedDenoiser, FusedTrainer};
+use diffuse::nn::simplenet::fused::{self, flat_net, FusedDenoiser};
 use diffuse::rng::{normal_vec, seeded, uniform_ints};
 use diffuse::schedule::eps_mse;
 use diffuse::toy::{train_fused, ToyConfig};
@@ -83,7 +83,7 @@ fn check_step(dims: Vec<usize>, b: usize, k: usize) {
     let model = cfg.init(&mut seeded(3, 2), &device).unwrap();
     let (x, e, t) = batch(b, k, 5);
     let (want_loss, want) = burn_loss_grads(&model, &x, &e, &t);
-    let mut tr = FusedTrainer::new(&model, OptimConfig::default()).unwrap();
+    let mut tr = fused::trainer(&model, &OptimConfig::default()).unwrap();
     let loss = tr.loss_and_grad(&x, &e, &t).unwrap();
     // Every value passes through ~2·layers GEMMs of inner length ≤ max(256, b) (the sinusoid
     // width, or the batch for weight gradients), summed in a different order by each kernel.
@@ -129,7 +129,7 @@ fn fused_adam_with_clipping_equals_burn_adam() {
     }
     .init(&mut seeded(1, 2), &device)
     .unwrap();
-    let mut tr = FusedTrainer::new(&model, optim).unwrap();
+    let mut tr = fused::trainer(&model, &optim).unwrap();
     let mut adam = optim.adam();
     let mut clipped = false;
     for step in 0..4 {
@@ -187,11 +187,11 @@ fn flat_weights_round_trip_into_the_model() {
     let model = SimpleNetConfig::default()
         .init(&mut seeded(8, 2), &device)
         .unwrap();
-    let flat = FlatNet::from_model(&model).unwrap();
+    let flat = flat_net(&model).unwrap();
     assert_eq!(flat.params.len(), model.num_params());
     let doubled: Vec<f32> = flat.params.iter().map(|v| 2.0 * v).collect();
-    let m2 = flat.write_into(&doubled, model);
-    assert_eq!(FlatNet::from_model(&m2).unwrap().params, doubled);
+    let m2 = fused::write_into(&flat, &doubled, model);
+    assert_eq!(flat_net(&m2).unwrap().params, doubled);
 }
 
 #[test]
@@ -206,11 +206,11 @@ fn fused_training_is_reproducible() {
     let run = || train_fused(&cfg, &Device::flex(), false).unwrap();
     let (a, b) = (run(), run());
     assert_eq!(a.losses, b.losses);
-    let pa = FlatNet::from_model(&a.sampling_model()).unwrap().params;
-    let pb = FlatNet::from_model(&b.sampling_model()).unwrap().params;
+    let pa = flat_net(&a.sampling_model()).unwrap().params;
+    let pb = flat_net(&b.sampling_model()).unwrap().params;
     assert_eq!(pa, pb);
     // Training moved the weights, and the EMA differs from the raw weights.
-    let raw = FlatNet::from_model(&a.model.valid()).unwrap().params;
+    let raw = flat_net(&a.model.valid()).unwrap().params;
     assert_ne!(raw, pa);
     assert!(a.losses.iter().all(|(_, l)| l.is_finite()));
 }
@@ -254,8 +254,8 @@ fn ema_run(
     };
     let t = train(&cfg, device, false).unwrap();
     (
-        FlatNet::from_model(&t.model.valid()).unwrap().params,
-        FlatNet::from_model(&t.sampling_model()).unwrap().params,
+        flat_net(&t.model.valid()).unwrap().params,
+        flat_net(&t.sampling_model()).unwrap().params,
     )
 }
 
@@ -267,7 +267,7 @@ fn ema_follows_the_warm_up_formula_on_both_paths() {
     // the step count). Checked per element to a few f32 roundings of the weights' size.
     use diffuse::toy::train_autodiff;
     let cfg = ToyConfig::default();
-    let theta0 = FlatNet::from_model(
+    let theta0 = flat_net(
         &cfg.net
             .init(
                 &mut seeded(cfg.seed, diffuse::toy::stream::INIT),

@@ -4,11 +4,12 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, f32_rtol};
+use common::{assert_close, f32_rtol, to_vec};
 
 use burn::module::Module;
 use burn::prelude::*;
-use diffuse::nn::unet::{drop_labels, labels_tensor, load_pytorch, UNetConfig};
+use diffuse::nn::unet::{drop_labels, labels_tensor, load_pytorch, Block, UNetConfig};
+use diffuse::rng;
 use diffuse::sampling::Denoiser;
 
 fn golden_dir() -> PathBuf {
@@ -266,4 +267,55 @@ fn digits_preset_trains_on_autodiff() {
     println!("losses {losses:?}");
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(losses[7] < 0.8 * losses[0], "{losses:?}");
+}
+
+/// The attention block's training path (fused softmax) against burn's attention: output and
+/// the gradients of the input and of the query projection.
+#[test]
+fn attention_block_training_path_matches_burn_attention() {
+    let dev = Device::flex().autodiff();
+    let cfg = UNetConfig {
+        image_size: 8,
+        channels: 16,
+        channel_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_levels: vec![1],
+        num_groups: 8,
+        ..UNetConfig::default()
+    };
+    let net = cfg.init(&dev, &mut Normals::new(3, 0)).expect("UNet");
+    let attn = net
+        .downblocks
+        .iter()
+        .find_map(|b| match b {
+            Block::Res(r) => r.attn.as_ref(),
+            _ => None,
+        })
+        .expect("a block with attention");
+    let c = attn.proj_q.weight.dims()[0];
+    let mut r = Normals::new(4, 0);
+    let shape = [3, c, 4, 5];
+    let n: usize = shape.iter().product();
+    let xv = r.vec(n);
+    let rv: Tensor<4> = Tensor::from_data(TensorData::new(r.vec(n), shape), &dev);
+    let run = |fused: bool| {
+        let x: Tensor<4> =
+            Tensor::from_data(TensorData::new(xv.clone(), shape), &dev).require_grad();
+        let y = attn.forward_with(x.clone(), fused);
+        let grads = (y.clone() * rv.clone()).sum().backward();
+        let gx = to_vec(x.grad(&grads).expect("x grad"));
+        let gq = to_vec(attn.proj_q.weight.grad(&grads).expect("proj_q grad"));
+        [to_vec(y), gx, gq]
+    };
+    let (got, want) = (run(true), run(false));
+    // Reductions over C (projections) and HW (attention), through ~6 chained operations.
+    let k = c.max(20);
+    assert_close(&got[0], &want[0], f32_rtol(k, 6), "attention output");
+    assert_close(&got[1], &want[1], f32_rtol(k, 12), "attention dx");
+    assert_close(
+        &got[2],
+        &want[2],
+        f32_rtol(3 * 20, 12),
+        "attention d proj_q",
+    );
 }

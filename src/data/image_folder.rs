@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::image_io::{list_images, load_rgb, resize_bicubic_pil, resize_bilinear_pil, to_chw_pm1};
 use super::image_set::ImageSet;
-use super::jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
+use diffuse_jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
 use crate::{Error, Result};
 
 /// How to read an image folder.

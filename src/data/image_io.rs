@@ -6,7 +6,7 @@
 //! PIL images) → `ToTensor()` → `Normalize(0.5, 0.5)`. FID is sensitive to the resize filter
 //! (clean-fid), so [`resize_bilinear_pil`] re-implements Pillow's `libImaging/Resample.c`
 //! bit for bit instead of using a generic bilinear interpolation, and JPEGs are decoded by
-//! [`super::jpeg`], which reproduces Pillow's libjpeg-turbo output bit for bit.
+//! [`diffuse_jpeg`], which reproduces Pillow's libjpeg-turbo output bit for bit.
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -53,7 +53,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Largest decoded image accepted, in pixels: twice Pillow's `MAX_IMAGE_PIXELS`, the size at
 /// which Pillow raises `DecompressionBombError`. The header is checked before any pixel buffer
 /// is allocated, so a small file claiming a huge image costs nothing.
-pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+pub const MAX_IMAGE_PIXELS: u64 = diffuse_jpeg::MAX_IMAGE_PIXELS;
 
 /// Cap on what the PNG decoder may allocate (the `image` crate's own default, stated here):
 /// an RGBA16 image at [`MAX_IMAGE_PIXELS`] would need more, and is refused before decoding.
@@ -143,21 +143,21 @@ fn decode_other(path: &Path, bytes: Vec<u8>) -> Result<image::DynamicImage> {
     image::DynamicImage::from_decoder(decoder).map_err(bad)
 }
 
-/// JPEG through [`super::jpeg`], which reproduces Pillow's libjpeg-turbo decode bit for bit.
+/// JPEG through [`diffuse_jpeg`], which reproduces Pillow's libjpeg-turbo decode bit for bit.
 /// Variants it does not implement (arithmetic coding, lossless, 12-bit, …) go to
 /// `jpeg-decoder` instead, whose output is close to but not exactly Pillow's.
 fn load_jpeg(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
-    match super::jpeg::decode_rgb(&bytes) {
+    match diffuse_jpeg::decode_rgb(&bytes) {
         Ok(px) => image::RgbImage::from_raw(px.width as u32, px.height as u32, px.data)
             .ok_or_else(|| Error::bad_file(path, "JPEG size does not match its pixels")),
-        Err(super::jpeg::JpegError::Unsupported(_)) => load_jpeg_fallback(path, bytes),
+        Err(diffuse_jpeg::JpegError::Unsupported(_)) => load_jpeg_fallback(path, bytes),
         Err(e) => Err(Error::bad_file(path, format!("cannot decode JPEG: {e}"))),
     }
 }
 
-/// JPEG through `jpeg-decoder`, for the variants [`super::jpeg`] leaves out. The header is
+/// JPEG through `jpeg-decoder`, for the variants [`diffuse_jpeg`] leaves out. The header is
 /// read first and checked against [`MAX_IMAGE_PIXELS`] and the file size (see
-/// [`super::jpeg::check_size`]) before any pixel is decoded.
+/// [`diffuse_jpeg::check_size`]) before any pixel is decoded.
 fn load_jpeg_fallback(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
     let len = bytes.len();
     let mut dec = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
@@ -168,7 +168,7 @@ fn load_jpeg_fallback(path: &Path, bytes: Vec<u8>) -> Result<image::RgbImage> {
         .ok_or_else(|| Error::bad_file(path, "JPEG without a header"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     check_pixels(path, w as u64, h as u64)?;
-    super::jpeg::check_size(w, h, len)
+    diffuse_jpeg::check_size(w, h, len)
         .map_err(|e| Error::bad_file(path, format!("cannot decode JPEG: {e}")))?;
     // The decoded buffer: at most 4 components of 2 bytes (16-bit lossless) per pixel.
     dec.set_max_decoding_buffer_size(w * h * 8);

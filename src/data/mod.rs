@@ -3,6 +3,5 @@ pub mod digits;
 pub mod image_folder;
 pub mod image_io;
 pub mod image_set;
-pub mod jpeg;
 pub mod labels;
 pub mod toy;

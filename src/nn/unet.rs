@@ -31,9 +31,10 @@ use burn::tensor::ops::{AttentionModuleOptions, InterpolateMode, InterpolateOpti
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use diffuse_kernels::group_norm::{group_norm_act, group_norm_silu_dropout};
+use diffuse_kernels::softmax;
+
 use crate::nn::embedding::timestep_embedding;
-use crate::nn::group_norm_silu::{group_norm_act, group_norm_silu_dropout};
-use crate::nn::softmax;
 use crate::{checkpoint_report, Error, Result};
 
 /// Every size of the UNet. `Default` is the reference AFHQ configuration.

@@ -43,6 +43,8 @@ pub mod ops;
 #[doc(hidden)]
 pub mod simd;
 
+pub mod tuning;
+
 pub use backend::{Flex, FlexDevice};
 pub use layout::Layout;
 pub use qtensor::FlexQTensor;

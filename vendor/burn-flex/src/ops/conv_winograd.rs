@@ -54,20 +54,13 @@ pub enum Variant {
 /// than the GEMM flops they save. Not tuned: speed measured at 128–512 channels only.
 const MIN_CHANNELS: usize = 32;
 
-/// The variant used when none is forced (`BURN_FLEX_WINOGRAD=off|f2|f4` overrides it, for
-/// benchmarks and tests).
+/// The variant of [`crate::tuning::winograd_options`] (F(4×4) unless switched).
 fn chosen_variant() -> Option<Variant> {
-    #[cfg(feature = "std")]
-    {
-        extern crate std;
-        match std::env::var("BURN_FLEX_WINOGRAD").as_deref() {
-            Ok("off") => return None,
-            Ok("f2") => return Some(Variant::F2),
-            Ok("f4") => return Some(Variant::F4),
-            _ => {}
-        }
+    match crate::tuning::winograd_options().variant {
+        crate::tuning::WinogradVariant::Off => None,
+        crate::tuning::WinogradVariant::F2 => Some(Variant::F2),
+        crate::tuning::WinogradVariant::F4 => Some(Variant::F4),
     }
-    Some(Variant::F4)
 }
 
 /// The convolutions Winograd takes: f32 input, a 3×3 filter with at least [`MIN_CHANNELS`]
@@ -655,9 +648,9 @@ unsafe fn forward_chunk<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     }
 }
 
-/// The vector width the transforms run at: the widest this CPU has, or a narrower one named by
-/// `BURN_FLEX_WINOGRAD_SIMD=scalar|avx` (so tests can compare the widths, which give the same
-/// bits, on whatever CPU runs them).
+/// The vector width the transforms run at: the widest this CPU has, or a narrower one set by
+/// [`crate::tuning::WinogradOptions::simd`] (so tests can compare the widths, which give the
+/// same bits, on whatever CPU runs them).
 #[derive(Clone, Copy)]
 enum Level {
     Scalar,
@@ -671,11 +664,12 @@ fn level() -> Level {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
         extern crate std;
-        let cap = std::env::var("BURN_FLEX_WINOGRAD_SIMD").unwrap_or_default();
-        if cap == "scalar" {
+        use crate::tuning::WinogradSimd;
+        let cap = crate::tuning::winograd_options().simd;
+        if cap == WinogradSimd::Scalar {
             return Level::Scalar;
         }
-        if cap != "avx" && std::is_x86_feature_detected!("avx512f") {
+        if cap != WinogradSimd::Avx && std::is_x86_feature_detected!("avx512f") {
             return Level::Avx512;
         }
         if std::is_x86_feature_detected!("avx") {
@@ -1051,18 +1045,11 @@ fn filter_grad<const A: usize>(
 /// transformed input and GEMM output ((m+2)²·(C + K)·64 floats, 2.4 MB at 128 channels with
 /// F(4×4)) then stay near the L2: measured on a Xeon (2 MiB L2) at 128 channels over 64² maps,
 /// b16, 2 threads: 16 tiles 250 ms, 64 tiles 96 ms, 128 tiles 102 ms, 256 tiles 400 ms; at 256
-/// channels over 32², 64 tiles was also the fastest. `BURN_FLEX_WINOGRAD_CHUNK` overrides it
-/// (for tuning).
+/// channels over 32², 64 tiles was also the fastest. [`crate::tuning::WinogradOptions::chunk`]
+/// overrides it (for tuning).
 fn chunk_size(tiles: usize, threads: usize) -> usize {
-    #[cfg(feature = "std")]
-    {
-        extern crate std;
-        if let Some(v) = std::env::var("BURN_FLEX_WINOGRAD_CHUNK")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            return v.max(1);
-        }
+    if let Some(v) = crate::tuning::winograd_options().chunk {
+        return v.max(1);
     }
     CHUNK.min(tiles.div_ceil(threads)).max(1)
 }

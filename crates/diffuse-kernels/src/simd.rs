@@ -1,43 +1,80 @@
-//! Small building blocks of the CPU kernels in `nn` (fused GroupNorm, softmax): flex tensor
-//! access, a vectorisable exp, fixed-order sums, and runtime selection of the SIMD width.
-use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
-use burn_flex::FlexTensor;
+//! The building blocks of the fused kernels: a vectorisable exp, fixed-order sums, and the
+//! runtime choice of the SIMD width ([`multiversion`]), capped by
+//! [`KernelOptions::max_simd`](crate::KernelOptions::max_simd).
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Whether `x` is an f32 tensor on the flex (CPU) backend, with or without autodiff: what the
-/// fused kernels of `nn` accept.
-pub(crate) fn is_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32
-        && matches!(
-            x.device().inner().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        )
+/// The SIMD widths the fused kernels are compiled for. Every width performs the same f32
+/// operations in the same order (no FMA contraction, fixed reduction order), so all give the
+/// same bits; the cap exists to test that and to compare speeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum SimdLevel {
+    /// The build's baseline (SSE2 on x86-64; the only level elsewhere).
+    Baseline,
+    /// AVX2 (8 lanes).
+    Avx2,
+    /// AVX-512F (16 lanes).
+    #[default]
+    Avx512,
 }
 
-/// The values of an f32 flex tensor in logical (row-major) order, copied only when the tensor
-/// is a strided view.
-pub(crate) fn f32s(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("a contiguous f32 tensor")
-                .to_vec(),
-        ),
+impl SimdLevel {
+    /// The name used by `DIFFUSE_KERNEL_SIMD` and `diffuse doctor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Baseline => "baseline",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512]
+            .into_iter()
+            .find(|l| l.name() == s)
+    }
+
+    /// The widest level this CPU runs.
+    pub fn detected() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
     }
 }
 
-/// A contiguous f32 tensor of `x`'s shape holding `values`.
-pub(crate) fn tensor_like(x: &FlexTensor, values: Vec<f32>) -> FlexTensor {
-    let shape = x.layout().shape().clone();
-    FlexTensor::from_data(TensorData::new(values, shape))
+/// The cap set through [`crate::set_options`] (a `SimdLevel` as u8).
+pub(crate) static MAX_SIMD: AtomicU8 = AtomicU8::new(SimdLevel::Avx512 as u8);
+
+/// Runs `f` with the fused kernels capped at `level` (then restores the cap): for tests and
+/// side-by-side timings of the SIMD widths. Callers are serialised, since the cap is
+/// process-wide.
+pub fn with_max_simd<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let before = MAX_SIMD.swap(level as u8, Ordering::Relaxed);
+    let r = f();
+    MAX_SIMD.store(before, Ordering::Relaxed);
+    r
+}
+
+/// Whether the kernels may use `level`: the cap allows it (the CPU check is the caller's).
+#[inline(always)]
+pub(crate) fn allowed(level: SimdLevel) -> bool {
+    crate::options::init_from_env();
+    MAX_SIMD.load(Ordering::Relaxed) >= level as u8
 }
 
 /// Sums `f(0) + … + f(n−1)` in f64 over eight interleaved accumulators: the same order on every
 /// CPU (so results do not depend on the SIMD width), and vectorisable.
 #[inline(always)]
-pub(crate) fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+pub fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
     const L: usize = 8;
     let mut acc = [0f64; L];
     let full = n / L * L;
@@ -57,7 +94,7 @@ pub(crate) fn sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
 /// like libm's expf), scaled by 2ⁿ through the exponent bits. Inputs are clamped to ±87.3, where
 /// sigmoid and SiLU are saturated to f32 precision anyway.
 #[inline(always)]
-pub(crate) fn exp_f32(x: f32) -> f32 {
+pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -77,30 +114,30 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn sigmoid(z: f32) -> f32 {
+pub fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-z))
 }
 
 /// Compiles `$body` (a call of an `#[inline(always)]` block function) for AVX-512, AVX2 and
-/// the baseline, and runs the widest the CPU has. Every path performs the same f32 operations
-/// in the same order (no FMA contraction, fixed reduction order), so the results are identical.
+/// the baseline, and runs the widest the CPU has within the cap of
+/// [`KernelOptions::max_simd`](crate::KernelOptions::max_simd). Every path performs the same
+/// f32 operations in the same order (no FMA contraction, fixed reduction order), so the
+/// results are identical.
 macro_rules! multiversion_impl {
     ($name:ident ($($arg:ident : $ty:ty),*) $body:block) => {
-        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::simd::{allowed, SimdLevel};
                 #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
                 unsafe fn wide($($arg: $ty),*) $body
                 #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
                 unsafe fn mid($($arg: $ty),*) $body
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                if allowed(SimdLevel::Avx512) && std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F (checked just above).
                     return unsafe { wide($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if allowed(SimdLevel::Avx2) && std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2 (checked just above).
                     return unsafe { mid($($arg),*) };
                 }

@@ -1,13 +1,12 @@
 //! Convolution output and gradients against brute force in f64. The weight gradient runs
-//! through the patched burn-flex (`vendor/burn-flex/src/ops/conv_weight_grad.rs`: im2col + GEMM
+//! through the patched burn-flex (`src/ops/conv_weight_grad.rs`: im2col + GEMM
 //! over batch chunks), so the cases cover strides, padding, dilation, groups, bias, 1×1 kernels
 //! and batches that split into uneven chunks or one item per GEMM.
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use diffuse::rng;
+use diffuse_testkit::{f32_rtol, Normals};
 
-mod common;
 
 struct Case {
     n: usize,
@@ -27,16 +26,16 @@ fn out_size(i: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
 
 /// Loss = Σ conv(x, w) · r, so dL/dw and dL/dx are sums of products of r with x and w.
 fn check(c: &Case, seed: u64) {
-    let mut r = rng::seeded(seed, 0);
+    let mut r = Normals::new(seed, 0);
     let cig = c.ci / c.groups;
     let cog = c.co / c.groups;
     let [h, w] = c.hw;
     let ho = out_size(h, c.k[0], c.stride[0], c.pad[0], c.dilation[0]);
     let wo = out_size(w, c.k[1], c.stride[1], c.pad[1], c.dilation[1]);
-    let xv = rng::normal_vec(&mut r, c.n * c.ci * h * w);
-    let wv = rng::normal_vec(&mut r, c.co * cig * c.k[0] * c.k[1]);
-    let rv = rng::normal_vec(&mut r, c.n * c.co * ho * wo);
-    let bv = rng::normal_vec(&mut r, c.co);
+    let xv = r.vec(c.n * c.ci * h * w);
+    let wv = r.vec(c.co * cig * c.k[0] * c.k[1]);
+    let rv = r.vec(c.n * c.co * ho * wo);
+    let bv = r.vec(c.co);
 
     let dev = Device::flex().autodiff();
     let x: Tensor<4> =
@@ -106,13 +105,13 @@ fn check(c: &Case, seed: u64) {
             .fold(0.0, f64::max)
     };
     let (ery, erw, erx) = (max_err(&yv, &ey), max_err(&gw, &ew), max_err(&gx, &ex));
-    // Each result is one f32 sum (see common::f32_rtol): an output sums cig·kh·kw products, a
+    // Each result is one f32 sum (see diffuse_testkit::f32_rtol): an output sums cig·kh·kw products, a
     // weight-gradient entry n·ho·wo, an input-gradient entry at most cog·kh·kw.
     let kk = c.k[0] * c.k[1];
     let (ty, tw, tx) = (
-        common::f32_rtol(cig * kk, 1),
-        common::f32_rtol(c.n * ho * wo, 1),
-        common::f32_rtol(cog * kk, 1),
+        f32_rtol(cig * kk, 1),
+        f32_rtol(c.n * ho * wo, 1),
+        f32_rtol(cog * kk, 1),
     );
     eprintln!("relative errors: output {ery:.1e} (allowed {ty:.1e}), weight gradient {erw:.1e} ({tw:.1e}), input gradient {erx:.1e} ({tx:.1e})");
     assert!(

@@ -27,26 +27,41 @@
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use diffuse::rng;
+use burn_flex::tuning::{
+    set_winograd_options, winograd_options, WinogradOptions, WinogradSimd, WinogradVariant,
+};
+use diffuse_testkit::Normals;
 use std::sync::Mutex;
 
-/// The variant and the transforms' vector width are chosen by environment variables, read at
-/// each call: tests that set them or depend on them hold this lock.
+/// The variant and the transforms' vector width are process-wide switches
+/// (`burn_flex::tuning`): tests that set them or depend on them hold this lock.
 static VARIANT: Mutex<()> = Mutex::new(());
 
 /// `v` is a variant ("off", "f2", "f4"), optionally prefixed with the transforms' vector width:
-/// "scalar:f4" forces one lane, "avx:f4" at most AVX's 8 (BURN_FLEX_WINOGRAD_SIMD), "vector:f4"
-/// keeps the CPU's widest.
+/// "scalar:f4" forces one lane, "avx:f4" at most AVX's 8, "vector:f4" keeps the CPU's widest.
 fn with_variant<R>(v: &str, f: impl FnOnce() -> R) -> R {
     let _g = VARIANT.lock().unwrap_or_else(|e| e.into_inner());
     let (width, variant) = v.split_once(':').unwrap_or(("vector", v));
-    std::env::set_var("BURN_FLEX_WINOGRAD", variant);
-    if width != "vector" {
-        std::env::set_var("BURN_FLEX_WINOGRAD_SIMD", width);
-    }
+    let variant = match variant {
+        "off" => WinogradVariant::Off,
+        "f2" => WinogradVariant::F2,
+        "f4" => WinogradVariant::F4,
+        other => panic!("unknown variant {other}"),
+    };
+    let simd = match width {
+        "vector" => WinogradSimd::Widest,
+        "avx" => WinogradSimd::Avx,
+        "scalar" => WinogradSimd::Scalar,
+        other => panic!("unknown width {other}"),
+    };
+    let before = winograd_options();
+    set_winograd_options(WinogradOptions {
+        variant,
+        simd,
+        chunk: None,
+    });
     let r = f();
-    std::env::remove_var("BURN_FLEX_WINOGRAD");
-    std::env::remove_var("BURN_FLEX_WINOGRAD_SIMD");
+    set_winograd_options(before);
     r
 }
 
@@ -178,10 +193,10 @@ const CASES: [Case; 6] = [
 ];
 
 fn forward(c: &Case, seed: u64, variant: &str) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
-    let mut r = rng::seeded(seed, 0);
-    let x = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
-    let w = rng::normal_vec(&mut r, c.co * c.ci * 9);
-    let b = rng::normal_vec(&mut r, c.co);
+    let mut r = Normals::new(seed, 0);
+    let x = r.vec(c.n * c.ci * c.h * c.w);
+    let w = r.vec(c.co * c.ci * 9);
+    let b = r.vec(c.co);
     let (want, mag, [ho, wo]) = direct(c, &x, &w, &b);
     let dev = Device::flex();
     let got = with_variant(variant, || {
@@ -255,9 +270,9 @@ fn winograd_simd_widths_give_the_same_bits() {
 #[test]
 fn winograd_reads_permuted_inputs() {
     let c = CASES[2];
-    let mut r = rng::seeded(8, 0);
-    let x = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
-    let w = rng::normal_vec(&mut r, c.co * c.ci * 9);
+    let mut r = Normals::new(8, 0);
+    let x = r.vec(c.n * c.ci * c.h * c.w);
+    let w = r.vec(c.co * c.ci * 9);
     let dev = Device::flex();
     let run = |x: Tensor<4>| {
         with_variant("f4", || {
@@ -296,11 +311,11 @@ fn gradients(
     seed: u64,
     variant: &str,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, (Vec<f32>, Vec<f32>)) {
-    let mut r = rng::seeded(seed, 0);
+    let mut r = Normals::new(seed, 0);
     let (ho, wo) = (c.h + 2 * c.pad - 2, c.w + 2 * c.pad - 2);
-    let xv = rng::normal_vec(&mut r, c.n * c.ci * c.h * c.w);
-    let wv = rng::normal_vec(&mut r, c.co * c.ci * 9);
-    let rv = rng::normal_vec(&mut r, c.n * c.co * ho * wo);
+    let xv = r.vec(c.n * c.ci * c.h * c.w);
+    let wv = r.vec(c.co * c.ci * 9);
+    let rv = r.vec(c.n * c.co * ho * wo);
     let dev = Device::flex().autodiff();
     let grads = with_variant(variant, || {
         let x: Tensor<4> =

@@ -1,14 +1,12 @@
-//! The fused GroupNorm (+ SiLU) kernel (`src/nn/group_norm_silu.rs`) against burn's composed
+//! The fused GroupNorm (+ SiLU) kernel (`src/group_norm/`) against burn's composed
 //! GroupNorm module and SiLU: outputs and the gradients of x, γ and β, on shapes whose groups
 //! hold one or several channels, odd spatial sizes, a batch of one, and a non-contiguous input.
 use burn::module::Param;
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
-use diffuse::nn::group_norm_silu::{group_norm_act_composed, group_norm_act_fused, Epilogue};
-use diffuse::rng;
+use diffuse_kernels::group_norm::{group_norm_act_composed, group_norm_act_fused, Epilogue};
 
-mod common;
-use common::{assert_close, f32_rtol, to_vec};
+use diffuse_testkit::{assert_close, f32_rtol, Normals};
 
 struct Case {
     b: usize,
@@ -19,15 +17,15 @@ struct Case {
 }
 
 fn norm(c: &Case, seed: u64, dev: &Device) -> GroupNorm {
-    let mut r = rng::seeded(seed, 1);
+    let mut r = Normals::new(seed, 1);
     let mut n = GroupNormConfig::new(c.groups, c.c).init(dev);
     // γ around 1 and β around 0, as after training; both non-trivial so that a swapped or
     // ignored parameter shows.
-    let g: Vec<f32> = rng::normal_vec(&mut r, c.c)
+    let g: Vec<f32> = r.vec(c.c)
         .iter()
         .map(|v| 1.0 + 0.3 * v)
         .collect();
-    let b: Vec<f32> = rng::normal_vec(&mut r, c.c)
+    let b: Vec<f32> = r.vec(c.c)
         .iter()
         .map(|v| 0.5 * v)
         .collect();
@@ -45,10 +43,10 @@ fn norm(c: &Case, seed: u64, dev: &Device) -> GroupNorm {
 /// (y, dL/dx, dL/dγ, dL/dβ) for L = Σ y·r.
 fn run(c: &Case, act: bool, fused: bool, transposed: bool, seed: u64) -> [Vec<f32>; 4] {
     let dev = Device::flex().autodiff();
-    let mut r = rng::seeded(seed, 0);
+    let mut r = Normals::new(seed, 0);
     let n = c.b * c.c * c.h * c.w;
     // Per-channel offsets and scales, so the statistics matter.
-    let xv: Vec<f32> = rng::normal_vec(&mut r, n)
+    let xv: Vec<f32> = r.vec(n)
         .iter()
         .enumerate()
         .map(|(i, v)| {
@@ -56,7 +54,7 @@ fn run(c: &Case, act: bool, fused: bool, transposed: bool, seed: u64) -> [Vec<f3
             3.0 * v * (1.0 + ch as f32 * 0.1) + ch as f32 - 2.0
         })
         .collect();
-    let rv = rng::normal_vec(&mut r, n);
+    let rv = r.vec(n);
     // With `transposed`, the same values stored with H and W swapped and read through a
     // transposed view: the kernel must see the logical order.
     let leaf: Tensor<4> = if transposed {
@@ -195,10 +193,10 @@ fn fused_group_norm_is_deterministic() {
 fn fused_group_norm_without_autodiff_matches() {
     let c = &CASES[1];
     let dev = Device::flex();
-    let mut r = rng::seeded(50, 0);
+    let mut r = Normals::new(50, 0);
     let x: Tensor<4> = Tensor::from_data(
         TensorData::new(
-            rng::normal_vec(&mut r, c.b * c.c * c.h * c.w),
+            r.vec(c.b * c.c * c.h * c.w),
             [c.b, c.c, c.h, c.w],
         ),
         &dev,
@@ -226,14 +224,14 @@ fn fused_group_norm_without_autodiff_matches() {
 /// `keep_mask` defines for its seed, in value and in every gradient.
 #[test]
 fn fused_dropout_matches_composed_times_its_mask() {
-    use diffuse::nn::group_norm_silu::keep_mask;
+    use diffuse_kernels::group_norm::keep_mask;
     let c = &CASES[3];
     let dev = Device::flex().autodiff();
     let n = c.b * c.c * c.h * c.w;
-    let mut r = rng::seeded(60, 0);
-    let xv = rng::normal_vec(&mut r, n);
+    let mut r = Normals::new(60, 0);
+    let xv = r.vec(n);
     let rv: Tensor<4> = Tensor::from_data(
-        TensorData::new(rng::normal_vec(&mut r, n), [c.b, c.c, c.h, c.w]),
+        TensorData::new(r.vec(n), [c.b, c.c, c.h, c.w]),
         &dev,
     );
     let ep = Epilogue {
@@ -283,4 +281,8 @@ fn fused_dropout_matches_composed_times_its_mask() {
         f32_rtol(per_channel, 6),
         "dropout: dbeta",
     );
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().expect("f32 tensor")
 }

@@ -1,5 +1,5 @@
 //! Transposing copies (a permuted view made contiguous), which burn-flex runs through 8×8
-//! register transposes for 4-byte elements (patch in vendor/burn-flex/src/transpose32.rs),
+//! register transposes for 4-byte elements (patch in src/transpose32.rs),
 //! against an index-by-index reference: every element moved bit for bit, including NaN
 //! payloads, ±0 and infinities, at sizes with partial blocks on both edges and above the
 //! parallel-copy threshold.

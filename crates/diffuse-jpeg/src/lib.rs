@@ -21,6 +21,10 @@ mod std_tables;
 mod upsample;
 
 use huffman::{next_marker, HuffTable};
+
+/// Largest image decoded, in pixels: twice Pillow's `Image.MAX_IMAGE_PIXELS` (89,478,485), the
+/// size at which Pillow refuses a file as a decompression bomb.
+pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
 use markers::Frame;
 use upsample::Plane;
 
@@ -59,7 +63,7 @@ enum ColorSpace {
 }
 
 /// Refuses a frame header that claims more than the file can hold, before anything is
-/// allocated for it: over [`MAX_IMAGE_PIXELS`](crate::data::image_io::MAX_IMAGE_PIXELS), or
+/// allocated for it: over [`MAX_IMAGE_PIXELS`], or
 /// more 8×8 blocks than 8 per byte of file. Every block of the full-resolution component
 /// carries its DC difference as a Huffman code of at least one bit (T.81 F.1.2.1, sequential
 /// or progressive DC-first scan), so a real file always passes; a tiny file claiming a huge
@@ -67,7 +71,7 @@ enum ColorSpace {
 /// 512 pixels × (3 bytes of RGB + 2 bytes of coefficients per component) per byte of file.
 pub fn check_size(width: usize, height: usize, file_len: usize) -> Result<(), JpegError> {
     let (w, h) = (width as u64, height as u64);
-    if w * h > crate::data::image_io::MAX_IMAGE_PIXELS {
+    if w * h > MAX_IMAGE_PIXELS {
         return Err(JpegError::corrupt(format!(
             "image too large ({width}x{height})"
         )));

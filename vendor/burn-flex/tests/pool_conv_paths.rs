@@ -1,4 +1,4 @@
-//! The f32 pooling fast path and the reworked im2col convolution (patches in vendor/burn-flex,
+//! The f32 pooling fast path and the reworked im2col convolution (patches in this crate,
 //! see PATCHES.md), against plain reference loops.
 //!
 //! Pooling is checked bit for bit: max is exact, and the average adds the window's values in
@@ -11,7 +11,7 @@
 use burn::prelude::*;
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
-use diffuse::rng;
+use diffuse_testkit::det_values;
 
 fn values(t: Tensor<4>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
@@ -148,7 +148,7 @@ const POOLS: [Pool; 7] = [
 fn pooling_matches_reference_bit_for_bit() {
     let dev = Device::flex();
     for (n, c, h, w) in [(2, 3, 7, 9), (1, 5, 6, 6), (3, 2, 11, 8), (1, 1, 5, 6)] {
-        let mut x = rng::det_values(n * c * h * w, 11, 3.0);
+        let mut x = det_values(n * c * h * w, 11, 3.0);
         // Specials: a NaN, infinities and signed zeros must come out as the reference's.
         x[3] = f32::NAN;
         x[5] = f32::NEG_INFINITY;
@@ -180,7 +180,7 @@ fn pooling_a_strided_view_reads_the_view() {
     // A transposed (non-contiguous) input must be pooled as the tensor it represents.
     let dev = Device::flex();
     let (n, c, h, w) = (2, 3, 8, 7);
-    let x = rng::det_values(n * c * h * w, 5, 1.0);
+    let x = det_values(n * c * h * w, 5, 1.0);
     let t = Tensor::<4>::from_data(TensorData::new(x, [n, c, w, h]), &dev).swap_dims(2, 3);
     let contiguous: Vec<f32> = values(t.clone());
     let p = POOLS[0];
@@ -316,13 +316,13 @@ fn im2col_convolutions_match_direct_f64() {
     ];
     for c in cases {
         let [h, w] = c.hw;
-        let x = rng::det_values(c.n * c.ci * h * w, 21, 2.0);
-        let wt = rng::det_values(
+        let x = det_values(c.n * c.ci * h * w, 21, 2.0);
+        let wt = det_values(
             c.co * (c.ci / c.groups) * c.kernel[0] * c.kernel[1],
             22,
             0.5,
         );
-        let b = rng::det_values(c.co, 23, 0.5);
+        let b = det_values(c.co, 23, 0.5);
         let got = conv2d(
             Tensor::<4>::from_data(TensorData::new(x.clone(), [c.n, c.ci, h, w]), &dev),
             Tensor::<4>::from_data(

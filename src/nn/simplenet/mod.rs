@@ -16,6 +16,8 @@ use crate::{Error, Result};
 /// Width of the sinusoidal timestep features.
 pub const FREQ_DIM: usize = 256;
 
+pub mod fused;
+
 /// SimpleNet shape. `Default` is the reference: 2 → 128 → 128 → 128 → 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimpleNetConfig {

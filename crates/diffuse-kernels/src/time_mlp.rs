@@ -1,27 +1,28 @@
-//! SimpleNet's training step and sampling forward, fused by hand on preallocated host f32
-//! buffers: the CPU fast path of the 2D workflow.
+//! The time-gated MLP of the 2D workflow (SimpleNet: layers y = (x·W + b) ⊙ gate(t), gate =
+//! Linear(SiLU(Linear(sinusoid(t)))), ReLU between layers): its training step and sampling
+//! forward, fused by hand on preallocated host f32 buffers. The network itself (a burn
+//! module) lives in `diffuse::nn::simplenet`, which moves its weights in and out of the flat
+//! layout here.
 //!
 //! A reference training step is ~140 MFLOP spread over ~60 small tensor operations; through
 //! the autodiff graph its time goes to per-operation overhead (allocation, dispatch,
 //! threading GEMMs too small to split), not arithmetic. Here one step is 15 GEMMs (the `gemm`
 //! crate's kernels, single-threaded) and a few element-wise passes over buffers allocated
 //! once. The arithmetic is the same as burn's (the same products, sums and Adam update
-//! formula), so results match the autodiff path to f32 rounding (`tests/simplenet_fused.rs`).
+//! formula), so results match the autodiff path to f32 rounding (`tests/simplenet_fused.rs` of
+//! the main crate).
 //! With several threads and at least 128 rows per thread, the batch is split into row blocks,
 //! one per thread; the blocks' weight gradients are summed in block order, so a run is
 //! reproducible for a given thread count (the reference batch of 128 runs as one block, so its
 //! result does not depend on the thread count at all).
-use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu_simd::{multiversion, sigmoid};
-use super::embedding::timestep_embedding_host;
-use super::simplenet::{SimpleNet, FREQ_DIM};
-use crate::train::OptimConfig;
-use crate::{Error, Result};
+use crate::embedding::sinusoid_rows;
+use crate::simd::{multiversion, sigmoid};
+use crate::KernelError;
 
 /// Where one TimeLinear's tensors sit in the flat parameter vector (burn's visiting order:
-/// fc.weight [din, dout], fc.bias, mlp0.weight [FREQ_DIM, dout], mlp0.bias, mlp2.weight
+/// fc.weight [din, dout], fc.bias, mlp0.weight [freq, dout], mlp0.bias, mlp2.weight
 /// [dout, dout], mlp2.bias).
 #[derive(Debug, Clone, Copy)]
 struct Layer {
@@ -35,16 +36,19 @@ struct Layer {
     m2_b: usize,
 }
 
-/// SimpleNet's parameters as one flat f32 vector in burn's visiting order.
+/// The network's parameters as one flat f32 vector in burn's visiting order.
 #[derive(Debug, Clone)]
 pub struct FlatNet {
+    /// Widths d₀ → d₁ → … → d_L of the layers.
     pub dims: Vec<usize>,
-    /// Every parameter, layer by layer, in the order of [`SimpleNet`]'s fields.
+    /// Width of the timestep sinusoid.
+    pub freq: usize,
+    /// Every parameter, layer by layer, in the order of the module's fields.
     pub params: Vec<f32>,
     layers: Vec<Layer>,
 }
 
-fn layout(dims: &[usize]) -> (Vec<Layer>, usize) {
+fn layout(dims: &[usize], freq: usize) -> (Vec<Layer>, usize) {
     let mut off = 0;
     let mut take = |n: usize| {
         let o = off;
@@ -60,7 +64,7 @@ fn layout(dims: &[usize]) -> (Vec<Layer>, usize) {
                 dout,
                 fc_w: take(din * dout),
                 fc_b: take(dout),
-                m0_w: take(FREQ_DIM * dout),
+                m0_w: take(freq * dout),
                 m0_b: take(dout),
                 m2_w: take(dout * dout),
                 m2_b: take(dout),
@@ -71,60 +75,44 @@ fn layout(dims: &[usize]) -> (Vec<Layer>, usize) {
 }
 
 impl FlatNet {
-    /// Copies the weights of `model` (on any device) to the host.
-    pub fn from_model(model: &SimpleNet) -> Result<Self> {
-        let mut dims = vec![model.layers[0].fc.weight.dims()[0]];
-        dims.extend(model.layers.iter().map(|l| l.fc.weight.dims()[1]));
-        let (layers, n) = layout(&dims);
-        let mut params = Vec::with_capacity(n);
-        for t in crate::train::flat_params(model) {
-            let v = t
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::invalid("model", format!("cannot read weights: {e:?}")))?;
-            params.extend(v);
+    /// A network of widths `dims` and sinusoid width `freq` with the parameters `params`
+    /// (in visiting order).
+    pub fn new(dims: Vec<usize>, freq: usize, params: Vec<f32>) -> Result<Self, KernelError> {
+        if dims.len() < 2 || dims.contains(&0) || freq < 2 {
+            return Err(KernelError(format!(
+                "a time-gated MLP needs at least two non-zero widths and a sinusoid of width ≥ 2, got {dims:?} and {freq}"
+            )));
         }
+        let (layers, n) = layout(&dims, freq);
         if params.len() != n {
-            return Err(Error::invalid(
-                "model",
-                format!("SimpleNet has {} parameters, expected {n}", params.len()),
-            ));
+            return Err(KernelError(format!(
+                "the network has {} parameters, expected {n}",
+                params.len()
+            )));
         }
         Ok(Self {
             dims,
+            freq,
             params,
             layers,
         })
     }
 
-    /// `params` (a vector of this layout, e.g. the EMA's) split into one flat tensor per
-    /// parameter, in visiting order.
-    pub fn tensors(&self, params: &[f32], device: &Device) -> Vec<Tensor<1>> {
-        assert_eq!(params.len(), self.params.len(), "parameter vector length");
-        let mut off = 0;
-        let mut tensors = Vec::new();
-        for l in &self.layers {
-            for n in [
-                l.din * l.dout,
-                l.dout,
-                FREQ_DIM * l.dout,
-                l.dout,
-                l.dout * l.dout,
-                l.dout,
-            ] {
-                let v = params[off..off + n].to_vec();
-                tensors.push(Tensor::<1>::from_data(TensorData::new(v, [n]), device));
-                off += n;
-            }
-        }
-        tensors
-    }
-
-    /// `model` with its weights replaced by `params` (a vector of this layout).
-    pub fn write_into(&self, params: &[f32], model: SimpleNet) -> SimpleNet {
-        let device = model.layers[0].fc.weight.val().device();
-        crate::train::with_flat_params(model, &self.tensors(params, &device))
+    /// The length of every parameter tensor, in visiting order (how `params` splits).
+    pub fn param_sizes(&self) -> Vec<usize> {
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    l.din * l.dout,
+                    l.dout,
+                    self.freq * l.dout,
+                    l.dout,
+                    l.dout * l.dout,
+                    l.dout,
+                ]
+            })
+            .collect()
     }
 
     fn out_dim(&self) -> usize {
@@ -135,7 +123,6 @@ impl FlatNet {
 /// c (m×n, row-major) = a·b, or c += a·b when `acc`; a and b given as (slice, row stride,
 /// column stride) so transposes cost nothing. Single-threaded: the parallelism of the fused
 /// path is over row blocks.
-#[allow(clippy::too_many_arguments)]
 fn mm(
     m: usize,
     n: usize,
@@ -256,7 +243,7 @@ struct Work {
     da: Vec<f32>,
     dg: Vec<f32>,
     ds: Vec<f32>,
-    /// Sinusoid rows (k × FREQ_DIM).
+    /// Sinusoid rows (k × freq).
     freqs: Vec<f32>,
     /// Gradient of the block's share of the loss, in the parameter layout.
     grad: Vec<f32>,
@@ -296,7 +283,7 @@ impl Work {
         }
         self.dg.resize(k * w, 0.0);
         self.ds.resize(k * w, 0.0);
-        self.freqs.resize(k * FREQ_DIM, 0.0);
+        self.freqs.resize(k * net.freq, 0.0);
     }
 
     /// Forward pass of `rows` rows in `k` equal groups (group g gated by sinusoid row g);
@@ -322,10 +309,10 @@ impl Work {
             linear_rows(
                 u,
                 &self.freqs,
-                &p[l.m0_w..l.m0_w + FREQ_DIM * dout],
+                &p[l.m0_w..l.m0_w + net.freq * dout],
                 &p[l.m0_b..l.m0_b + dout],
                 k,
-                FREQ_DIM,
+                net.freq,
             );
             // self.ds holds SiLU(u) until the backward pass needs it as scratch.
             let s = &mut self.ds[..k * dout];
@@ -425,7 +412,7 @@ impl Work {
                 &mut grad[l.m0_w..l.m0_b + dout],
                 &self.freqs,
                 ds,
-                FREQ_DIM,
+                net.freq,
                 dout,
             );
             if i > 0 {
@@ -459,10 +446,23 @@ struct AdamState {
     time: i32,
 }
 
+/// Adam's settings (Kingma & Ba 2015, Algorithm 1) and the gradient clipping before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamSettings {
+    /// β₁, decay of the first moment.
+    pub beta1: f64,
+    /// β₂, decay of the second moment.
+    pub beta2: f64,
+    /// ε of the denominator.
+    pub eps: f64,
+    /// Clip the gradient's global L2 norm to this before the update (None: no clipping).
+    pub grad_clip: Option<f64>,
+}
+
 /// The fused training step: data in, updated weights out.
 pub struct FusedTrainer {
     pub net: FlatNet,
-    optim: OptimConfig,
+    optim: AdamSettings,
     adam: AdamState,
     /// Summed gradient of the last step (parameter layout).
     pub grad: Vec<f32>,
@@ -470,11 +470,10 @@ pub struct FusedTrainer {
 }
 
 impl FusedTrainer {
-    /// A trainer starting from `model`'s weights, with `optim`'s Adam settings.
-    pub fn new(model: &SimpleNet, optim: OptimConfig) -> Result<Self> {
-        let net = FlatNet::from_model(model)?;
+    /// A trainer starting from the weights of `net`, with the Adam settings `optim`.
+    pub fn new(net: FlatNet, optim: AdamSettings) -> Self {
         let n = net.params.len();
-        Ok(Self {
+        Self {
             net,
             optim,
             adam: AdamState {
@@ -484,7 +483,7 @@ impl FusedTrainer {
             },
             grad: vec![0.0; n],
             blocks: Vec::new(),
-        })
+        }
     }
 
     /// Row blocks for a batch of `b` rows in `k` groups: one per rayon thread when the groups
@@ -503,21 +502,23 @@ impl FusedTrainer {
     /// Loss mean((ε_θ(x_t, t) − ε)²) and its gradient (in `self.grad`) for a batch of `b`
     /// rows (`x_t`, `eps`: b × 2) in `t.len()` equal groups of consecutive rows, group g at
     /// integer timestep t[g] (t.len() = b: one timestep per row).
-    pub fn loss_and_grad(&mut self, x_t: &[f32], eps: &[f32], t: &[usize]) -> Result<f64> {
+    pub fn loss_and_grad(
+        &mut self,
+        x_t: &[f32],
+        eps: &[f32],
+        t: &[usize],
+    ) -> Result<f64, KernelError> {
         let din = self.net.dims[0];
         let dout = self.net.out_dim();
         let b = x_t.len() / din;
         let k = t.len();
         if k == 0 || !b.is_multiple_of(k) || x_t.len() != b * din || eps.len() != b * dout {
-            return Err(Error::invalid(
-                "fused step",
-                format!(
-                    "batch of {} inputs, {} targets and {k} timestep groups do not fit dims {:?}",
-                    x_t.len(),
-                    eps.len(),
-                    self.net.dims
-                ),
-            ));
+            return Err(KernelError(format!(
+                "batch of {} inputs, {} targets and {k} timestep groups do not fit dims {:?}",
+                x_t.len(),
+                eps.len(),
+                self.net.dims
+            )));
         }
         let nb = Self::num_blocks(b, k);
         let (rows, kb) = (b / nb, k / nb);
@@ -527,7 +528,7 @@ impl FusedTrainer {
             w.resize(net, rows, kb);
             w.grad.resize(net.params.len(), 0.0);
             w.h[0].copy_from_slice(&x_t[j * rows * din..(j + 1) * rows * din]);
-            timestep_embedding_host(&t[j * kb..(j + 1) * kb], FREQ_DIM, &mut w.freqs);
+            sinusoid_rows(&t[j * kb..(j + 1) * kb], net.freq, &mut w.freqs);
             w.forward(net, rows, kb);
             w.backward(
                 net,
@@ -610,22 +611,25 @@ multiversion!(adam_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]
     adam_body(p, m, v, g, c)
 });
 
-/// A trained [`FlatNet`] as a [`crate::sampling::Denoiser`]: the sampling forward without
-/// the autodiff graph or per-op dispatch. Rows are split into blocks over the rayon threads
-/// (rows are independent, so the result does not depend on the split).
-pub struct FusedDenoiser {
+/// The sampling forward of a trained [`FlatNet`], without an autodiff graph or per-op
+/// dispatch. Rows are split into blocks over the rayon threads (rows are independent, so the
+/// result does not depend on the split).
+pub struct FusedForward {
     net: FlatNet,
-    device: Device,
     pool: std::sync::Mutex<Vec<Work>>,
 }
 
-impl FusedDenoiser {
-    pub fn new(model: &SimpleNet) -> Result<Self> {
-        Ok(Self {
-            net: FlatNet::from_model(model)?,
-            device: model.layers[0].fc.weight.val().device(),
+impl FusedForward {
+    pub fn new(net: FlatNet) -> Self {
+        Self {
+            net,
             pool: std::sync::Mutex::new(Vec::new()),
-        })
+        }
+    }
+
+    /// The network's output width.
+    pub fn out_dim(&self) -> usize {
+        self.net.out_dim()
     }
 
     /// ε_θ(x, t) for `x` (n × d_in, row-major), one timestep shared by all rows.
@@ -645,7 +649,7 @@ impl FusedDenoiser {
             let r = xb.len() / din;
             w.resize(net, r, 1);
             w.h[0].copy_from_slice(xb);
-            timestep_embedding_host(&[t], FREQ_DIM, &mut w.freqs);
+            sinusoid_rows(&[t], net.freq, &mut w.freqs);
             w.forward(net, r, 1);
             ob.copy_from_slice(&w.h[net.layers.len()][..r * dout]);
         };
@@ -661,18 +665,5 @@ impl FusedDenoiser {
         }
         *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
         out
-    }
-}
-
-impl crate::sampling::Denoiser<2> for FusedDenoiser {
-    fn eps(&self, x: Tensor<2>, t: usize, _labels: Option<&[usize]>) -> Tensor<2> {
-        let [n, _] = x.dims();
-        let v = x
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 data");
-        let e = self.eps_host(&v, t);
-        Tensor::from_data(TensorData::new(e, [n, self.net.out_dim()]), &self.device)
     }
 }

@@ -1,15 +1,12 @@
-//! `data::jpeg` against Pillow: every file in tests/golden/jpeg/ (written by
-//! bench/golden_jpeg.py: qualities 50–100, 4:4:4/4:2:2/4:2:0, baseline/progressive, optimized
+//! The decoder against Pillow: every file in tests/golden/jpeg/ (written by
+//! bench/goldens/jpeg.py: qualities 50–100, 4:4:4/4:2:2/4:2:0, baseline/progressive, optimized
 //! tables, restart markers, grayscale, CMYK, Adobe RGB, odd sizes, progressive files cut short
 //! so that block smoothing applies, a frame without DHT like Motion-JPEG) must decode to
 //! exactly the pixels of Pillow's `Image.open(f).convert("RGB")`, stored losslessly beside it
-//! as PNG.
-mod common;
-use common::TempDir;
+//! as PNG. Damaged files must give an error, never a panic.
 use std::path::{Path, PathBuf};
 
-use diffuse::data::image_io::load_rgb;
-use diffuse::data::jpeg::decode_rgb;
+use diffuse_jpeg::{decode_rgb, JpegError};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/jpeg")
@@ -25,25 +22,27 @@ fn goldens() -> Vec<PathBuf> {
     v
 }
 
+/// Pillow's RGB pixels of a golden, stored as PNG beside it.
+fn pillow_rgb(png: &Path) -> image::RgbImage {
+    image::open(png).unwrap().to_rgb8()
+}
+
 #[test]
 fn every_golden_matches_pillow_exactly() {
     let files = goldens();
     assert!(files.len() >= 27, "only {} goldens", files.len());
     let mut failures = Vec::new();
     for jpg in &files {
-        let got = load_rgb(jpg).unwrap();
-        let want = load_rgb(&jpg.with_extension("png")).unwrap();
         let name = jpg.file_name().unwrap().to_string_lossy().into_owned();
-        if got.dimensions() != want.dimensions() {
-            failures.push(format!(
-                "{name}: size {:?} vs {:?}",
-                got.dimensions(),
-                want.dimensions()
-            ));
+        let got = decode_rgb(&std::fs::read(jpg).unwrap()).unwrap();
+        let want = pillow_rgb(&jpg.with_extension("png"));
+        let size = (got.width as u32, got.height as u32);
+        if size != want.dimensions() {
+            failures.push(format!("{name}: size {size:?} vs {:?}", want.dimensions()));
             continue;
         }
         let diff: Vec<(usize, i32)> = got
-            .as_raw()
+            .data
             .chunks(3)
             .zip(want.as_raw().chunks(3))
             .map(|(a, b)| {
@@ -58,52 +57,36 @@ fn every_golden_matches_pillow_exactly() {
             .collect();
         if let Some(&(i, _)) = diff.first() {
             let max = diff.iter().map(|d| d.1).max().unwrap();
-            let w = got.width() as usize;
             failures.push(format!(
                 "{name}: {} pixels differ (max {max}), first at ({}, {})",
                 diff.len(),
-                i % w,
-                i / w
+                i % got.width,
+                i / got.width
             ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Damaged files: a clear error naming the file, never a panic.
+/// Variants the decoder leaves out are `Unsupported` (so a caller can fall back to another
+/// decoder); damaged files are `Corrupt`.
 #[test]
-fn corrupt_and_truncated_jpegs_are_errors_naming_the_file() {
-    let dir = TempDir::new("jpeg-corrupt");
+fn unsupported_and_corrupt_files_are_told_apart() {
     let base = std::fs::read(golden_dir().join("q75_420.jpg")).unwrap();
-    let prog = std::fs::read(golden_dir().join("prog_420.jpg")).unwrap();
     let sof = base.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     let mut arithmetic = base.clone();
-    arithmetic[sof + 1] = 0xC9; // SOF9: arithmetic coding, handed to the fallback decoder
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("half.jpg", base[..base.len() / 2].to_vec()),
-        ("no_eoi_progressive.jpg", prog[..prog.len() - 40].to_vec()),
-        ("headers_only.jpg", base[..sof + 20].to_vec()),
-        ("soi_only.jpg", vec![0xFF, 0xD8]),
-        (
-            "soi_garbage.jpg",
-            [&[0xFF, 0xD8, 0xFF][..], &[0x42; 64]].concat(),
-        ),
-        ("arithmetic.jpg", arithmetic),
-    ];
-    for (name, bytes) in cases {
-        let p = dir.0.join(name);
-        std::fs::write(&p, &bytes).unwrap();
-        let err = load_rgb(&p).expect_err(name).to_string();
-        assert!(
-            err.contains(name),
-            "{name}: error does not name the file: {err}"
-        );
-        assert!(err.contains("JPEG"), "{name}: {err}");
+    arithmetic[sof + 1] = 0xC9; // SOF9: arithmetic coding
+    assert!(matches!(
+        decode_rgb(&arithmetic),
+        Err(JpegError::Unsupported(_))
+    ));
+    for bad in [&base[..base.len() / 2], &base[..sof + 20], &[0xFF, 0xD8][..]] {
+        assert!(matches!(decode_rgb(bad), Err(JpegError::Corrupt(_))));
     }
 }
 
 /// Truncations and random byte damage of every golden: decoding may fail but must not panic
-/// (no out-of-bounds index, no arithmetic overflow: tests run with overflow checks).
+/// (no out-of-bounds index, no arithmetic overflow).
 #[test]
 fn damaged_goldens_never_panic() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -135,4 +118,25 @@ fn damaged_goldens_never_panic() {
         }
     }
     assert!(runs > 4000);
+}
+
+/// Decompression bombs (`tests/fuzz_corpus/`, from bench/make_fuzz_corpus.py): tiny files whose
+/// headers claim up to 65535² pixels are refused before any pixel buffer is allocated.
+#[test]
+fn bombs_are_refused_before_allocating() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let data = std::fs::read(&p).unwrap();
+        let err = decode_rgb(&data).err().unwrap_or_else(|| panic!("{name} decoded"));
+        let msg = err.to_string();
+        let refused = msg.contains("decompression bomb")
+            || msg.contains("too large")
+            || matches!(err, JpegError::Unsupported(_));
+        assert!(refused, "{name}: {msg}");
+        n += 1;
+    }
+    assert!(n >= 5, "only {n} bombs in {}", dir.display());
 }
