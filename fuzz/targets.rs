@@ -113,10 +113,10 @@ pub fn simplenet_pickle() -> Vec<u8> {
 /// The run configs (`model.json` of toy and image runs), as `read_json` parses them.
 pub fn json(data: &[u8]) -> Outcome {
     let p = Path::new("fuzz.json");
-    let _ = diffuse::checkpoint::parse_json::<diffuse::image::ImageCheckpointMeta>(p, data);
-    let _ = diffuse::checkpoint::parse_json::<serde_json::Value>(p, data);
-    err(diffuse::checkpoint::parse_json::<
-        diffuse::toy::ToyCheckpointMeta,
+    let _ = diffuse::files::parse_json::<diffuse::checkpoint::image::ImageCheckpointMeta>(p, data);
+    let _ = diffuse::files::parse_json::<serde_json::Value>(p, data);
+    err(diffuse::files::parse_json::<
+        diffuse::checkpoint::toy::ToyCheckpointMeta,
     >(p, data))
 }
 

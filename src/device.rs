@@ -4,17 +4,8 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 
 /// Which backend to run on.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// burn's flex CPU backend (the default).
@@ -45,7 +36,7 @@ pub fn device(kind: DeviceKind) -> crate::Result<Device> {
 #[allow(dead_code)] // unused when every GPU feature is on
 fn not_built(feature: &str) -> crate::Error {
     crate::Error::invalid(
-        "--device",
+        "device",
         format!(
             "this binary was built without the `{feature}` feature; rebuild with \
              `cargo build --release --features {feature}`"
@@ -106,7 +97,7 @@ mod cuda {
 
     fn fail(detail: &str) -> crate::Error {
         crate::Error::invalid(
-            "--device",
+            "device",
             format!(
                 "could not start CUDA device 0: {}. {NEEDS}",
                 detail.trim().replace('\n', " ")
@@ -116,17 +107,8 @@ mod cuda {
 }
 
 /// Floating-point precision of the network's arithmetic in training.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Everything in f32. (On a GPU, burn's autotuned f32 matrix kernels may use TF32 tensor
@@ -163,8 +145,8 @@ impl Precision {
             Ok(())
         } else {
             Err(crate::Error::invalid(
-                "--precision",
-                format!("{self:?} is not supported by this device; use --precision f32"),
+                "train.precision",
+                format!("{self:?} is not supported by this device; train in f32"),
             ))
         }
     }

@@ -45,7 +45,7 @@ fn bounds<'a>(sets: impl Iterator<Item = &'a [f32]>) -> (f32, f32, f32, f32) {
 
 /// Scatter plot of generated points over ground-truth points (row-major [N, 2] arrays).
 pub fn scatter(path: &Path, title: &str, truth: &[f32], generated: &[f32]) -> Result<()> {
-    crate::checkpoint::ensure_parent(path)?;
+    crate::files::ensure_parent(path)?;
     register_font();
     let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
@@ -86,7 +86,7 @@ pub fn scatter(path: &Path, title: &str, truth: &[f32], generated: &[f32]) -> Re
 
 /// A row of scatter panels, one per (caption, points).
 pub fn strip(path: &Path, panels: &[(String, Vec<f32>)]) -> Result<()> {
-    crate::checkpoint::ensure_parent(path)?;
+    crate::files::ensure_parent(path)?;
     register_font();
     let n = panels.len().max(1);
     let root = BitMapBackend::new(path, (220 * n as u32, 240)).into_drawing_area();
@@ -118,7 +118,7 @@ pub fn lines(
     log_y: bool,
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<()> {
-    crate::checkpoint::ensure_parent(path)?;
+    crate::files::ensure_parent(path)?;
     register_font();
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(path, e))?;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// How β grows over the T steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BetaSchedule {
     /// β_t = linspace(β₁, β_T, T) (the reference default).
@@ -42,7 +43,8 @@ impl Default for ScheduleConfig {
 }
 
 /// Which σ_t the DDPM ancestral step uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum SigmaKind {
     /// σ_t² = β̃_t = β_t (1−ᾱ_{t−1})/(1−ᾱ_t), the posterior variance (reference default).

@@ -231,7 +231,7 @@ fn corpus(target: &str) -> Vec<Seed> {
             ));
         }
         "json" => {
-            let toy = diffuse::toy::ToyCheckpointMeta {
+            let toy = diffuse::checkpoint::toy::ToyCheckpointMeta {
                 kind: "toy".into(),
                 config: Default::default(),
                 step: 5000,

@@ -3,6 +3,19 @@ use std::cell::Cell;
 
 use burn::prelude::*;
 use diffuse::sampling::{Denoiser, Guidance, GuidanceConvention, Guided};
+use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
+
+/// The reference schedule, shared by the tests.
+fn schedule_ref() -> &'static NoiseSchedule {
+    static S: std::sync::OnceLock<NoiseSchedule> = std::sync::OnceLock::new();
+    S.get_or_init(|| NoiseSchedule::new(&ScheduleConfig::default()).unwrap())
+}
+
+/// Plain CFG at `scale`, read in `convention`.
+fn cfg_at<M: Denoiser<2>>(m: &M, scale: f64, convention: GuidanceConvention) -> Guided<'_, M> {
+    let g = Guidance::new(scale, convention).unwrap();
+    Guided::new(m, None, schedule_ref(), &g.into()).unwrap()
+}
 
 /// A fake conditional model: ε = x · (label + 1), counting its calls.
 struct Fake {
@@ -32,10 +45,7 @@ fn reference_formula_in_one_call() {
     let m = Fake {
         calls: Cell::new(0),
     };
-    let g = Guided {
-        model: &m,
-        guidance: Guidance::new(7.5, GuidanceConvention::Reference).unwrap(),
-    };
+    let g = cfg_at(&m, 7.5, GuidanceConvention::Reference);
     let out: Vec<f32> = g
         .eps(x(), 10, Some(&[2, 3]))
         .into_data()
@@ -63,14 +73,8 @@ fn diffusers_convention_is_w_plus_one() {
     let m = Fake {
         calls: Cell::new(0),
     };
-    let a = Guided {
-        model: &m,
-        guidance: Guidance::new(3.0, GuidanceConvention::Reference).unwrap(),
-    };
-    let b = Guided {
-        model: &m,
-        guidance: Guidance::new(4.0, GuidanceConvention::Diffusers).unwrap(),
-    };
+    let a = cfg_at(&m, 3.0, GuidanceConvention::Reference);
+    let b = cfg_at(&m, 4.0, GuidanceConvention::Diffusers);
     let ea: Vec<f32> = a
         .eps(x(), 5, Some(&[1, 2]))
         .into_data()
@@ -89,10 +93,7 @@ fn zero_scale_is_the_plain_conditional_prediction() {
     let m = Fake {
         calls: Cell::new(0),
     };
-    let g = Guided {
-        model: &m,
-        guidance: Guidance::new(0.0, GuidanceConvention::Reference).unwrap(),
-    };
+    let g = cfg_at(&m, 0.0, GuidanceConvention::Reference);
     let out: Vec<f32> = g
         .eps(x(), 5, Some(&[1, 2]))
         .into_data()
@@ -114,13 +115,12 @@ fn negative_scales_are_rejected() {
     assert!(Guidance::new(f64::NAN, GuidanceConvention::Reference).is_err());
 }
 
-// ---- The guidance methods (src/sampling/guidance_rules.rs and GuidedBy). Values below are
+// ---- The guidance methods (src/sampling/guidance/, one file per method). Values below are
 // small hand-made numbers of size ≈ 1–30 computed in f32; 1e-5 relative (a few ulps of
 // f32 over a handful of operations) is the tolerance.
 
-use diffuse::sampling::guidance_rules::{self as rules, ApgConfig};
-use diffuse::sampling::{GuidanceConfig, GuidanceMethod, GuidedBy};
-use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
+use diffuse::sampling::guidance::{self as rules, ApgConfig};
+use diffuse::sampling::{GuidanceConfig, GuidanceMethod};
 
 fn rows(v: &[f32], cols: usize) -> Tensor<2> {
     Tensor::from_data(
@@ -225,7 +225,7 @@ fn interval_bounds_are_half_open() {
 }
 
 fn schedule() -> NoiseSchedule {
-    NoiseSchedule::new(&ScheduleConfig::default()).unwrap()
+    schedule_ref().clone()
 }
 
 fn config(method: GuidanceMethod, w: f64) -> GuidanceConfig {
@@ -249,11 +249,8 @@ fn interval_guides_only_inside_its_noise_levels() {
     let m = Fake {
         calls: Cell::new(0),
     };
-    let g = GuidedBy::new(&m, None, &s, config(GuidanceMethod::Interval, 3.0)).unwrap();
-    let plain = Guided {
-        model: &m,
-        guidance: Guidance::new(3.0, GuidanceConvention::Reference).unwrap(),
-    };
+    let g = Guided::new(&m, None, &s, &config(GuidanceMethod::Interval, 3.0)).unwrap();
+    let plain = cfg_at(&m, 3.0, GuidanceConvention::Reference);
     let sigma = |t: usize| rules::edm_sigma(s.alpha_bar(t));
     // Linear schedule: σ(999) ≈ 157 (outside), a mid timestep inside (0.28, 5.42], t = 0 below.
     let mid = (0..1000).find(|&t| sigma(t) > 1.0).unwrap();
@@ -291,7 +288,7 @@ fn autoguidance_extrapolates_away_from_the_weaker_model() {
     };
     let (main, weak) = (scaled(1.0), scaled(0.25));
     // Karras et al. 2024, eq. 1 with w' = 1 + w: (1 + w) ε_main − w ε_weak = (3 − 0.5) ε_main/1.
-    let g = GuidedBy::new(&main, Some(&weak), &s, config(GuidanceMethod::Auto, 2.0)).unwrap();
+    let g = Guided::new(&main, Some(&weak), &s, &config(GuidanceMethod::Auto, 2.0)).unwrap();
     let out = eps_of(&g, 500, &[3, 4]);
     let want: Vec<f32> = eps_of(&scaled(1.0), 500, &[3, 4])
         .iter()
@@ -343,7 +340,7 @@ fn x0_methods_go_through_the_schedule() {
         ),
     ];
     for (method, want_x0) in cases {
-        let g = GuidedBy::new(&m, None, &s, config(method, w)).unwrap();
+        let g = Guided::new(&m, None, &s, &config(method, w)).unwrap();
         // ε of size ≈ 1–10 divided by √(1−ᾱ) ≈ 0.6: 1e-4 relative covers f32 rounding of
         // the round trip x̂₀ → ε.
         let got = eps_of(&g, t, &labels);
@@ -384,8 +381,8 @@ fn apg_momentum_spans_one_sampling_run() {
         },
         ..config(GuidanceMethod::Apg, 2.0)
     };
-    let fresh = |t| eps_of(&GuidedBy::new(&Shifted, None, &s, cfg).unwrap(), t, &[1, 2]);
-    let g = GuidedBy::new(&Shifted, None, &s, cfg).unwrap();
+    let fresh = |t| eps_of(&Guided::new(&Shifted, None, &s, &cfg).unwrap(), t, &[1, 2]);
+    let g = Guided::new(&Shifted, None, &s, &cfg).unwrap();
     let first = eps_of(&g, 600, &[1, 2]);
     assert_eq!(first, fresh(600));
     // The next (lower) timestep adds β times the running Δ: not the fresh result.
@@ -416,7 +413,7 @@ fn every_method_is_the_conditional_model_at_zero_scale() {
         GuidanceMethod::Apg,
         GuidanceMethod::Threshold,
     ] {
-        let g = GuidedBy::new(&m, None, &s, config(method, 0.0)).unwrap();
+        let g = Guided::new(&m, None, &s, &config(method, 0.0)).unwrap();
         assert_eq!(
             eps_of(&g, 500, &[1, 2]),
             eps_of(&m, 500, &[1, 2]),
@@ -432,26 +429,26 @@ fn bad_guidance_settings_are_rejected() {
         calls: Cell::new(0),
     };
     let err = |c: GuidanceConfig, guide: Option<&Fake>| {
-        GuidedBy::new(&m, guide, &s, c)
+        Guided::new(&m, guide, &s, &c)
             .err()
             .expect("must fail")
             .to_string()
     };
-    assert!(err(config(GuidanceMethod::Auto, 1.0), None).contains("--guide-ckpt"));
+    assert!(err(config(GuidanceMethod::Auto, 1.0), None).contains("guidance.guide"));
     let other = Fake {
         calls: Cell::new(0),
     };
-    assert!(err(config(GuidanceMethod::Cfg, 1.0), Some(&other)).contains("--guide-ckpt"));
+    assert!(err(config(GuidanceMethod::Cfg, 1.0), Some(&other)).contains("guidance.guide"));
     let mut c = config(GuidanceMethod::Rescale, 1.0);
     c.rescale_phi = 1.5;
-    assert!(err(c, None).contains("--rescale-phi"));
+    assert!(err(c, None).contains("guidance.rescale_phi"));
     let mut c = config(GuidanceMethod::Interval, 1.0);
     c.interval = (2.0, 1.0);
-    assert!(err(c, None).contains("--interval"));
+    assert!(err(c, None).contains("guidance.interval"));
     let mut c = config(GuidanceMethod::Apg, 1.0);
     c.apg.norm_threshold = -1.0;
-    assert!(err(c, None).contains("--apg-norm"));
+    assert!(err(c, None).contains("guidance.apg.norm_threshold"));
     let mut c = config(GuidanceMethod::Threshold, 1.0);
     c.threshold_percentile = 2.0;
-    assert!(err(c, None).contains("--threshold-percentile"));
+    assert!(err(c, None).contains("guidance.threshold_percentile"));
 }

@@ -86,8 +86,9 @@ fn saved_run_samples_images_and_rejects_bad_requests() {
     assert!(labels.iter().all(|&l| (1..=10).contains(&l)));
     let shape = img::model_shape(&meta.config.unet);
     let g = Guidance::new(2.0, GuidanceConvention::Reference).unwrap();
-    let a = img::generate(&model, shape, &s, &spec, g, &labels, 3, 2, None).unwrap();
-    let b = img::generate(&model, shape, &s, &spec, g, &labels, 3, 5, None).unwrap();
+    let gen = img::Generator::new(&model, shape, &s, spec).guided(g.into(), None);
+    let a = gen.generate(&labels, 3, 2, None).unwrap();
+    let b = gen.generate(&labels, 3, 5, None).unwrap();
     assert_eq!(a.len(), 5 * 64);
     assert!(
         common::max_abs_diff(&a, &b) < 1e-5,
@@ -102,9 +103,9 @@ fn saved_run_samples_images_and_rejects_bad_requests() {
     let err = img::class_index("cat", &meta.class_names)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("cat") && err.contains("--class"), "{err}");
+    assert!(err.contains("cat") && err.contains("sample.class"), "{err}");
     // Labels outside the class table are refused, not indexed.
-    assert!(img::generate(&model, shape, &s, &spec, g, &[11], 3, 1, None).is_err());
+    assert!(gen.generate(&[11], 3, 1, None).is_err());
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use diffuse::data::image_folder::{prepare_eval, EvalFormat, PrepareEvalConfig};
 use diffuse::data::image_io::load_rgb;
-use diffuse_jpeg::decode_rgb;
 use diffuse::metrics::fid_pipeline::{fid_between, FidOptions};
+use diffuse_jpeg::decode_rgb;
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,8 @@
 //! Recipe ingredients do what they claim: the learning-rate schedule, the timestep draw, the
 //! best preset; the seed lists and summaries of `toy study`.
 use diffuse::sampling::Spacing;
-use diffuse::toy::{draw_t, median_min_max, parse_seeds, Recipe, ToyConfig};
+use diffuse::stats::{median_min_max, parse_seeds};
+use diffuse::toy::{draw_t, Recipe, ToyConfig};
 use diffuse::train::{LrSchedule, OptimConfig};
 
 #[test]
@@ -134,7 +135,7 @@ fn bad_seed_lists_are_rejected_with_the_reason() {
         ("0-18446744073709551615", "more than 10000 seeds"),
     ] {
         let err = parse_seeds(input).unwrap_err().to_string();
-        assert!(err.contains("--seeds"), "{input}: {err}");
+        assert!(err.contains("study.seeds"), "{input}: {err}");
         assert!(
             err.contains(needle),
             "{input}: expected `{needle}` in {err}"
@@ -157,7 +158,10 @@ fn timestep_groups_must_divide_the_batch() {
         ..ToyConfig::default()
     };
     let err = c.validate().unwrap_err().to_string();
-    assert!(err.contains("--t-groups") && err.contains("128"), "{err}");
+    assert!(
+        err.contains("train.t_groups") && err.contains("128"),
+        "{err}"
+    );
     let c = ToyConfig {
         t_groups: Some(0),
         ..ToyConfig::default()
@@ -167,5 +171,9 @@ fn timestep_groups_must_divide_the_batch() {
         t_power: 0.0,
         ..ToyConfig::default()
     };
-    assert!(c.validate().unwrap_err().to_string().contains("--t-power"));
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("train.t_power"));
 }

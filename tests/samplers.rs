@@ -6,9 +6,8 @@ use std::cell::Cell;
 
 use burn::prelude::*;
 use common::*;
-use diffuse::sampling::inversion::ddim_invert;
 use diffuse::sampling::{
-    levels, no_progress, sample, timesteps, Denoiser, SamplerKind, SamplerSpec,
+    ddim_invert, levels, sample, timesteps, Denoiser, Extra, SamplerKind, SamplerSpec,
 };
 use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
 
@@ -44,17 +43,13 @@ fn run(kind: SamplerKind, steps: usize) -> (Vec<f32>, usize) {
         steps,
         ..SamplerSpec::default()
     };
-    let out = sample(
-        &m,
-        &s,
-        &spec,
-        x,
-        None,
-        &mut diffuse::rng::seeded(0, 0),
-        &mut no_progress,
-    )
-    .unwrap();
+    let out = sample(&m, &s, &spec, x, &mut extra()).unwrap();
     (to_vec(out), m.calls.get())
+}
+
+/// No labels, a generator that only DDPM draws from.
+fn extra() -> Extra<'static, diffuse::rng::SeededRng> {
+    Extra::new(None, diffuse::rng::seeded(0, 0))
 }
 
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
@@ -109,28 +104,19 @@ fn inversion_matches_pytorch_and_round_trip_improves_with_steps() {
         calls: Cell::new(0),
     };
     let lv = |steps| levels(&s, &timesteps(Default::default(), 1000, steps).unwrap());
-    let code = ddim_invert(&m, &lv(5), x.clone(), None, &mut no_progress);
+    let code = ddim_invert(&m, x.clone(), &lv(5), &mut extra());
     let err = rel_err(&to_vec(code), &f32s(&g["invert"]));
     assert!(err < 1e-4, "inversion: relative error {err}");
     // Encode then decode: the error shrinks as the step count grows.
     let x0 = x.clone() * 0.25;
     let mut errors = Vec::new();
     for steps in [5, 20, 100] {
-        let code = ddim_invert(&m, &lv(steps), x0.clone(), None, &mut no_progress);
+        let code = ddim_invert(&m, x0.clone(), &lv(steps), &mut extra());
         let spec = SamplerSpec {
             steps,
             ..SamplerSpec::default()
         };
-        let back = sample(
-            &m,
-            &s,
-            &spec,
-            code,
-            None,
-            &mut diffuse::rng::seeded(0, 0),
-            &mut no_progress,
-        )
-        .unwrap();
+        let back = sample(&m, &s, &spec, code, &mut extra()).unwrap();
         errors.push(max_abs_diff(&to_vec(back), &to_vec(x0.clone())));
     }
     assert!(errors[0] > errors[1] && errors[1] > errors[2], "{errors:?}");

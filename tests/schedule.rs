@@ -3,8 +3,9 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use diffuse::sampling::ddim::ddim_step;
-use diffuse::sampling::ddpm::{ddpm_step, DdpmConfig};
+use diffuse::sampling::{
+    ddim_step, ddpm_step, levels, DdimOptions, DdimStep, DdpmOptions, DdpmStep,
+};
 use diffuse::sampling::{timesteps, Spacing};
 use diffuse::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, SigmaKind};
 
@@ -136,18 +137,15 @@ fn ddpm_steps_match_pytorch() {
         } else {
             SigmaKind::Large
         };
-        let cfg = DdpmConfig {
-            sigma,
-            clip_x0: false,
+        let step = DdpmStep {
+            level: levels(&s, &[t])[0],
+            alpha_bar_prev: s.alpha_bar_at(t.checked_sub(1)),
+            opts: DdpmOptions {
+                sigma,
+                clip_x0: false,
+            },
         };
-        let out = to_vec(ddpm_step(
-            &s,
-            &cfg,
-            x.clone(),
-            t,
-            eps.clone(),
-            Some(z.clone()),
-        ));
+        let out = to_vec(ddpm_step(x.clone(), eps.clone(), &step, Some(z.clone())));
         // Element-wise f32 arithmetic on f64 tables: no accumulation, a few roundings (and
         // FMA or not, depending on the CPU's kernels).
         assert_close(
@@ -169,16 +167,15 @@ fn ddim_steps_match_pytorch() {
         let tp = case["t_prev"].as_i64().unwrap();
         let t_prev = (tp >= 0).then_some(tp as usize);
         let eta = case["eta"].as_f64().unwrap();
-        let out = to_vec(ddim_step(
-            &s,
-            x.clone(),
-            t,
-            t_prev,
-            eps.clone(),
-            eta,
-            false,
-            Some(z.clone()),
-        ));
+        let step = DdimStep {
+            alpha_bar: s.alpha_bar(t),
+            alpha_bar_prev: t_prev.map(|tp| s.alpha_bar(tp)),
+            opts: DdimOptions {
+                eta,
+                clip_x0: false,
+            },
+        };
+        let out = to_vec(ddim_step(x.clone(), eps.clone(), &step, Some(z.clone())));
         assert_close(
             &out,
             &f32s(&case["out"]),
@@ -196,16 +193,15 @@ fn last_ddim_step_returns_x0_exactly() {
     let ab = s.alpha_bar(0);
     let x0 = to_vec((x.clone() - eps.clone() * (1.0 - ab).sqrt()) / ab.sqrt());
     for eta in [0.0, 1.0] {
-        let out = to_vec(ddim_step(
-            &s,
-            x.clone(),
-            0,
-            None,
-            eps.clone(),
-            eta,
-            false,
-            Some(z.clone()),
-        ));
+        let step = DdimStep {
+            alpha_bar: ab,
+            alpha_bar_prev: None,
+            opts: DdimOptions {
+                eta,
+                clip_x0: false,
+            },
+        };
+        let out = to_vec(ddim_step(x.clone(), eps.clone(), &step, Some(z.clone())));
         assert_eq!(
             out, x0,
             "η = {eta}: the step after t = 0 must return x̂₀ with no noise"

@@ -49,9 +49,9 @@ fn checkpoint_round_trip_gives_identical_samples() {
     let cfg = short(20);
     let trained = toy::train(&cfg, &Device::flex().autodiff(), false).unwrap();
     let path = dir.join("m.safetensors");
-    toy::save(&trained, &cfg, &path).unwrap();
+    diffuse::checkpoint::toy::save(&trained, &cfg, &path).unwrap();
     assert!(path.is_file() && dir.join("m.json").is_file());
-    let (loaded, meta) = toy::load(&path, false, &Device::flex()).unwrap();
+    let (loaded, meta) = diffuse::checkpoint::toy::load(&path, false, &Device::flex()).unwrap();
     assert_eq!(meta.config, cfg);
     let s = NoiseSchedule::new(&cfg.schedule).unwrap();
     for spec in [
@@ -86,10 +86,10 @@ fn ema_weights_differ_from_raw_and_are_used_for_sampling() {
     };
     let trained = toy::train(&cfg, &Device::flex().autodiff(), false).unwrap();
     let path = dir.join("m.safetensors");
-    toy::save(&trained, &cfg, &path).unwrap();
-    assert!(toy::ema_path(&path).is_file());
-    let (ema, _) = toy::load(&path, false, &Device::flex()).unwrap();
-    let (raw, _) = toy::load(&path, true, &Device::flex()).unwrap();
+    diffuse::checkpoint::toy::save(&trained, &cfg, &path).unwrap();
+    assert!(diffuse::checkpoint::toy::ema_path(&path).is_file());
+    let (ema, _) = diffuse::checkpoint::toy::load(&path, false, &Device::flex()).unwrap();
+    let (raw, _) = diffuse::checkpoint::toy::load(&path, true, &Device::flex()).unwrap();
     let w = |m: &diffuse::nn::simplenet::SimpleNet| common::to_vec(m.layers[0].fc.weight.val());
     assert_ne!(w(&ema), w(&raw));
     assert_eq!(w(&ema), w(&trained.sampling_model()));
@@ -100,7 +100,7 @@ fn ema_weights_differ_from_raw_and_are_used_for_sampling() {
 fn corrupt_missing_and_mismatched_checkpoints_are_rejected() {
     let dir = common::temp_dir("toy-bad");
     let dev = Device::flex();
-    let err = toy::load(&dir.join("nope.safetensors"), false, &dev)
+    let err = diffuse::checkpoint::toy::load(&dir.join("nope.safetensors"), false, &dev)
         .err()
         .unwrap()
         .to_string();
@@ -109,17 +109,23 @@ fn corrupt_missing_and_mismatched_checkpoints_are_rejected() {
     let cfg = short(2);
     let trained = toy::train(&cfg, &dev.clone().autodiff(), false).unwrap();
     let path = dir.join("m.safetensors");
-    toy::save(&trained, &cfg, &path).unwrap();
+    diffuse::checkpoint::toy::save(&trained, &cfg, &path).unwrap();
     std::fs::write(&path, b"not a checkpoint").unwrap();
-    let err = toy::load(&path, false, &dev).err().unwrap().to_string();
+    let err = diffuse::checkpoint::toy::load(&path, false, &dev)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("m.safetensors"), "{err}");
     // Weights of another shape than the config says.
-    toy::save(&trained, &cfg, &path).unwrap();
+    diffuse::checkpoint::toy::save(&trained, &cfg, &path).unwrap();
     let mut meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     meta["config"]["net"]["dims"] = serde_json::json!([2, 64, 64, 2]);
     std::fs::write(dir.join("m.json"), meta.to_string()).unwrap();
-    let err = toy::load(&path, false, &dev).err().unwrap().to_string();
+    let err = diffuse::checkpoint::toy::load(&path, false, &dev)
+        .err()
+        .unwrap()
+        .to_string();
     // Named: the file, a tensor of the layout, and that the shapes do not fit.
     assert!(
         err.contains("m.safetensors") && err.contains("layers.0.") && err.contains("shape"),

@@ -283,7 +283,7 @@ fn attention_block_training_path_matches_burn_attention() {
         num_groups: 8,
         ..UNetConfig::default()
     };
-    let net = cfg.init(&dev, &mut Normals::new(3, 0)).expect("UNet");
+    let net = cfg.init(&dev, &mut rng::seeded(3, 0)).expect("UNet");
     let attn = net
         .downblocks
         .iter()
@@ -293,11 +293,11 @@ fn attention_block_training_path_matches_burn_attention() {
         })
         .expect("a block with attention");
     let c = attn.proj_q.weight.dims()[0];
-    let mut r = Normals::new(4, 0);
+    let mut r = rng::seeded(4, 0);
     let shape = [3, c, 4, 5];
     let n: usize = shape.iter().product();
-    let xv = r.vec(n);
-    let rv: Tensor<4> = Tensor::from_data(TensorData::new(r.vec(n), shape), &dev);
+    let xv = rng::normal_vec(&mut r, n);
+    let rv: Tensor<4> = Tensor::from_data(TensorData::new(rng::normal_vec(&mut r, n), shape), &dev);
     let run = |fused: bool| {
         let x: Tensor<4> =
             Tensor::from_data(TensorData::new(xv.clone(), shape), &dev).require_grad();

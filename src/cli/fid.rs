@@ -1,10 +1,9 @@
-//! `diffuse fid` and `diffuse classifier train`.
-use std::path::{Path, PathBuf};
+//! `diffuse fid`: FID (and KID) between two image folders or statistics files.
+use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::Args;
 use diffuse::metrics::fid_pipeline::{describe_input, fid_between, FidMode, FidOptions};
-use diffuse::nn::inception_train::{train_classifier, ClassifierTrainConfig};
 
 #[derive(Args)]
 pub struct FidArgs {
@@ -32,11 +31,11 @@ pub struct FidArgs {
     #[arg(long)]
     pub kid: bool,
     #[command(flatten)]
-    pub common: super::toy::CommonArgs,
+    pub common: super::args::CommonArgs,
 }
 
-pub fn fid(a: &FidArgs) -> Result<()> {
-    super::set_threads(a.common.threads)?;
+pub fn run(a: &FidArgs) -> Result<()> {
+    super::args::set_threads(a.common.threads)?;
     if a.batch == 0 {
         anyhow::bail!("invalid value for --batch: must be at least 1");
     }
@@ -65,74 +64,4 @@ pub fn fid(a: &FidArgs) -> Result<()> {
     }
     println!("fid: {:.6}", r.fid);
     Ok(())
-}
-
-#[derive(Subcommand)]
-pub enum ClassifierCommand {
-    /// Train the FID feature network (Inception-v3 + a K-way head) from scratch on a
-    /// folder-per-class data set, as the course did for its checkpoint.
-    Train {
-        /// Data root: `ROOT/train/<class>/…` or `ROOT/<class>/…`.
-        root: PathBuf,
-        /// Output weights (safetensors, loadable by `diffuse fid --weights`).
-        #[arg(long, default_value = "out/inception.safetensors")]
-        out: PathBuf,
-        /// Epochs [reference: 10].
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Batch size [reference: 32].
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Adam learning rate [reference: 1e-3].
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Input size [reference: 256].
-        #[arg(long, default_value_t = 256)]
-        image_size: u32,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[command(flatten)]
-        common: super::toy::CommonArgs,
-    },
-}
-
-pub fn classifier(cmd: ClassifierCommand) -> Result<()> {
-    match cmd {
-        ClassifierCommand::Train {
-            root,
-            out,
-            epochs,
-            batch,
-            lr,
-            image_size,
-            seed,
-            common,
-        } => {
-            super::set_threads(common.threads)?;
-            let cfg = ClassifierTrainConfig {
-                epochs,
-                batch_size: batch,
-                lr,
-                image_size,
-                seed,
-                max_steps: None,
-                progress: !common.quiet,
-            };
-            let r = train_classifier(&root, &out, &cfg)?;
-            println!(
-                "trained {} steps on classes {:?} ({:?} images); last loss {:.4}; saved {}",
-                r.steps,
-                r.classes,
-                r.counts,
-                r.last_loss,
-                display(&out)
-            );
-            Ok(())
-        }
-    }
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
 }

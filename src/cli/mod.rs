@@ -1,9 +1,14 @@
-//! Command-line interface: argument parsing (clap derive) and dispatch.
+//! The command-line program: argument parsing (clap derive) and dispatch, one file (and one
+//! `Args` struct) per subcommand, flags shared by several in [`args`]. Handlers parse, call
+//! the library and print; the work itself is in the library, where tests can call it.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+pub mod args;
+mod classifier;
 mod fid;
 mod image;
+mod prepare_eval;
 mod toy;
 
 #[derive(Parser)]
@@ -38,22 +43,12 @@ enum Command {
     /// The FID feature network.
     Classifier {
         #[command(subcommand)]
-        cmd: fid::ClassifierCommand,
+        cmd: classifier::ClassifierCommand,
     },
     /// Build ROOT/eval from every validation image (ROOT/val/<class>/…): by default the
     /// course's folder (bicubic 64×64, JPEG quality 75, same file names), so FID against it is
     /// the course's.
-    PrepareEval {
-        /// Data root holding `val/<class>/…`.
-        root: std::path::PathBuf,
-        /// Side of the written images.
-        #[arg(long, default_value_t = diffuse::data::image_folder::PrepareEvalConfig::default().size)]
-        size: usize,
-        /// `jpeg`: the course's folder, byte for byte as Pillow writes it; `png`: lossless
-        /// `<class>_<stem>.png` resized bilinearly like the training data (not the course's FID).
-        #[arg(long, value_enum, default_value_t = diffuse::data::image_folder::EvalFormat::default())]
-        format: diffuse::data::image_folder::EvalFormat,
-    },
+    PrepareEval(prepare_eval::PrepareEvalArgs),
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
         /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
@@ -62,24 +57,24 @@ enum Command {
     },
 }
 
+/// Parses the command line and runs the command; library errors come back with the flags
+/// that set the fields they name.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let r = match cli.command {
         Command::Toy { cmd } => toy::run(cmd),
         Command::Image { cmd } => image::run(cmd),
-        Command::PrepareEval { root, size, format } => image::prepare_eval(
-            &root,
-            &diffuse::data::image_folder::PrepareEvalConfig { size, format },
-        ),
-        Command::Fid(a) => fid::fid(&a),
-        Command::Classifier { cmd } => fid::classifier(cmd),
+        Command::PrepareEval(a) => prepare_eval::run(&a),
+        Command::Fid(a) => fid::run(&a),
+        Command::Classifier { cmd } => classifier::run(cmd),
         Command::Doctor { threads } => doctor(threads),
-    }
+    };
+    r.map_err(|e| args::to_flags(e, &[]))
 }
 
 /// `diffuse doctor`: the report on stdout; non-zero exit when a self-check fails.
 fn doctor(threads: Option<usize>) -> Result<()> {
-    set_threads(threads)?;
+    args::set_threads(threads)?;
     let facts = diffuse::doctor::facts();
     let checks = diffuse::doctor::self_check();
     print!("{}", diffuse::doctor::report(&facts, &checks));
@@ -87,59 +82,4 @@ fn doctor(threads: Option<usize>) -> Result<()> {
         anyhow::bail!("self-check failed");
     }
     Ok(())
-}
-
-/// Sets the number of CPU threads for rayon (and so for the flex backend) once.
-pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        if n == 0 {
-            anyhow::bail!("invalid value for --threads: must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .ok();
-    }
-    Ok(())
-}
-
-/// Optimizer flags shared by the 2D and image trainers; unset flags keep the preset's value.
-#[derive(clap::Args, Clone)]
-pub struct OptimArgs {
-    /// Peak learning rate [2D reference: 1e-3; AFHQ reference: 2e-4].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f64>,
-    /// Linear warm-up steps [2D reference: 0; AFHQ reference: 200].
-    #[arg(long)]
-    warmup: Option<usize>,
-    /// Learning-rate schedule after warm-up [reference: constant].
-    #[arg(long, value_enum)]
-    lr_schedule: Option<diffuse::train::LrSchedule>,
-    /// Clip the global gradient norm, 0 = off [reference: off].
-    #[arg(long, allow_negative_numbers = true)]
-    grad_clip: Option<f64>,
-    /// EMA decay of the weights, 0 = off [reference: off].
-    #[arg(long, allow_negative_numbers = true)]
-    ema: Option<f64>,
-}
-
-impl OptimArgs {
-    /// Overrides the preset's optimizer settings and EMA decay with the flags that were given.
-    pub fn apply(&self, o: &mut diffuse::train::OptimConfig, ema: &mut Option<f64>) {
-        if let Some(v) = self.lr {
-            o.lr = v;
-        }
-        if let Some(v) = self.warmup {
-            o.warmup_steps = v;
-        }
-        if let Some(v) = self.lr_schedule {
-            o.schedule = v;
-        }
-        if let Some(v) = self.grad_clip {
-            o.grad_clip = (v != 0.0).then_some(v);
-        }
-        if let Some(v) = self.ema {
-            *ema = (v != 0.0).then_some(v);
-        }
-    }
 }

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::image_io::{list_images, load_rgb, resize_bicubic_pil, resize_bilinear_pil, to_chw_pm1};
 use super::image_set::ImageSet;
-use diffuse_jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
 use crate::{Error, Result};
+use diffuse_jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
 
 /// How to read an image folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +161,8 @@ pub fn load_image_folder_report(
 }
 
 /// File format of the evaluation folder that [`prepare_eval`] builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum EvalFormat {
     /// The course's folder (`python dataset.py`): each file under its own name, resized with
@@ -254,7 +255,7 @@ fn write_course_image(src: &Path, dst: &Path, size: u32) -> Result<()> {
 /// replaced; other images already in `ROOT/eval/` are an error, since FID would count them.
 pub fn prepare_eval(root: &Path, cfg: &PrepareEvalConfig) -> Result<EvalReport> {
     if cfg.size == 0 || cfg.size > 65535 {
-        return Err(Error::invalid("--size", "must be between 1 and 65535"));
+        return Err(Error::invalid("eval.size", "must be between 1 and 65535"));
     }
     if !root.join("val").is_dir() {
         return Err(Error::bad_file(

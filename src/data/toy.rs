@@ -8,7 +8,8 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// A 2D data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum ToyDataset {
     /// 3D swiss roll with a hole, columns x and z, normalised (the reference default).

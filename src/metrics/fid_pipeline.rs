@@ -21,17 +21,8 @@ use crate::nn::inception_load::load_inception;
 use crate::{Error, Result};
 
 /// Which FID convention to follow.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum FidMode {
     /// The course's FID: torchvision Inception-v3 wrapper, PIL bilinear 256×256, [−1, 1].
@@ -117,7 +108,7 @@ impl FidOptions {
         let s = self.image_size.unwrap_or(self.mode.default_image_size());
         if s < 75 {
             return Err(Error::invalid(
-                "--image-size",
+                "fid.image_size",
                 format!("{s} is below Inception-v3's minimum input of 75 px"),
             ));
         }
@@ -331,7 +322,7 @@ enum Side {
 pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport> {
     let size = opts.resolved_image_size()?;
     if opts.batch_size == 0 {
-        return Err(Error::invalid("--batch", "must be at least 1"));
+        return Err(Error::invalid("fid.batch_size", "must be at least 1"));
     }
     let meta = opts.meta(size);
     // Validate inputs before loading the network.

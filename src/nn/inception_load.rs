@@ -21,7 +21,8 @@ use burn::store::{
 };
 
 use super::inception::{InceptionKind, InceptionV3, FEATURE_DIM};
-use crate::{checkpoint_report, Error, Result};
+use crate::checkpoint::report as checkpoint_report;
+use crate::{Error, Result};
 
 /// torchvision top-level module names → the wrapper's block paths.
 const TORCHVISION_TO_WRAPPER: [(&str, &str); 17] = [

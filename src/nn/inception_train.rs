@@ -112,7 +112,7 @@ pub fn train_classifier(
 ) -> Result<ClassifierReport> {
     if cfg.image_size < 75 {
         return Err(Error::invalid(
-            "--image-size",
+            "classifier.image_size",
             "Inception-v3 needs at least 75 px",
         ));
     }

@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 use diffuse_kernels::group_norm::{group_norm_act, group_norm_silu_dropout};
 use diffuse_kernels::softmax;
 
+use crate::checkpoint::report as checkpoint_report;
 use crate::nn::embedding::timestep_embedding;
-use crate::{checkpoint_report, Error, Result};
+use crate::{Error, Result};
 
 /// Every size of the UNet. `Default` is the reference AFHQ configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

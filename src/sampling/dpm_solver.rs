@@ -6,33 +6,41 @@
 //! D = (1 + 1/(2r)) x̂₀ − 1/(2r) x̂₀_prev afterwards (r = h_prev/h). The final step to ᾱ = 1
 //! returns x̂₀ (first order, "lower_order_final").
 use burn::prelude::*;
+use rand::Rng;
 
-use super::{Denoiser, Level, Progress};
+use super::{Denoiser, Extra, Level};
+
+/// DPM-Solver++(2M)'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DpmSolverOptions {
+    /// Clip each x̂₀ to [−1, 1] (images only).
+    pub clip_x0: bool,
+}
 
 fn lambda(ab: f64) -> f64 {
     0.5 * (ab / (1.0 - ab)).ln()
 }
 
 /// Runs DPM-Solver++(2M) from x_T over `levels` (descending); the last step returns x̂₀.
-pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized>(
+/// Deterministic: `extra.rng` is not used.
+pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
     model: &M,
-    levels: &[Level],
     mut x: Tensor<D>,
-    labels: Option<&[usize]>,
-    clip_x0: bool,
-    progress: Progress,
+    levels: &[Level],
+    opts: &DpmSolverOptions,
+    extra: &mut Extra<R>,
 ) -> Tensor<D> {
     let mut prev: Option<(Tensor<D>, f64)> = None; // (x̂₀ of the previous step, its h)
     for (i, l) in levels.iter().enumerate() {
         let ab = l.alpha_bar;
         let (a_t, s_t) = (ab.sqrt(), (1.0 - ab).sqrt());
-        let eps = model.eps(x.clone(), l.t, labels);
+        let eps = model.eps(x.clone(), l.t, extra.labels);
         let mut x0 = (x.clone() - eps * s_t) / a_t;
-        if clip_x0 {
+        if opts.clip_x0 {
             x0 = x0.clamp(-1.0, 1.0);
         }
         let Some(next) = levels.get(i + 1) else {
-            progress(i + 1, levels.len());
+            (extra.progress)(i + 1, levels.len());
             return x0;
         };
         let ab_n = next.alpha_bar;
@@ -47,7 +55,7 @@ pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized>(
         };
         x = x * (s_n / s_t) - d * (a_n * ((-h).exp() - 1.0));
         prev = Some((x0, h));
-        progress(i + 1, levels.len());
+        (extra.progress)(i + 1, levels.len());
     }
     x
 }

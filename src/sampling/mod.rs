@@ -1,25 +1,39 @@
-//! Samplers as plain functions over a [`Denoiser`]: anything that maps (x_t, t, labels) to ε.
-//! DDPM, DDIM and guidance compose through this one interface. In k-diffusion's shape, a
-//! sampler is a function of (denoiser, levels, x, labels, callback) plus its own options: the
-//! timesteps and their ᾱ ([`Level`]) are chosen outside it ([`timesteps`], [`levels`]).
+//! Samplers over a [`Denoiser`]: anything that maps (x_t, t, labels) to ε.
+//!
+//! Every sampler has the one shape of k-diffusion's samplers:
+//! `sampler(model, x_T, levels, &options, &mut extra) -> x_0`, where
+//! - `levels` ([`Level`]: timestep, ᾱ_t, β_t) says which noise levels to visit, built outside
+//!   the sampler ([`timesteps`], [`levels`], [`SamplerSpec::levels`]);
+//! - `options` is the sampler's own settings struct ([`DdpmOptions`], [`DdimOptions`],
+//!   [`DpmSolverOptions`], [`EulerOptions`], [`HeunOptions`]);
+//! - `extra` ([`Extra`]) carries the labels, the generator of fresh noise and the progress
+//!   callback.
+//!
+//! Guidance and x̂₀ rules that act on the prediction wrap the denoiser instead of adding flags
+//! to samplers ([`guidance`]). [`SamplerSpec`] is the description a user gives (sampler kind,
+//! steps, spacing, options); [`sample`] runs it.
 use burn::prelude::*;
+use rand::Rng;
 
 pub mod ddim;
 pub mod ddpm;
 pub mod dpm_solver;
 pub mod euler;
 pub mod guidance;
-pub mod guidance_rules;
+pub mod heun;
 pub mod inversion;
 pub mod timesteps;
 
-pub use ddim::{ddim_sample, ddim_step, DdimConfig, DdimOptions};
-pub use ddpm::{ddpm_sample, ddpm_step, DdpmConfig};
+pub use ddim::{ddim_sample, ddim_step, DdimOptions, DdimStep};
+pub use ddpm::{ddpm_sample, ddpm_step, DdpmOptions, DdpmStep};
+pub use dpm_solver::{dpm_solver_2m_sample, DpmSolverOptions};
+pub use euler::{euler_sample, EulerOptions};
 pub use guidance::{
-    Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, Guided, GuidedBy,
+    ApgConfig, Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, Guided, Guider,
 };
-pub use guidance_rules::ApgConfig;
-pub use timesteps::{levels, timesteps, Level, Spacing};
+pub use heun::{heun_sample, HeunOptions};
+pub use inversion::{ddim_invert, slerp};
+pub use timesteps::{all_levels, levels, timesteps, Level, Spacing};
 
 /// A noise predictor ε_θ(x_t, t, labels) for a batch that shares one timestep `t`.
 /// `labels` holds one class index per batch row (0 = the null class) for conditional models.
@@ -36,24 +50,40 @@ where
     }
 }
 
-/// Called after each sampler step with (steps done, steps in total).
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+/// What every sampler receives besides the denoiser, x_T, the levels and its options
+/// (k-diffusion's `extra_args` and `callback`, and the generator of fresh noise).
+pub struct Extra<'a, R> {
+    /// One class index per batch row (0 = the null class) for conditional models.
+    pub labels: Option<&'a [usize]>,
+    /// Draws the fresh noise of stochastic steps (DDPM, DDIM with η > 0); deterministic
+    /// samplers never touch it. A generator or a `&mut` to one.
+    pub rng: R,
+    /// Called after each step with (steps done, steps in total).
+    pub progress: Box<dyn FnMut(usize, usize) + 'a>,
+}
 
-/// A progress callback that does nothing.
-pub fn no_progress(_: usize, _: usize) {}
+impl<'a, R: Rng> Extra<'a, R> {
+    /// `labels` and `rng`, with no progress callback.
+    pub fn new(labels: Option<&'a [usize]>, rng: R) -> Self {
+        Self {
+            labels,
+            rng,
+            progress: Box::new(|_, _| {}),
+        }
+    }
+
+    /// The same with `progress` called after each step.
+    pub fn with_progress(self, progress: impl FnMut(usize, usize) + 'a) -> Self {
+        Self {
+            progress: Box::new(progress),
+            ..self
+        }
+    }
+}
 
 /// Which sampler to run.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerKind {
     /// DDPM ancestral sampling over all T steps.
@@ -62,7 +92,7 @@ pub enum SamplerKind {
     #[default]
     Ddim,
     /// DPM-Solver++(2M): second order, one network evaluation per step.
-    #[value(name = "dpm++2m")]
+    #[cfg_attr(feature = "cli", value(name = "dpm++2m"))]
     #[serde(rename = "dpm++2m")]
     DpmSolver2m,
     /// Euler on the probability-flow ODE (identical to DDIM with η = 0).
@@ -71,28 +101,44 @@ pub enum SamplerKind {
     Heun,
 }
 
-/// A sampler and its settings, as the CLI describes it.
+impl SamplerKind {
+    /// The name users type (`ddpm`, `ddim`, `dpm++2m`, `euler`, `heun`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Ddpm => "ddpm",
+            SamplerKind::Ddim => "ddim",
+            SamplerKind::DpmSolver2m => "dpm++2m",
+            SamplerKind::Euler => "euler",
+            SamplerKind::Heun => "heun",
+        }
+    }
+}
+
+/// A sampler and its settings as a user describes them. `Default` is the reference DDIM:
+/// 50 steps, η = 0, leading spacing, no x̂₀ clipping.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerSpec {
+    /// Which sampler.
     pub kind: SamplerKind,
-    /// Steps for few-step samplers (ignored by DDPM, which always runs T steps).
+    /// Steps of the few-step samplers (DDPM always walks all T).
     pub steps: usize,
-    /// DDIM η.
+    /// DDIM's η (0: deterministic; 1: DDPM's posterior variance).
     pub eta: f64,
+    /// How the few-step samplers' timesteps are chosen.
     pub spacing: Spacing,
-    /// DDPM σ_t choice.
+    /// DDPM's σ_t.
     pub sigma: crate::schedule::SigmaKind,
+    /// Clip x̂₀ to [−1, 1] at every step (images; off by default: 2D data spans ±4).
     pub clip_x0: bool,
 }
 
 impl Default for SamplerSpec {
     fn default() -> Self {
-        let d = DdimConfig::default();
         Self {
             kind: SamplerKind::Ddim,
-            steps: d.steps,
-            eta: d.eta,
-            spacing: d.spacing,
+            steps: 50,
+            eta: 0.0,
+            spacing: Spacing::Leading,
             sigma: Default::default(),
             clip_x0: false,
         }
@@ -101,20 +147,31 @@ impl Default for SamplerSpec {
 
 impl SamplerSpec {
     /// Checks the settings against a schedule of `num_train` steps.
+    /// DDPM walks every timestep and takes neither steps nor η.
     pub fn validate(&self, num_train: usize) -> crate::Result<()> {
-        match self.kind {
-            SamplerKind::Ddpm => Ok(()),
-            _ => self.ddim().validate(num_train).map(|_| ()),
+        if self.kind == SamplerKind::Ddpm {
+            return Ok(());
         }
+        if !(self.eta >= 0.0) || !self.eta.is_finite() {
+            return Err(crate::Error::invalid(
+                "sampler.eta",
+                format!("must be a finite number ≥ 0, got {}", self.eta),
+            ));
+        }
+        timesteps(self.spacing, num_train, self.steps).map(|_| ())
     }
 
-    fn ddim(&self) -> DdimConfig {
-        DdimConfig {
-            steps: self.steps,
-            eta: self.eta,
-            spacing: self.spacing,
-            clip_x0: self.clip_x0,
-        }
+    /// The levels this sampler visits under `schedule`: every timestep for DDPM, `steps` of
+    /// them spaced by `spacing` otherwise.
+    pub fn levels(&self, schedule: &crate::schedule::NoiseSchedule) -> crate::Result<Vec<Level>> {
+        self.validate(schedule.num_steps())?;
+        Ok(match self.kind {
+            SamplerKind::Ddpm => all_levels(schedule),
+            _ => levels(
+                schedule,
+                &timesteps(self.spacing, schedule.num_steps(), self.steps)?,
+            ),
+        })
     }
 
     /// Number of network evaluations (per batch) the sampler makes.
@@ -128,55 +185,42 @@ impl SamplerSpec {
 
     /// A short name such as `ddim-50`.
     pub fn label(&self, num_train: usize) -> String {
-        let name = match self.kind {
-            SamplerKind::Ddpm => return format!("ddpm-{num_train}"),
-            SamplerKind::Ddim => "ddim",
-            SamplerKind::DpmSolver2m => "dpm++2m",
-            SamplerKind::Euler => "euler",
-            SamplerKind::Heun => "heun",
-        };
-        format!("{name}-{}", self.steps)
+        match self.kind {
+            SamplerKind::Ddpm => format!("ddpm-{num_train}"),
+            k => format!("{}-{}", k.name(), self.steps),
+        }
     }
 }
 
-/// Runs the sampler of `spec` from x_T.
-pub fn sample<const D: usize, M: Denoiser<D> + ?Sized>(
+/// Runs the sampler of `spec` from x_T over the levels it visits under `schedule`.
+pub fn sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
     model: &M,
     schedule: &crate::schedule::NoiseSchedule,
     spec: &SamplerSpec,
     x_t: Tensor<D>,
-    labels: Option<&[usize]>,
-    rng: &mut impl rand::Rng,
-    progress: Progress,
+    extra: &mut Extra<R>,
 ) -> crate::Result<Tensor<D>> {
-    spec.validate(schedule.num_steps())?;
-    let lv = || -> crate::Result<Vec<Level>> {
-        Ok(levels(
-            schedule,
-            &timesteps(spec.spacing, schedule.num_steps(), spec.steps)?,
-        ))
-    };
+    let lv = spec.levels(schedule)?;
+    let clip_x0 = spec.clip_x0;
     Ok(match spec.kind {
         SamplerKind::Ddpm => {
-            let cfg = DdpmConfig {
+            let opts = DdpmOptions {
                 sigma: spec.sigma,
-                clip_x0: spec.clip_x0,
+                clip_x0,
             };
-            ddpm_sample(model, schedule, &cfg, x_t, labels, rng, progress)
+            ddpm_sample(model, x_t, &lv, &opts, extra)
         }
         SamplerKind::Ddim => {
             let opts = DdimOptions {
                 eta: spec.eta,
-                clip_x0: spec.clip_x0,
+                clip_x0,
             };
-            ddim_sample(model, &lv()?, x_t, labels, opts, rng, progress)
+            ddim_sample(model, x_t, &lv, &opts, extra)
         }
         SamplerKind::DpmSolver2m => {
-            dpm_solver::dpm_solver_2m_sample(model, &lv()?, x_t, labels, spec.clip_x0, progress)
+            dpm_solver_2m_sample(model, x_t, &lv, &DpmSolverOptions { clip_x0 }, extra)
         }
-        SamplerKind::Euler | SamplerKind::Heun => {
-            let heun = spec.kind == SamplerKind::Heun;
-            euler::euler_sample(model, &lv()?, x_t, labels, heun, progress)
-        }
+        SamplerKind::Euler => euler_sample(model, x_t, &lv, &EulerOptions, extra),
+        SamplerKind::Heun => heun_sample(model, x_t, &lv, &HeunOptions, extra),
     })
 }

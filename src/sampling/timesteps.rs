@@ -1,17 +1,22 @@
-//! Timestep subsequences for few-step samplers (the three spacings of Lin et al. 2023, Table 2).
+//! Which noise levels a sampler visits: timestep subsequences (the three spacings of Lin et
+//! al. 2023, Table 2, and a quadratic one) and their levels under a schedule. Samplers never
+//! look the schedule up themselves (k-diffusion builds its σ array outside the samplers too).
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::NoiseSchedule;
 use crate::{Error, Result};
 
-/// One sampling timestep with its ᾱ_t: what the samplers iterate over, the analogue of
-/// k-diffusion's array of σ (a sampler never looks the schedule up itself).
+/// One sampling timestep with its schedule values: what the samplers iterate over, the
+/// analogue of k-diffusion's array of σ.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Level {
     /// The network's timestep.
     pub t: usize,
     /// ᾱ_t.
     pub alpha_bar: f64,
+    /// The schedule's one-step β_t (α_t = 1 − β_t), used by DDPM's ancestral chain, which
+    /// walks every timestep.
+    pub beta: f64,
 }
 
 /// The levels of the timesteps `ts` (in the order given) under `schedule`.
@@ -20,12 +25,20 @@ pub fn levels(schedule: &NoiseSchedule, ts: &[usize]) -> Vec<Level> {
         .map(|&t| Level {
             t,
             alpha_bar: schedule.alpha_bar(t),
+            beta: schedule.betas[t],
         })
         .collect()
 }
 
+/// Every timestep T−1 … 0: the levels of DDPM's ancestral chain.
+pub fn all_levels(schedule: &NoiseSchedule) -> Vec<Level> {
+    let ts: Vec<usize> = (0..schedule.num_steps()).rev().collect();
+    levels(schedule, &ts)
+}
+
 /// How N sampling timesteps are chosen out of T.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Spacing {
     /// k·(T//N) for k = N−1 … 0 (the reference: 980, 960, …, 0 for N = 50); never visits T−1.
@@ -45,7 +58,7 @@ pub enum Spacing {
 pub fn timesteps(spacing: Spacing, num_train: usize, n: usize) -> Result<Vec<usize>> {
     if n == 0 || n > num_train {
         return Err(Error::invalid(
-            "--steps",
+            "sampler.steps",
             format!("must be between 1 and T = {num_train}, got {n}"),
         ));
     }

@@ -5,7 +5,9 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 /// The deterministic weight formula of bench/common.py.
+#[allow(unused_imports)]
 pub use diffuse_testkit::det_values as det;
+#[allow(unused_imports)]
 pub use diffuse_testkit::{
     assert_close, f32_rtol, max_abs_diff, pattern, temp_dir, TempDir, F32_U,
 };

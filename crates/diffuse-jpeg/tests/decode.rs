@@ -80,7 +80,11 @@ fn unsupported_and_corrupt_files_are_told_apart() {
         decode_rgb(&arithmetic),
         Err(JpegError::Unsupported(_))
     ));
-    for bad in [&base[..base.len() / 2], &base[..sof + 20], &[0xFF, 0xD8][..]] {
+    for bad in [
+        &base[..base.len() / 2],
+        &base[..sof + 20],
+        &[0xFF, 0xD8][..],
+    ] {
         assert!(matches!(decode_rgb(bad), Err(JpegError::Corrupt(_))));
     }
 }
@@ -130,7 +134,9 @@ fn bombs_are_refused_before_allocating() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let data = std::fs::read(&p).unwrap();
-        let err = decode_rgb(&data).err().unwrap_or_else(|| panic!("{name} decoded"));
+        let err = decode_rgb(&data)
+            .err()
+            .unwrap_or_else(|| panic!("{name} decoded"));
         let msg = err.to_string();
         let refused = msg.contains("decompression bomb")
             || msg.contains("too large")

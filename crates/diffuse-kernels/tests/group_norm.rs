@@ -21,14 +21,8 @@ fn norm(c: &Case, seed: u64, dev: &Device) -> GroupNorm {
     let mut n = GroupNormConfig::new(c.groups, c.c).init(dev);
     // γ around 1 and β around 0, as after training; both non-trivial so that a swapped or
     // ignored parameter shows.
-    let g: Vec<f32> = r.vec(c.c)
-        .iter()
-        .map(|v| 1.0 + 0.3 * v)
-        .collect();
-    let b: Vec<f32> = r.vec(c.c)
-        .iter()
-        .map(|v| 0.5 * v)
-        .collect();
+    let g: Vec<f32> = r.vec(c.c).iter().map(|v| 1.0 + 0.3 * v).collect();
+    let b: Vec<f32> = r.vec(c.c).iter().map(|v| 0.5 * v).collect();
     n.gamma = Some(Param::from_tensor(Tensor::from_data(
         TensorData::new(g, [c.c]),
         dev,
@@ -46,7 +40,8 @@ fn run(c: &Case, act: bool, fused: bool, transposed: bool, seed: u64) -> [Vec<f3
     let mut r = Normals::new(seed, 0);
     let n = c.b * c.c * c.h * c.w;
     // Per-channel offsets and scales, so the statistics matter.
-    let xv: Vec<f32> = r.vec(n)
+    let xv: Vec<f32> = r
+        .vec(n)
         .iter()
         .enumerate()
         .map(|(i, v)| {
@@ -195,10 +190,7 @@ fn fused_group_norm_without_autodiff_matches() {
     let dev = Device::flex();
     let mut r = Normals::new(50, 0);
     let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(
-            r.vec(c.b * c.c * c.h * c.w),
-            [c.b, c.c, c.h, c.w],
-        ),
+        TensorData::new(r.vec(c.b * c.c * c.h * c.w), [c.b, c.c, c.h, c.w]),
         &dev,
     );
     let gn = norm(c, 50, &dev);
@@ -230,10 +222,7 @@ fn fused_dropout_matches_composed_times_its_mask() {
     let n = c.b * c.c * c.h * c.w;
     let mut r = Normals::new(60, 0);
     let xv = r.vec(n);
-    let rv: Tensor<4> = Tensor::from_data(
-        TensorData::new(r.vec(n), [c.b, c.c, c.h, c.w]),
-        &dev,
-    );
+    let rv: Tensor<4> = Tensor::from_data(TensorData::new(r.vec(n), [c.b, c.c, c.h, c.w]), &dev);
     let ep = Epilogue {
         silu: true,
         dropout: 0.25,

@@ -11,10 +11,7 @@ fn run(shape: [usize; 3], offset: f32, transposed: bool, fused: bool, seed: u64)
     let dev = Device::flex().autodiff();
     let mut r = Normals::new(seed, 0);
     let n: usize = shape.iter().product();
-    let xv: Vec<f32> = r.vec(n)
-        .iter()
-        .map(|v| 4.0 * v + offset)
-        .collect();
+    let xv: Vec<f32> = r.vec(n).iter().map(|v| 4.0 * v + offset).collect();
     let rv = r.vec(n);
     // With `transposed`, the leaf is stored with the last two axes swapped and read through a
     // transposed view.

@@ -2,8 +2,8 @@
 //! and out of their flat host layout, the fused training step built from an [`OptimConfig`],
 //! and the fused sampling forward as a [`Denoiser`].
 use burn::prelude::*;
-use diffuse_kernels::time_mlp::{AdamSettings, FusedForward, FusedTrainer};
 pub use diffuse_kernels::time_mlp::FlatNet;
+use diffuse_kernels::time_mlp::{AdamSettings, FusedForward, FusedTrainer};
 
 use super::{SimpleNet, FREQ_DIM};
 use crate::sampling::Denoiser;

@@ -5,8 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use diffuse_testkit::{f32_rtol, Normals};
-
+use diffuse_testkit::{Normals, f32_rtol};
 
 struct Case {
     n: usize,
@@ -113,7 +112,9 @@ fn check(c: &Case, seed: u64) {
         f32_rtol(c.n * ho * wo, 1),
         f32_rtol(cog * kk, 1),
     );
-    eprintln!("relative errors: output {ery:.1e} (allowed {ty:.1e}), weight gradient {erw:.1e} ({tw:.1e}), input gradient {erx:.1e} ({tx:.1e})");
+    eprintln!(
+        "relative errors: output {ery:.1e} (allowed {ty:.1e}), weight gradient {erw:.1e} ({tw:.1e}), input gradient {erx:.1e} ({tx:.1e})"
+    );
     assert!(
         ery <= ty,
         "output off by {ery:e} (relative to max; allowed {ty:e})"

@@ -28,7 +28,7 @@ use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn_flex::tuning::{
-    set_winograd_options, winograd_options, WinogradOptions, WinogradSimd, WinogradVariant,
+    WinogradOptions, WinogradSimd, WinogradVariant, set_winograd_options, winograd_options,
 };
 use diffuse_testkit::Normals;
 use std::sync::Mutex;

@@ -58,12 +58,8 @@ where
                     prep.checkpoint(&beta),
                     spec,
                 );
-                let y = B::group_norm_silu(
-                    Self::inner(x),
-                    Self::inner(gamma),
-                    Self::inner(beta),
-                    spec,
-                );
+                let y =
+                    B::group_norm_silu(Self::inner(x), Self::inner(gamma), Self::inner(beta), spec);
                 prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::group_norm_silu(

@@ -215,7 +215,13 @@ fn block<'a>(i: usize, gamma: &'a [f32], beta: &'a [f32], d: Dims, s: &GroupNorm
 }
 
 /// y for x of `d`'s shape; blocks in parallel, each on one thread.
-pub(super) fn forward(x: &[f32], gamma: &[f32], beta: &[f32], d: Dims, s: &GroupNormSpec) -> Vec<f32> {
+pub(super) fn forward(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    d: Dims,
+    s: &GroupNormSpec,
+) -> Vec<f32> {
     let size = d.per_group() * d.hw;
     let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(size)

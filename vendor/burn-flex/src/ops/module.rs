@@ -5,14 +5,14 @@
 use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
+    DType, Element, TensorMetadata,
     ops::{
-        conv::{calculate_padding_out, pad_asymmetric_conv_input},
         AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
         MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        conv::{calculate_padding_out, pad_asymmetric_conv_input},
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
-    DType, Element, TensorMetadata,
 };
 use burn_std::{Bytes, IntDType, Shape, Slice};
 use bytemuck::Pod;

@@ -1,6 +1,6 @@
 //! The checkpoint of an image training run: which pieces one step consists of, how they are
-//! saved as one unit ([`crate::run_checkpoint`]) and how `--resume` and the sampling commands
-//! find and check them.
+//! saved as one unit ([`super::run`]) and how `--resume` and the sampling commands find, check
+//! and load them.
 //!
 //! A checkpoint folder `RUN/checkpoints/step-NNNNNNNN/` holds `model.safetensors` +
 //! `model.json` (weights and config), `model.ema.safetensors` when trained with EMA, and the
@@ -12,11 +12,16 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
-use super::{ImageCheckpointMeta, ImageTrainConfig};
-use crate::checkpoint::{load_weights, read_json, save_weights};
+use burn::prelude::*;
+
+use super::optimizer::{load_optimizer, optimizer_bytes, param_ids, set_param_ids};
+use super::run::{self as run_checkpoint, sha256_hex};
+use super::{config_path, load_weights, save_weights};
+use crate::files::read_json;
+use crate::image::ImageTrainConfig;
 use crate::nn::unet::UNet;
-use crate::run_checkpoint::{self, sha256_hex};
-use crate::train::{load_optimizer, optimizer_bytes, param_ids, set_param_ids, Ema};
+use crate::rng::seeded;
+use crate::train::Ema;
 use crate::{Error, Result};
 
 /// Piece names inside a checkpoint folder.
@@ -25,6 +30,19 @@ pub const META: &str = "model.json";
 pub const EMA: &str = "model.ema.safetensors";
 pub const OPTIM: &str = "optim.bin";
 pub const STATE: &str = "state.json";
+
+/// What `model.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageCheckpointMeta {
+    /// Always "image".
+    pub kind: String,
+    pub config: ImageTrainConfig,
+    /// Class names; label l is `class_names[l − 1]`.
+    pub class_names: Vec<String>,
+    /// Steps trained.
+    pub step: usize,
+    pub has_ema: bool,
+}
 
 /// Resume state beside the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,18 +62,25 @@ fn config_sha256(cfg: &ImageTrainConfig) -> String {
     )
 }
 
-/// Saves the state after `step` as one checkpoint of the run in `out`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn save_checkpoint(
+/// The state of a run after some step: what one checkpoint holds.
+pub struct RunState<'a> {
+    pub model: &'a UNet,
+    pub ema: Option<&'a Ema>,
+    pub optim: &'a burn::optim::ModuleOptimizer,
+    /// Steps done.
+    pub step: usize,
+    /// (step, loss) of every step so far.
+    pub losses: &'a [(usize, f64)],
+}
+
+/// Saves `state` as one checkpoint of the run in `out`.
+pub fn save_checkpoint(
     out: &Path,
     cfg: &ImageTrainConfig,
     class_names: &[String],
-    model: &UNet,
-    ema: &Option<Ema>,
-    optim: &burn::optim::ModuleOptimizer,
-    step: usize,
-    losses: &[(usize, f64)],
+    state: &RunState,
 ) -> Result<()> {
+    let (model, ema, step) = (state.model, state.ema, state.step);
     run_checkpoint::commit(
         out,
         step,
@@ -69,7 +94,7 @@ pub(super) fn save_checkpoint(
                 save_weights(&e.apply(plain), &stage.path(EMA))?;
                 stage.written(EMA)?;
             }
-            stage.write(OPTIM, &optimizer_bytes(optim, &stage.path(OPTIM))?)?;
+            stage.write(OPTIM, &optimizer_bytes(state.optim, &stage.path(OPTIM))?)?;
             stage.write_json(
                 META,
                 &ImageCheckpointMeta {
@@ -85,8 +110,8 @@ pub(super) fn save_checkpoint(
                 &TrainState {
                     step,
                     param_ids: param_ids(model),
-                    losses: losses.to_vec(),
-                    ema: ema.as_ref().map(|e| (e.updates, EMA.into())),
+                    losses: state.losses.to_vec(),
+                    ema: ema.map(|e| (e.updates, EMA.into())),
                 },
             )
         },
@@ -95,7 +120,7 @@ pub(super) fn save_checkpoint(
 }
 
 /// What [`restore`] gives back.
-pub(super) struct Restored {
+pub struct Restored {
     pub model: UNet,
     pub optim: burn::optim::ModuleOptimizer,
     pub ema: Option<Ema>,
@@ -106,7 +131,7 @@ pub(super) struct Restored {
 /// Loads the newest checkpoint of the run in `out` into a fresh `model`, `optim` and `ema`,
 /// after checking that its pieces belong together and to this run's network. `None` when the
 /// run has no checkpoint yet (it was stopped before its first one).
-pub(super) fn restore(
+pub fn restore(
     out: &Path,
     cfg: &ImageTrainConfig,
     model: UNet,
@@ -130,7 +155,7 @@ pub(super) fn restore(
     }
     if meta.config.unet != cfg.unet {
         return Err(Error::invalid(
-            "--resume",
+            "train.resume",
             format!(
                 "{} was trained with another network configuration",
                 dir.display()
@@ -149,9 +174,9 @@ pub(super) fn restore(
     }
     if st.ema.is_some() != cfg.ema_decay.is_some() {
         return Err(Error::invalid(
-            "--resume",
+            "train.resume",
             format!(
-                "{} was trained {} EMA; resume with the same --ema setting",
+                "{} was trained {} EMA; resume with the same EMA setting",
                 dir.display(),
                 if st.ema.is_some() { "with" } else { "without" }
             ),
@@ -208,4 +233,31 @@ pub fn weights_file(ckpt: &Path) -> Result<PathBuf> {
         });
     }
     Ok(ckpt.to_path_buf())
+}
+
+/// Loads a run's model (EMA weights when present, unless `raw`) and its metadata.
+pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheckpointMeta)> {
+    let ckpt = weights_file(ckpt)?;
+    let meta_path = config_path(&ckpt);
+    if !meta_path.is_file() {
+        return Err(Error::Checkpoint {
+            path: ckpt.clone(),
+            msg: format!("its config {} is missing", meta_path.display()),
+        });
+    }
+    let meta: ImageCheckpointMeta = read_json(&meta_path)?;
+    if meta.kind != "image" {
+        return Err(Error::Checkpoint {
+            path: ckpt,
+            msg: format!("is a `{}` checkpoint, not an image one", meta.kind),
+        });
+    }
+    let model = meta.config.unet.init(device, &mut seeded(0, 2))?;
+    let ema_file = ckpt.with_file_name(EMA);
+    let file = if meta.has_ema && !raw && ema_file.is_file() {
+        ema_file
+    } else {
+        ckpt.clone()
+    };
+    Ok((load_weights(model, &file)?, meta))
 }

@@ -1,79 +1,31 @@
-//! Checkpoint I/O: safetensors weights with the run's config as JSON beside them
-//! (`NAME.safetensors` + `NAME.json`). Every write goes to a temporary file that is renamed
-//! into place, so a crash never leaves a half-written checkpoint.
+//! Checkpoints: weights and the metadata beside them, for every workflow.
+//!
+//! - this module: safetensors weights with the run's config as JSON beside them
+//!   (`NAME.safetensors` + `NAME.json`), written atomically; loading from safetensors or a
+//!   PyTorch state dict, with a clear report when a file does not fit the network;
+//! - [`report`]: that report (what is missing or mis-shaped, what the file looks like instead);
+//! - [`run`]: a training run's checkpoint as one unit (staged, flushed, committed by one
+//!   rename, described by a manifest);
+//! - [`optimizer`]: the optimizer state and the parameter ids that key it;
+//! - [`toy`], [`image`]: what the 2D and the image workflows save and load.
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::{checkpoint_report, Error, Result};
+use crate::files::{ensure_parent, tmp_path};
+use crate::{Error, Result};
+
+pub mod image;
+pub mod optimizer;
+pub mod report;
+pub mod run;
+pub mod toy;
 
 /// The JSON config path that belongs to a weights file: `X.safetensors` → `X.json`.
 pub fn config_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
-}
-
-/// Creates the parent folder of `path` (if any) and checks it is writable.
-pub fn ensure_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        ensure_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Creates `dir` (and parents) and checks that a file can be written in it.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let probe = dir.join(format!(".diffuse-write-test-{}", std::process::id()));
-    fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` atomically (temporary file + rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    ensure_parent(path)?;
-    let tmp = tmp_path(path);
-    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Serialises `value` as pretty JSON to `path`, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("config types serialise");
-    write_atomic(path, text.as_bytes())
-}
-
-/// Reads a JSON file into `T`, naming the file in any error.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_json(path, &bytes)
-}
-
-/// [`read_json`] on the bytes of a file already read; `path` is only used in messages, which
-/// stay short whatever the file holds (serde quotes the offending value).
-pub fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "not a valid config: {}",
-                crate::error::clip(&e.to_string(), 300)
-            ),
-        )
-    })
 }
 
 /// Saves `model`'s tensors to a safetensors file, atomically.
@@ -100,7 +52,7 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
 ///
 /// Nothing is allocated beyond what the model itself needs: shapes declared by the file are
 /// checked against the model's largest tensor before any data is read (see
-/// [`checkpoint_report::guard_sizes`]); safetensors headers are checked against the file
+/// [`report::guard_sizes`]); safetensors headers are checked against the file
 /// size by the `safetensors` crate and PyTorch containers by `pytorch-reader`. A pickle is
 /// never executed: code-execution payloads (`__reduce__` → `os.system`) are inert data.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M> {
@@ -132,9 +84,9 @@ pub fn load_weights_remapped<M: Module>(
         path: path.into(),
         msg,
     };
-    let params = checkpoint_report::model_tensors(&model);
-    let model_name = checkpoint_report::model_name::<M>(&params);
-    let largest = checkpoint_report::largest(&params);
+    let params = report::model_tensors(&model);
+    let model_name = report::model_name::<M>(&params);
+    let largest = report::largest(&params);
     let listing = |m: &std::collections::BTreeMap<String, burn::store::burn_pack::Tensor>| {
         m.values()
             .map(|t| (t.name.clone(), t.shape.to_vec()))
@@ -156,7 +108,7 @@ pub fn load_weights_remapped<M: Module>(
             let unreadable = |e: burn::store::PytorchStoreError| {
                 fail(format!(
                     "not a readable PyTorch checkpoint: {}",
-                    checkpoint_report::tidy_store_error(&e.to_string())
+                    report::tidy_store_error(&e.to_string())
                 ))
             };
             let mut s = store(false);
@@ -166,7 +118,7 @@ pub fn load_weights_remapped<M: Module>(
                 s = store(true);
                 file = listing(s.get_all_tensors().map_err(unreadable)?);
             }
-            checkpoint_report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
+            report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
             let report = model.load_from(&mut s).map_err(unreadable)?;
             (file, report)
         }
@@ -174,19 +126,19 @@ pub fn load_weights_remapped<M: Module>(
             let unreadable = |e: burn::store::SafetensorsStoreError| {
                 fail(format!(
                     "not a readable safetensors file: {}",
-                    checkpoint_report::tidy_store_error(&e.to_string())
+                    report::tidy_store_error(&e.to_string())
                 ))
             };
             let mut s = SafetensorsStore::from_file(path)
                 .allow_partial(true)
                 .validate(false);
             let file = listing(s.get_all_tensors().map_err(unreadable)?);
-            checkpoint_report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
+            report::guard_sizes(&file, largest, &model_name).map_err(fail)?;
             let report = model.load_from(&mut s).map_err(unreadable)?;
             (file, report)
         }
     };
-    let misfit = checkpoint_report::Misfit::from_apply(&report, str::to_string);
+    let misfit = report::Misfit::from_apply(&report, str::to_string);
     if !misfit.loads() {
         let names: Vec<String> = file.into_iter().map(|(n, _)| n).collect();
         return Err(fail(misfit.message(&model_name, params.len(), &names)));

@@ -278,7 +278,7 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
             "has no {MANIFEST}: not a complete checkpoint (remove the folder to resume from the one before it)"
         )));
     }
-    let m: Manifest = crate::checkpoint::read_json(&mpath)?;
+    let m: Manifest = crate::files::read_json(&mpath)?;
     if let Some(step) = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -321,7 +321,7 @@ pub fn latest(run: &Path) -> Result<Option<(PathBuf, Manifest)>> {
     }
 }
 
-/// Removes staging folders (and the temporary files of [`crate::checkpoint::write_atomic`])
+/// Removes staging folders (and the temporary files of [`crate::files::write_atomic`])
 /// left in `run` by processes that are no longer running.
 pub fn clean_orphans(run: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();

@@ -1,0 +1,101 @@
+//! `diffuse image run`: the digits demo (`diffuse::image::demo`).
+use anyhow::{bail, Result};
+use clap::Args;
+use diffuse::image::demo::Demo;
+use diffuse::image::image_spec;
+use diffuse::metrics::digit_frechet::DigitJudge;
+use diffuse::sampling::{Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
+
+use super::ImageTrainArgs;
+use crate::cli::args::{to_flags, GuidanceParams};
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    train: ImageTrainArgs,
+    /// Samples per guidance scale.
+    #[arg(short = 'n', long = "num", default_value_t = 500)]
+    n: usize,
+    /// Guided scale compared with w = 0 (reference convention; the reference default 7.5).
+    #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
+    cfg_scale: f64,
+    /// Guidance method of the guided samples. APG keeps the digits' distribution at
+    /// w = 7.5 where plain CFG collapses it (BENCHMARKS.md, guidance sweep).
+    #[arg(long, value_enum, default_value_t = GuidanceMethod::Apg)]
+    guidance: GuidanceMethod,
+    #[command(flatten)]
+    params: GuidanceParams,
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
+    sampler: SamplerKind,
+    /// Sampling steps (DDIM).
+    #[arg(long, default_value_t = 50)]
+    sample_steps: usize,
+}
+
+pub fn run(a: &RunArgs) -> Result<()> {
+    demo(a).map_err(|e| to_flags(e, &[("sampler.steps", "--sample-steps")]))
+}
+
+fn demo(a: &RunArgs) -> Result<()> {
+    let (train, n) = (&a.train, a.n);
+    if train.data.data != "digits" {
+        bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
+    }
+    if a.guidance == GuidanceMethod::Auto {
+        bail!("`image run` trains one model; autoguidance needs a second, weaker one: train it with `image train` and use `image sample --guidance auto --guide-ckpt`");
+    }
+    let scale = Guidance::new(a.cfg_scale, GuidanceConvention::Reference)?;
+    let guided = a.params.config(a.guidance, scale)?;
+    let spec = image_spec(a.sampler, a.sample_steps, 0.0, true);
+    spec.validate(1000)?;
+    if n < 2 {
+        bail!("invalid value for -n: must be at least 2 (the Fréchet distance needs a covariance)");
+    }
+    let dev = train.common.device()?;
+    let t0 = std::time::Instant::now();
+    // The judge: a classifier trained on the real 8×8 digits (10 % held out).
+    let judge = DigitJudge::standard(&dev)?;
+    let floor = judge.real_floor(n, 0)?;
+    println!(
+        "evaluation classifier: {:.1}% accuracy on held-out real digits; Fréchet real-vs-real floor {:.2} (halves), {:.2} ({} real digits)",
+        100.0 * judge.holdout_accuracy,
+        floor.halves,
+        floor.at_n,
+        floor.n
+    );
+    let (outcome, cfg, data) = train.train()?;
+    let demo = Demo {
+        judge: &judge,
+        spec,
+        guided,
+        n,
+        out: &train.out,
+        show: !train.common.quiet,
+    };
+    let results = demo.sample_and_judge(&outcome, &cfg, &data.class_names)?;
+    let num_train = cfg.schedule.num_steps;
+    let times = (outcome.seconds, t0.elapsed().as_secs_f64());
+    demo.write_report(&results, &floor, times, num_train, &data.class_names)?;
+    let summary: Vec<String> = results
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {:.1}% recognised, Fréchet {:.2}",
+                r.guidance.label(),
+                100.0 * r.judgement.accuracy,
+                r.judgement.frechet
+            )
+        })
+        .collect();
+    println!(
+        "digits: trained {} steps in {:.0} s; {} samples each ({}): {}; grids and metrics in {}",
+        cfg.steps,
+        outcome.seconds,
+        n,
+        spec.label(num_train),
+        summary.join("; "),
+        train.out.display()
+    );
+    Ok(())
+}

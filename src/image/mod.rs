@@ -1,0 +1,28 @@
+//! The image workflow: class-conditional UNet training with classifier-free guidance, guided
+//! sampling to PNG files, grids, and the studies of the digits demo.
+//! `ImageTrainConfig::reference()` is the course's AFHQ protocol.
+//!
+//! - [`config`]: the run's settings and presets;
+//! - [`train`]: the training loop in named steps;
+//! - [`generate`]: labels → images through a sampler and a guidance method;
+//! - [`output`]: sample folders and grids;
+//! - [`demo`], [`sweep`], [`cfg_sweep`], [`invert`], [`judge`]: the workflows behind
+//!   `image run`, `image sweep`, `image cfg-sweep`, `image invert` and `image judge`.
+//!
+//! A run folder holds its checkpoints ([`crate::checkpoint::image`]: each step's weights,
+//! config and resume state as one unit), `loss.png` and `preview/`.
+pub mod cfg_sweep;
+pub mod config;
+pub mod demo;
+pub mod generate;
+pub mod invert;
+pub mod judge;
+pub mod output;
+pub mod sweep;
+pub mod train;
+
+pub use crate::checkpoint::image::{load, weights_file, ImageCheckpointMeta};
+pub use config::{ImageTrainConfig, Preset};
+pub use generate::{class_index, draw_labels, image_spec, model_shape, Generator};
+pub use output::{grid_path, save_grid, to_image, to_u8, write_class_grid, write_samples};
+pub use train::{train, TrainOutcome};

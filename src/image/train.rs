@@ -1,0 +1,341 @@
+//! Training a class-conditional UNet with classifier-free guidance's label dropout, in named
+//! steps: [`validate`] the data against the config, [`Run::set_up`] the model, optimizer, EMA
+//! and resume state, [`Run::optimize`] one step at a time, [`Run::save`] checkpoints and the
+//! loss curve, [`Run::preview`] grids.
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use super::{model_shape, save_grid, Generator, ImageTrainConfig};
+use crate::checkpoint::image::{restore, save_checkpoint, RunState};
+use crate::checkpoint::optimizer::{param_ids, set_param_ids};
+use crate::checkpoint::run as run_checkpoint;
+use crate::data::image_set::{HostBatch, ImageSet};
+use crate::device::Precision;
+use crate::files::ensure_dir;
+use crate::nn::unet::{drop_labels, labels_tensor, UNet};
+use crate::rng::{normal_vec, seeded, uniform_ints};
+use crate::sampling::SamplerSpec;
+use crate::schedule::{eps_mse, NoiseSchedule};
+use crate::train::{autocast, clip_grads, interrupted, progress_bar, Ema, LossReader};
+use crate::{Error, Result};
+
+/// Training steps between two reads of the losses back to the host (each read waits for the
+/// device to finish the steps queued so far).
+const LOSS_READ_EVERY: usize = 20;
+
+/// Result of a training call.
+pub struct TrainOutcome {
+    pub model: UNet,
+    pub ema: Option<Ema>,
+    pub step: usize,
+    pub losses: Vec<(usize, f64)>,
+    pub seconds: f64,
+    /// Of `seconds`, the time spent writing checkpoints.
+    pub checkpoint_seconds: f64,
+    pub interrupted: bool,
+}
+
+impl TrainOutcome {
+    /// The weights sampling uses: EMA when trained with it.
+    pub fn sampling_model(&self) -> UNet {
+        crate::train::sampling_weights(&self.model, self.ema.as_ref())
+    }
+}
+
+/// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`.
+/// Checkpoints, previews and the loss curve go to `out`.
+pub fn train(
+    cfg: &ImageTrainConfig,
+    data: Arc<ImageSet>,
+    out: &Path,
+    resume: bool,
+    device: &Device,
+    show: bool,
+) -> Result<TrainOutcome> {
+    validate(cfg, &data)?;
+    let mut run = Run::set_up(cfg, out, resume, device, show)?;
+    // Batches are gathered on a helper thread, ahead of the network.
+    let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, run.step)?;
+    let pb = if show {
+        progress_bar(cfg.steps as u64, "train")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_position(run.step as u64);
+    let t0 = Instant::now();
+    let mut was_interrupted = false;
+    while run.step < cfg.steps {
+        let batch = batches
+            .next()
+            .ok_or_else(|| Error::invalid("data", "the batch producer stopped"))?;
+        run.optimize(batch)?;
+        pb.set_position(run.step as u64);
+        let stop = interrupted();
+        // The losses come back to the host together (one wait for the device) every few
+        // steps, and always before anything is saved or previewed.
+        if run.loss_reader.due() || stop || run.checkpoint_due() || run.preview_due() {
+            if let Some(lv) = run.loss_reader.flush(&mut run.losses)? {
+                pb.set_message(format!("loss {lv:.4}"));
+            }
+        }
+        if run.checkpoint_due() || stop {
+            run.save(&data.class_names)?;
+        }
+        if run.preview_due() && !stop {
+            run.preview(&data.class_names)?;
+        }
+        if stop {
+            was_interrupted = true;
+            pb.abandon_with_message(format!(
+                "interrupted at step {}; saved (resume the run to continue)",
+                run.step
+            ));
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    drop(batches);
+    Ok(TrainOutcome {
+        model: run.model.expect("a model between steps"),
+        ema: run.ema,
+        step: run.step,
+        losses: run.losses,
+        seconds: t0.elapsed().as_secs_f64(),
+        checkpoint_seconds: run.checkpoint_seconds,
+        interrupted: was_interrupted,
+    })
+}
+
+/// Checks the config, and the data against the network it configures.
+pub fn validate(cfg: &ImageTrainConfig, data: &ImageSet) -> Result<()> {
+    cfg.validate()?;
+    let u = &cfg.unet;
+    if data.channels != u.in_channels || data.height != u.image_size || data.width != u.image_size {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "images are {}×{}×{} but the network expects {}×{}×{}",
+                data.channels, data.height, data.width, u.in_channels, u.image_size, u.image_size
+            ),
+        ));
+    }
+    if data.num_classes() != u.num_classes {
+        return Err(Error::invalid(
+            "data",
+            format!(
+                "{} classes in the data, {} in the network config",
+                data.num_classes(),
+                u.num_classes
+            ),
+        ));
+    }
+    if cfg.batch_size > data.len() {
+        return Err(Error::invalid(
+            "train.batch_size",
+            format!(
+                "{} is larger than the data set ({} images)",
+                cfg.batch_size,
+                data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A training run in progress: the network, its optimizer and EMA, and the bookkeeping.
+pub struct Run<'a> {
+    cfg: &'a ImageTrainConfig,
+    out: &'a Path,
+    device: &'a Device,
+    schedule: NoiseSchedule,
+    /// The network (taken out while the optimizer updates it, so that its tensors are not
+    /// shared and can be updated in place).
+    model: Option<UNet>,
+    optim: burn::optim::ModuleOptimizer,
+    pub ema: Option<Ema>,
+    /// Steps done.
+    pub step: usize,
+    /// (step, loss) of every step read back so far.
+    pub losses: Vec<(usize, f64)>,
+    loss_reader: LossReader,
+    /// Time spent writing checkpoints.
+    pub checkpoint_seconds: f64,
+}
+
+impl<'a> Run<'a> {
+    /// A fresh run of `cfg` in `out`, or the run in `out` at its newest checkpoint when
+    /// `resume` is set. Staging folders left by dead processes are removed first.
+    pub fn set_up(
+        cfg: &'a ImageTrainConfig,
+        out: &'a Path,
+        resume: bool,
+        device: &'a Device,
+        show: bool,
+    ) -> Result<Self> {
+        ensure_dir(out)?;
+        let schedule = NoiseSchedule::new(&cfg.schedule)?;
+        cfg.precision.check(device)?;
+        let mut model = cfg.unet.init(device, &mut seeded(cfg.seed, 2))?;
+        let mut optim = cfg.optim.adam();
+        let mut ema = cfg.ema_decay.map(|d| Ema::new(&model, d, true));
+        // Parameter ids key the optimizer state: make them a function of the layout alone, so
+        // two identical runs write identical checkpoint files.
+        let n_params = param_ids(&model).len() as u64;
+        model = set_param_ids(model, &(1..=n_params).collect::<Vec<_>>())?;
+        for p in run_checkpoint::clean_orphans(out)? {
+            if show {
+                eprintln!("removed {} (left by a process that died)", p.display());
+            }
+        }
+        let (mut step, mut losses) = (0, Vec::new());
+        if resume {
+            match restore(out, cfg, model.clone(), optim.clone(), ema.clone())? {
+                Some(r) => {
+                    (model, optim, ema, step, losses) = (r.model, r.optim, r.ema, r.step, r.losses);
+                    if show {
+                        eprintln!("resuming {} at step {step}", out.display());
+                    }
+                }
+                // Stopped before its first checkpoint: nothing was lost but the steps since the
+                // start, so the run starts again (the same run, as it is seeded).
+                None => eprintln!(
+                    "{} holds no checkpoint yet; starting the run from step 0",
+                    out.display()
+                ),
+            }
+        }
+        if show {
+            eprintln!("UNet: {} parameters", model.num_params());
+        }
+        Ok(Self {
+            cfg,
+            out,
+            device,
+            schedule,
+            model: Some(model),
+            optim,
+            ema,
+            step,
+            losses,
+            loss_reader: LossReader::new(LOSS_READ_EVERY),
+            checkpoint_seconds: 0.0,
+        })
+    }
+
+    /// One optimisation step on `batch` (Ho et al. 2020, Algorithm 1, with the labels dropped to
+    /// the null class with probability p_uncond): t uniform, x_t = q(x_t | x₀), the ε-MSE, Adam,
+    /// EMA. Everything random comes from streams of (seed, step), so a resumed run draws what
+    /// the uninterrupted one would have.
+    pub fn optimize(&mut self, batch: HostBatch) -> Result<()> {
+        let (cfg, device, step) = (self.cfg, self.device, self.step);
+        let b = batch.labels.len();
+        let mut rng = seeded(cfg.seed, 0x5eed_0000_0000 + step as u64);
+        device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let labels = drop_labels(&batch.labels, cfg.p_uncond, &mut rng);
+        let (x0, _) = batch.into_tensor(device);
+        let t = uniform_ints(&mut rng, b, self.schedule.num_steps());
+        let noise = Tensor::from_data(
+            TensorData::new(normal_vec(&mut rng, x0.shape().num_elements()), x0.dims()),
+            device,
+        );
+        let x_t = self.schedule.q_sample(x0, &t, noise.clone());
+        let t_f = Tensor::from_data(
+            TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]),
+            device,
+        );
+        let labels = Some(labels_tensor(&labels, device));
+        let model = self.model.take().expect("a model between steps");
+        let pred = match cfg.precision {
+            Precision::F32 => model.forward(x_t, t_f, labels),
+            // The loss and everything outside the network stay in f32.
+            p => autocast(model.clone(), p.dtype())
+                .forward(x_t.cast(p.dtype()), t_f, labels)
+                .cast(burn::tensor::FloatDType::F32),
+        };
+        let loss = eps_mse(noise, pred);
+        self.loss_reader.push(step, loss.clone());
+        let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
+        let model = self
+            .optim
+            .step(cfg.optim.lr_at(step, cfg.steps), model, grads);
+        if let Some(e) = self.ema.as_mut() {
+            e.update(&model);
+        }
+        self.model = Some(model);
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The network.
+    pub fn model(&self) -> &UNet {
+        self.model.as_ref().expect("a model between steps")
+    }
+
+    /// Whether the step just done is a checkpoint step (every `checkpoint_every`, and the last).
+    pub fn checkpoint_due(&self) -> bool {
+        self.step % self.cfg.checkpoint_every == 0 || self.step == self.cfg.steps
+    }
+
+    /// Whether the step just done gets a preview grid.
+    pub fn preview_due(&self) -> bool {
+        let every = self.cfg.preview_every;
+        every > 0 && (self.step % every == 0 || self.step == self.cfg.steps)
+    }
+
+    /// Saves the state after the current step as one checkpoint, and the loss curve.
+    pub fn save(&mut self, class_names: &[String]) -> Result<()> {
+        let t = Instant::now();
+        let state = RunState {
+            model: self.model(),
+            ema: self.ema.as_ref(),
+            optim: &self.optim,
+            step: self.step,
+            losses: &self.losses,
+        };
+        save_checkpoint(self.out, self.cfg, class_names, &state)?;
+        self.checkpoint_seconds += t.elapsed().as_secs_f64();
+        plot_losses(self.out, &self.losses)
+    }
+
+    /// A small grid (one row per class, 4 columns) with DDIM at w = 0, for watching training:
+    /// `preview/step-NNNNNN.png`.
+    pub fn preview(&self, class_names: &[String]) -> Result<()> {
+        let model = crate::train::sampling_weights(self.model(), self.ema.as_ref());
+        let cfg = self.cfg;
+        let k = class_names.len().min(10);
+        let labels: Vec<usize> = (1..=k).flat_map(|c| std::iter::repeat_n(c, 4)).collect();
+        let spec = SamplerSpec {
+            steps: cfg.preview_steps.min(self.schedule.num_steps()),
+            clip_x0: true,
+            ..SamplerSpec::default()
+        };
+        let shape = model_shape(&cfg.unet);
+        let imgs = Generator::new(&model, shape, &self.schedule, spec).generate(
+            &labels,
+            cfg.seed,
+            labels.len(),
+            None,
+        )?;
+        let path = self
+            .out
+            .join("preview")
+            .join(format!("step-{:06}.png", self.step));
+        save_grid(&path, &imgs, shape, 4)
+    }
+}
+
+fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {
+    let pts: Vec<(f64, f64)> = losses.iter().map(|&(s, l)| (s as f64, l)).collect();
+    crate::plot::lines(
+        &out.join("loss.png"),
+        "training loss",
+        "step",
+        "ε-MSE",
+        true,
+        &[("loss".into(), pts)],
+    )
+}
