@@ -36,7 +36,7 @@ if want toy; then
   for run in 1 2 3; do
     wall "$BIN/diffuse" toy run --seed 0 --threads "$THREADS" -q --out "$OUT/toy-ours" \
       > "$OUT/toy-ours-$run.log" 2>&1
-    wall "$PY" bench/toy_torch.py run --seed 0 --threads "$THREADS" \
+    wall "$PY" bench/torch/toy_torch.py run --seed 0 --threads "$THREADS" \
       > "$OUT/toy-torch-$run.log" 2>&1
     echo "toy run $run: diffuse $(tail -1 "$OUT/toy-ours-$run.log") | torch $(tail -1 "$OUT/toy-torch-$run.log")" | tee -a "$SUM"
   done
@@ -47,10 +47,10 @@ if want unet; then
   # the first round only), so that drift in the machine's speed shows up as spread.
   for round in $(seq 1 "$ROUNDS"); do
     wall "$BIN/examples/unet_bench" "$ITERS" train 1 > "$OUT/unet-ours-$round.log" 2>&1
-    wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-twin-$round.log" 2>&1
+    wall "$PY" bench/torch/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-twin-$round.log" 2>&1
     nets="ours twin"
     if [ "$round" = 1 ]; then
-      BENCH_NET=reference wall "$PY" bench/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-ref-$round.log" 2>&1
+      BENCH_NET=reference wall "$PY" bench/torch/unet_torch.py bench "$ITERS" train 1 > "$OUT/unet-ref-$round.log" 2>&1
       nets="ours twin ref"
     fi
     for f in $nets; do
@@ -61,8 +61,8 @@ fi
 
 if want fwd; then
   "$BIN/examples/unet_bench" "$ITERS" fwd 1 > "$OUT/fwd-ours.log" 2>&1
-  "$PY" bench/unet_torch.py bench "$ITERS" fwd 1 > "$OUT/fwd-twin.log" 2>&1
-  BENCH_NET=reference "$PY" bench/unet_torch.py bench "$ITERS" fwd 1 > "$OUT/fwd-ref.log" 2>&1
+  "$PY" bench/torch/unet_torch.py bench "$ITERS" fwd 1 > "$OUT/fwd-twin.log" 2>&1
+  BENCH_NET=reference "$PY" bench/torch/unet_torch.py bench "$ITERS" fwd 1 > "$OUT/fwd-ref.log" 2>&1
   for f in ours twin ref; do
     echo "unet fwd b32 $f: $(grep -h 'BENCH' "$OUT/fwd-$f.log" | tr '\n' ' ')" | tee -a "$SUM"
   done
@@ -71,7 +71,7 @@ fi
 if want fid; then
   for run in 1 2 3; do
     "$BIN/examples/fid_bench" throughput tests/golden/inception_ref_tiny.ckpt 3 > "$OUT/fid-ours-$run.log" 2>&1
-    "$PY" bench/fid_torch.py throughput > "$OUT/fid-torch-$run.log" 2>&1
+    "$PY" bench/torch/fid_torch.py throughput > "$OUT/fid-torch-$run.log" 2>&1
     echo "inception $run ours: $(tail -1 "$OUT/fid-ours-$run.log")" | tee -a "$SUM"
     echo "inception $run torch: $(tail -1 "$OUT/fid-torch-$run.log")" | tee -a "$SUM"
   done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU side by side at the AFHQ configuration (UNet 58.8 M parameters, 64×64, 3 classes):
 # diffuse on burn's CUDA backend (f32 and bf16 mixed precision) against the PyTorch twin
-# (bench/unet_torch.py: default = TF32 convolutions, and all-f32), then the digits demo end to
+# (bench/torch/unet_torch.py: default = TF32 convolutions, and all-f32), then the digits demo end to
 # end on the GPU. Sized for one device call of at most 8 minutes (each run has its own timeout;
 # PyTorch runs first, so its numbers come back even if a burn run stalls).
 #
@@ -119,14 +119,14 @@ summarize() {
 # --- PyTorch ---
 if [ "${TORCH:-1}" = 1 ]; then
   echo "== torch ($TORCH_DEV, defaults: TF32 convolutions)"
-  BENCH_DEVICE=$TORCH_DEV run_logged "$OUT/torch.log" $T_TORCH "$PY" bench/unet_torch.py bench "$ITERS" all "$WARM"
+  BENCH_DEVICE=$TORCH_DEV run_logged "$OUT/torch.log" $T_TORCH "$PY" bench/torch/unet_torch.py bench "$ITERS" all "$WARM"
   summarize "torch default (TF32)" "$OUT/torch.log"
   echo "== torch ($TORCH_DEV, TF32 off: all f32)"
-  BENCH_DEVICE=$TORCH_DEV BENCH_TF32=0 run_logged "$OUT/torch_f32.log" $T_TORCH "$PY" bench/unet_torch.py bench "$ITERS" all "$WARM"
+  BENCH_DEVICE=$TORCH_DEV BENCH_TF32=0 run_logged "$OUT/torch_f32.log" $T_TORCH "$PY" bench/torch/unet_torch.py bench "$ITERS" all "$WARM"
   summarize "torch f32" "$OUT/torch_f32.log"
   if [ "${AMP:-0}" = 1 ]; then
     echo "== torch ($TORCH_DEV, bf16 autocast)"
-    BENCH_DEVICE=$TORCH_DEV BENCH_AMP=bf16 run_logged "$OUT/torch_bf16.log" $T_TORCH "$PY" bench/unet_torch.py bench "$ITERS" all "$WARM"
+    BENCH_DEVICE=$TORCH_DEV BENCH_AMP=bf16 run_logged "$OUT/torch_bf16.log" $T_TORCH "$PY" bench/torch/unet_torch.py bench "$ITERS" all "$WARM"
     summarize "torch bf16 autocast" "$OUT/torch_bf16.log"
   fi
 fi

@@ -1,4 +1,4 @@
-//! UNet timing at the reference AFHQ configuration (compare with `bench/unet_torch.py bench`):
+//! UNet timing at the reference AFHQ configuration (compare with `bench/torch/unet_torch.py bench`):
 //! a training step (forward + MSE + backward + Adam) at batch 16, 64×64, and a forward pass at
 //! batch 32 without autodiff (one CFG network call of DDIM sampling a batch of 16).
 //!

@@ -89,7 +89,7 @@ impl OptimConfig {
             ));
         }
         if let Some(c) = self.grad_clip {
-            if !(c > 0.0) {
+            if c.is_nan() || c <= 0.0 {
                 return Err(Error::invalid(
                     "optim.grad_clip",
                     format!("must be positive, got {c}"),

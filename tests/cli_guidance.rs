@@ -128,9 +128,9 @@ fn sample_folder_sweep_and_judge() {
         l.splitn(3, ',')
             .nth(2)
             .unwrap()
-            .rsplitn(2, ',')
-            .nth(1)
+            .rsplit_once(',')
             .unwrap()
+            .0
             .to_string()
     };
     assert_eq!(tail(lines[1]), tail(lines[3]));

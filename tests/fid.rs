@@ -11,7 +11,7 @@ fn golden(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Same as `feature_set` in bench/fid_torch.py.
+/// Same as `feature_set` in bench/torch/fid_torch.py.
 fn feature_set(n: usize, d: usize, seed: u64, shift: f64) -> Vec<f64> {
     let raw = det(n * d, seed, 2.0);
     let mut x: Vec<f64> = raw.iter().map(|&v| v as f64).collect();

@@ -60,7 +60,7 @@ fn reference_formula_in_one_call() {
     let want = [
         (8.5 * 3.0 - 7.5) * 1.0,
         (8.5 * 3.0 - 7.5) * 2.0,
-        (8.5 * 4.0 - 7.5) * -1.0,
+        -(8.5 * 4.0 - 7.5),
         (8.5 * 4.0 - 7.5) * 0.5,
     ];
     for (a, b) in out.iter().zip(want) {

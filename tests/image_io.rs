@@ -1,4 +1,4 @@
-//! `data::image_io` against goldens written by PIL (bench/golden_image_io.py).
+//! `data::image_io` against goldens written by PIL (bench/goldens/image_io.py).
 mod common;
 use common::{pattern, TempDir};
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ fn resize_matches_pil_bit_exact() {
         ((50, 20), (17, 20)),
     ];
     check_resize("resize", &cases, PilFilter::Bilinear);
-    // Image.resize's default filter, used by the course's eval folder (bench/golden_prepare_eval.py):
+    // Image.resize's default filter, used by the course's eval folder (bench/goldens/prepare_eval.py):
     // downsampling (support widened by the scale), upsampling, one axis only.
     let cases = [
         ((512, 512), (64, 64)),

@@ -128,8 +128,7 @@ fn checkpoint_from_another_configuration_is_rejected() {
     std::fs::write(ckpt.join("model.json"), meta.to_string()).unwrap();
     // Through the run folder, the manifest catches the edited piece …
     let err = img::load(&dir, true, &Device::flex())
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(
         err.contains("model.json") && err.contains("does not belong"),
@@ -137,8 +136,7 @@ fn checkpoint_from_another_configuration_is_rejected() {
     );
     // … and a weights file given directly is checked against the config beside it.
     let err = img::load(&ckpt.join("model.safetensors"), true, &Device::flex())
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(
         err.contains("model.safetensors") && err.to_lowercase().contains("shape"),

@@ -1,4 +1,4 @@
-//! Inception-v3 against PyTorch goldens (bench/fid_torch.py goldens) and the loader's errors.
+//! Inception-v3 against PyTorch goldens (bench/torch/fid_torch.py goldens) and the loader's errors.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ fn edit_safetensors(
         serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     edit(&mut header);
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -1,4 +1,4 @@
-//! `prepare-eval` against Pillow (goldens from bench/golden_prepare_eval.py): the JPEG
+//! `prepare-eval` against Pillow (goldens from bench/goldens/prepare_eval.py): the JPEG
 //! encoder, the whole course folder, FID against it, and bad input (the bicubic resize:
 //! tests/image_io.rs).
 mod common;

@@ -11,7 +11,7 @@ use diffuse::sampling::{
 };
 use diffuse::schedule::{NoiseSchedule, ScheduleConfig};
 
-/// ε(x, t) = x · t/2000 + 0.01 cos(t/100), the same function as bench/toy_torch.py's `dummy`.
+/// ε(x, t) = x · t/2000 + 0.01 cos(t/100), the same function as bench/torch/toy_torch.py's `dummy`.
 struct Dummy {
     calls: Cell<usize>,
 }

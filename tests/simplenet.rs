@@ -79,8 +79,7 @@ fn mismatched_state_dict_is_rejected_with_tensor_name() {
     .init(&mut seeded(0, 0), &dev)
     .unwrap();
     let msg = diffuse::nn::simplenet::load_pytorch(net, &path)
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(
         msg.contains("layers.0.fc.weight") || msg.contains("layers.0.fc"),

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 use diffuse::train::{autocast, clip_grads, Ema, LossReader};
 
-/// A two-layer MLP with deterministic weights (bench/common.py's formula).
+/// A two-layer MLP with deterministic weights (bench/torch/common.py's formula).
 #[derive(Module, Debug)]
 struct Mlp {
     a: Linear,

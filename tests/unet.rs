@@ -1,4 +1,4 @@
-//! UNet: PyTorch parity (golden files written by bench/unet_torch.py), parameter counts,
+//! UNet: PyTorch parity (golden files written by bench/torch/unet_torch.py), parameter counts,
 //! checkpoint diagnostics, CFG label dropout.
 mod common;
 

@@ -170,7 +170,7 @@ pub fn list(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
             out.push((step, entry.path()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     Ok(out)
 }
 

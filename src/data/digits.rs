@@ -20,7 +20,7 @@ const SIDE: usize = 8;
 
 /// Digits at `size`×`size` (8 = native; 16, 24, … = nearest replication), 1 channel.
 pub fn load_digits(size: usize) -> Result<ImageSet> {
-    if size == 0 || size % SIDE != 0 {
+    if size == 0 || !size.is_multiple_of(SIDE) {
         return Err(Error::invalid(
             "digits size",
             format!("must be a positive multiple of 8, got {size}"),

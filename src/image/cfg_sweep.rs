@@ -16,7 +16,7 @@ use crate::Result;
 /// How a point's samples are scored.
 pub enum Metric {
     /// Digits: accuracy and Fréchet distance in the judge classifier's feature space.
-    Digits(DigitJudge),
+    Digits(Box<DigitJudge>),
     /// A folder data set: FID against ground-truth statistics computed once.
     Fid { gt_stats: PathBuf, opts: FidOptions },
 }
@@ -24,7 +24,7 @@ pub enum Metric {
 impl Metric {
     /// The digits judge on `device`.
     pub fn digits(device: &Device) -> Result<Self> {
-        Ok(Metric::Digits(DigitJudge::standard(device)?))
+        Ok(Metric::Digits(Box::new(DigitJudge::standard(device)?)))
     }
 
     /// FID against `gt`, whose statistics are computed once into `out/gt.fidstats` with `opts`.

@@ -277,13 +277,13 @@ impl<'a> Run<'a> {
 
     /// Whether the step just done is a checkpoint step (every `checkpoint_every`, and the last).
     pub fn checkpoint_due(&self) -> bool {
-        self.step % self.cfg.checkpoint_every == 0 || self.step == self.cfg.steps
+        self.step.is_multiple_of(self.cfg.checkpoint_every) || self.step == self.cfg.steps
     }
 
     /// Whether the step just done gets a preview grid.
     pub fn preview_due(&self) -> bool {
         let every = self.cfg.preview_every;
-        every > 0 && (self.step % every == 0 || self.step == self.cfg.steps)
+        every > 0 && (self.step.is_multiple_of(every) || self.step == self.cfg.steps)
     }
 
     /// Saves the state after the current step as one checkpoint, and the loss curve.

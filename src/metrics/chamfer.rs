@@ -23,7 +23,7 @@ fn one_way(a: &[f32], b: &[f32], dim: usize) -> f64 {
 
 /// Chamfer distance between `a` and `b`, each a row-major [N, dim] array.
 pub fn chamfer_distance(a: &[f32], b: &[f32], dim: usize) -> Result<f64> {
-    if dim == 0 || a.len() % dim != 0 || b.len() % dim != 0 {
+    if dim == 0 || !a.len().is_multiple_of(dim) || !b.len().is_multiple_of(dim) {
         return Err(Error::invalid(
             "points",
             format!(

@@ -43,7 +43,7 @@ impl FeatureStats {
     /// or f64).
     /// Errors when fewer than two rows are given or the length is not a multiple of `d`.
     pub fn from_features<T: Copy + Into<f64>>(features: &[T], d: usize) -> Result<Self> {
-        if d == 0 || features.len() % d != 0 {
+        if d == 0 || !features.len().is_multiple_of(d) {
             return Err(Error::invalid(
                 "features",
                 format!("length {} is not a multiple of {d}", features.len()),

@@ -57,7 +57,7 @@ pub const FEATURE_DIM: usize = 256;
 
 /// 8×8 images [N·64] as a [N, 64] tensor; errors when the length is not a multiple of 64.
 fn images_tensor(images: &[f32], device: &Device) -> Result<Tensor<2>> {
-    if images.is_empty() || images.len() % 64 != 0 {
+    if images.is_empty() || !images.len().is_multiple_of(64) {
         return Err(Error::invalid(
             "classifier",
             format!(
@@ -76,7 +76,7 @@ fn images_tensor(images: &[f32], device: &Device) -> Result<Tensor<2>> {
 /// 2×2 (k×k) block averages: a [N, 1, 8k, 8k] image set back to 8×8. Exact inverse of the
 /// digits' nearest-neighbour enlargement.
 pub fn to_8x8(images: &[f32], side: usize) -> Result<Vec<f32>> {
-    if side % 8 != 0 || images.len() % (side * side) != 0 {
+    if !side.is_multiple_of(8) || !images.len().is_multiple_of(side * side) {
         return Err(Error::invalid(
             "images",
             format!("expected 1-channel images of side 8·k, got side {side}"),

@@ -353,8 +353,10 @@ impl InceptionE {
 
 /// One Mixed block. An enum so that `block3`/`block4` can be `Vec`s indexed like PyTorch's
 /// `nn.Sequential` (`block3.0.branch1x1…`); the variant name is not part of the tensor path
-/// (the stores are used with `skip_enum_variants`).
+/// (the stores are used with `skip_enum_variants`). The variants differ in size, but a network
+/// holds a dozen of them, built once: boxing them would save nothing.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Mixed {
     A(InceptionA),
     B(InceptionB),

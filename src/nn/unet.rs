@@ -164,7 +164,7 @@ impl UNetConfig {
         }
         for &m in &self.channel_mult {
             let c = self.channels * m;
-            if c % self.num_groups != 0 {
+            if !c.is_multiple_of(self.num_groups) {
                 return bad(
                     "num_groups",
                     format!(
@@ -174,7 +174,7 @@ impl UNetConfig {
                 );
             }
         }
-        if self.channels % self.num_groups != 0 {
+        if !self.channels.is_multiple_of(self.num_groups) {
             return bad(
                 "num_groups",
                 format!(
@@ -184,7 +184,7 @@ impl UNetConfig {
             );
         }
         let down = 1usize << (self.channel_mult.len() - 1);
-        if self.image_size % down != 0 {
+        if !self.image_size.is_multiple_of(down) {
             return bad(
                 "image_size",
                 format!(
@@ -193,13 +193,13 @@ impl UNetConfig {
                 ),
             );
         }
-        if self.time_freq_dim == 0 || self.time_freq_dim % 2 != 0 {
+        if self.time_freq_dim == 0 || !self.time_freq_dim.is_multiple_of(2) {
             return bad(
                 "time_freq_dim",
                 format!("must be even and positive, got {}", self.time_freq_dim),
             );
         }
-        if !(self.norm_eps > 0.0) {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
             return bad(
                 "norm_eps",
                 format!("must be positive, got {}", self.norm_eps),
@@ -532,7 +532,9 @@ pub struct UpSample {
 }
 
 /// What sits at one index of `downblocks` / `upblocks` (a PyTorch `ModuleList` of mixed types).
+/// A network holds a few dozen, built once: boxing the large variant would save nothing.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Block {
     Res(ResBlock),
     Down(DownSample),

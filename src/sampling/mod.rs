@@ -152,7 +152,7 @@ impl SamplerSpec {
         if self.kind == SamplerKind::Ddpm {
             return Ok(());
         }
-        if !(self.eta >= 0.0) || !self.eta.is_finite() {
+        if !(self.eta.is_finite() && self.eta >= 0.0) {
             return Err(crate::Error::invalid(
                 "sampler.eta",
                 format!("must be a finite number ≥ 0, got {}", self.eta),

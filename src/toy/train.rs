@@ -177,7 +177,7 @@ impl Progress {
     fn record(&mut self, step: usize, loss: f64) -> Result<bool> {
         finite_loss(step, loss)?;
         self.losses.push((step, loss));
-        if step % 50 == 0 || step + 1 == self.steps {
+        if step.is_multiple_of(50) || step + 1 == self.steps {
             self.pb.set_position(step as u64 + 1);
             self.pb.set_message(format!("loss {loss:.4}"));
         }

@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 
-/// The deterministic weight formula of bench/common.py.
+/// The deterministic weight formula of bench/torch/common.py.
 #[allow(unused_imports)]
 pub use diffuse_testkit::det_values as det;
 #[allow(unused_imports)]
@@ -12,7 +12,7 @@ pub use diffuse_testkit::{
     assert_close, f32_rtol, max_abs_diff, pattern, temp_dir, TempDir, F32_U,
 };
 
-/// Sets a Linear to bench/common.py's `det_linear(lin, seed)` (PyTorch layout [out, in],
+/// Sets a Linear to bench/torch/common.py's `det_linear(lin, seed)` (PyTorch layout [out, in],
 /// transposed into burn's [in, out]).
 pub fn det_linear(l: &mut Linear, seed: u64, device: &Device) {
     let [d_in, d_out] = l.weight.val().dims();

@@ -124,7 +124,7 @@ fn damaged_goldens_never_panic() {
     assert!(runs > 4000);
 }
 
-/// Decompression bombs (`tests/fuzz_corpus/`, from bench/make_fuzz_corpus.py): tiny files whose
+/// Decompression bombs (`tests/fuzz_corpus/`, from bench/goldens/fuzz_corpus.py): tiny files whose
 /// headers claim up to 65535² pixels are refused before any pixel buffer is allocated.
 #[test]
 fn bombs_are_refused_before_allocating() {

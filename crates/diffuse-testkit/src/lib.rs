@@ -65,7 +65,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `n` values in [−scale/2, scale/2) from an integer hash of (index, seed): the formula that
-/// the PyTorch scripts under `bench/` also implement (`det` in bench/common.py), so goldens and
+/// the PyTorch scripts under `bench/` also implement (`det` in bench/torch/common.py), so goldens and
 /// benchmarks use identical weights on both sides without shipping weight files.
 pub fn det_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n as u64)

@@ -73,7 +73,7 @@ pub fn run(a: &SampleCmd) -> Result<()> {
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let spec = img::image_spec(a.sampler, a.steps, a.eta, a.clip_x0);
     spec.validate(schedule.num_steps())?;
-    if !(a.eta >= 0.0) {
+    if a.eta.is_nan() || a.eta < 0.0 {
         bail!("invalid value for --eta: must be ≥ 0");
     }
     let class = a

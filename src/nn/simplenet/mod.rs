@@ -35,7 +35,7 @@ impl Default for SimpleNetConfig {
 
 impl SimpleNetConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.dims.len() < 2 || self.dims.iter().any(|&d| d == 0) {
+        if self.dims.len() < 2 || self.dims.contains(&0) {
             return Err(Error::invalid(
                 "dims",
                 format!("need at least two non-zero widths, got {:?}", self.dims),

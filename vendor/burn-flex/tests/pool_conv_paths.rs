@@ -213,6 +213,8 @@ fn conv_ref(c: &Conv, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let mut y = Vec::new();
     let mut mag = Vec::new();
     for n in 0..c.n {
+        // o indexes the weight, the bias and the output alike.
+        #[allow(clippy::needless_range_loop)]
         for o in 0..c.co {
             let g = o / cog;
             for i in 0..oh {

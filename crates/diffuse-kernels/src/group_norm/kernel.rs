@@ -182,8 +182,7 @@ pub(super) fn backward_block(
     let n = xb.len() as f64;
     let (m1, m2) = ((sum_d / n) as f32, (sum_dxhat / n) as f32);
     // Second pass: dx = (γ·dz − mean(γ·dz) − x̂·mean(γ·dz·x̂)) / σ.
-    for k in 0..gamma.len() {
-        let gc = gamma[k];
+    for (k, &gc) in gamma.iter().enumerate() {
         let range = k * hw..(k + 1) * hw;
         for (o, &v) in dxb[range.clone()].iter_mut().zip(&xb[range]) {
             let xhat = (v - mean32) * rstd32;

@@ -413,6 +413,8 @@ unsafe fn output_tile<S: Simd, const M: usize, const A: usize, T: Tile<M, A>>(
     y: &mut [f32; 256],
 ) {
     let mut tmp = [[S::splat(0.0); A]; M];
+    // q is a column of both the transform input (in `m`) and `tmp`.
+    #[allow(clippy::needless_range_loop)]
     for q in 0..A {
         let z = T::output::<S>(core::array::from_fn(|r| unsafe {
             S::load(m.add((r * A + q) * col_stride))
@@ -1102,6 +1104,8 @@ fn filter_transform<const A: usize>(w: &[f32], k: usize, c: usize, gm: &[[f64; 3
                     *t = (0..3).map(|s| gm[r][s] * g[s * 3 + j] as f64).sum();
                 }
             }
+            // (r, q) is the position in the transformed filter U = G g Gᵀ.
+            #[allow(clippy::needless_range_loop)]
             for r in 0..A {
                 for q in 0..A {
                     let v: f64 = (0..3).map(|s| tmp[r][s] * gm[q][s]).sum();

@@ -8,16 +8,16 @@ Pillow's default filter (BICUBIC for RGB) and, for `.jpg`, Pillow's default JPEG
 
 Writes, under tests/golden/:
   resize_bicubic_{W}x{H}_to_{w}x{h}.bin  raw RGB8 of `pattern(W, H).resize((w, h))`
-  jpeg_encode/*.jpg                      Pillow's `save` of known pixels (see `encode_cases`)
+  (crates/diffuse-jpeg/tests/golden/) jpeg_encode/*.jpg: Pillow's `save` of known pixels
   prepare_eval/val/<class>/*             a small source tree (JPEGs as AFHQ ships, one PNG,
                                          one grayscale JPEG, one JPEG with a comment)
   prepare_eval/eval/*                    the course's eval folder built from it by Pillow
 
-Run: python bench/golden_prepare_eval.py            (goldens)
-     python bench/golden_prepare_eval.py --bench N  (N synthetic 512×512 JPEGs: Pillow's
+Run: python bench/goldens/prepare_eval.py            (goldens)
+     python bench/goldens/prepare_eval.py --bench N  (N synthetic 512×512 JPEGs: Pillow's
         folder vs `target/release/diffuse prepare-eval`, bytes and FID with the tiny
         Inception weights; needs a release build)
-     python bench/golden_prepare_eval.py --fuzz DIR N, then
+     python bench/goldens/prepare_eval.py --fuzz DIR N, then
      PREPARE_EVAL_FUZZ=DIR cargo test --release --test prepare_eval -- --ignored
         (N random images of random sizes and qualities, encoder vs Pillow byte for byte)
 """
@@ -33,9 +33,9 @@ import PIL
 from PIL import Image, features
 
 sys.path.insert(0, os.path.dirname(__file__))
-from golden_image_io import pattern  # noqa: E402  (same formula as the Rust tests)
+from image_io import pattern  # noqa: E402  (same formula as the Rust tests)
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "golden")
 
 
@@ -91,7 +91,9 @@ def encode_cases():
     """(file name, pixels, save kwargs). The Rust test rebuilds the pixels: `pattern` from its
     formula, `smooth` from the committed 64×64 PNG."""
     sm = smooth(64, 64, 7)
-    Image.fromarray(sm, "RGB").save(os.path.join(OUT, "jpeg_encode", "smooth_64x64.png"))
+    Image.fromarray(sm, "RGB").save(
+        os.path.join(ROOT, "crates", "diffuse-jpeg", "tests", "golden", "jpeg_encode", "smooth_64x64.png")
+    )
     cases = [("smooth_64x64.jpg", sm, {})]
     for w, h in [(64, 64), (37, 23), (16, 16), (17, 9), (1, 1), (8, 40), (130, 33)]:
         cases.append((f"pattern_{w}x{h}.jpg", pattern(w, h), {}))
@@ -102,7 +104,7 @@ def encode_cases():
 
 
 def jpeg_goldens():
-    d = os.path.join(OUT, "jpeg_encode")
+    d = os.path.join(ROOT, "crates", "diffuse-jpeg", "tests", "golden", "jpeg_encode")
     os.makedirs(d, exist_ok=True)
     for name, px, kw in encode_cases():
         Image.fromarray(px, "RGB").save(os.path.join(d, name), **kw)

@@ -2,7 +2,7 @@
 
 Writes tests/golden/resize_{W}x{H}_to_{w}x{h}.bin (raw RGB8, row-major) for a deterministic
 source image that both sides generate from `pattern()`, plus tiny PNG/JPEG decode fixtures.
-Run: /work/venv/bin/python bench/golden_image_io.py
+Run: python bench/goldens/image_io.py  (Pillow and numpy; see bench/README.md)
 """
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "golden")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden")
 
 
 def pattern(w, h):

@@ -1,10 +1,10 @@
 """Reference computations for the FID feature (src/nn/inception.rs, src/metrics/fid.rs).
 
-  python bench/fid_torch.py goldens      # writes small committed files under tests/golden/
-  python bench/fid_torch.py throughput   # images/s of the reference network, 256x256, batch 32
-  python bench/fid_torch.py folders DIR  # writes DIR/{gt,gen}/*.png, DIR/tiny.ckpt and prints
+  python bench/torch/fid_torch.py goldens      # writes small committed files under tests/golden/
+  python bench/torch/fid_torch.py throughput   # images/s of the reference network, 256x256, batch 32
+  python bench/torch/fid_torch.py folders DIR  # writes DIR/{gt,gen}/*.png, DIR/tiny.ckpt and prints
                                          # the reference FID (PIL resize, torchvision, scipy)
-  python bench/fid_torch.py jpeg DIR     # after `folders`: DIR/gt_jpg = DIR/gt saved by PIL as
+  python bench/torch/fid_torch.py jpeg DIR     # after `folders`: DIR/gt_jpg = DIR/gt saved by PIL as
                                          # quality-75 JPEGs, and the reference FID gt_jpg vs gen
 """
 import json
@@ -20,7 +20,7 @@ from PIL import Image
 
 from inception_torch import RefInception, StdInception, det, tiny_state_dict
 
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden")
 
 
 def write_f32(name, arr):

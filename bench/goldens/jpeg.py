@@ -1,8 +1,8 @@
 """JPEG test files and Pillow's decode of them (src/data/jpeg/, tests/jpeg_decode.rs).
 
-  python bench/golden_jpeg.py goldens          # tests/golden/jpeg/NAME.jpg + NAME.png (Pillow's
+  python bench/goldens/jpeg.py goldens          # tests/golden/jpeg/NAME.jpg + NAME.png (Pillow's
                                                # Image.open(NAME.jpg).convert("RGB"), lossless)
-  python bench/golden_jpeg.py corpus DIR N [S]  # N random photo-like JPEGs (256-512 px, every
+  python bench/goldens/jpeg.py corpus DIR N [S]  # N random photo-like JPEGs (256-512 px, every
                                                # subsampling, progressive (a quarter of them cut
                                                # after a few scans), restarts...) as
                                                # DIR/i.jpg + DIR/i.rgb (Pillow's RGB bytes)
@@ -19,7 +19,9 @@ from PIL import Image, ImageFile, features
 # allowed here").
 ImageFile.MAXBLOCK = 1 << 24
 
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "jpeg")
+GOLDEN = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "diffuse-jpeg", "tests", "golden", "jpeg"
+)
 
 
 def photo(w, h, rng, gray=False):

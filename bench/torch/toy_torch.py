@@ -1,7 +1,7 @@
 """PyTorch counterpart of `diffuse toy`: the reference 2D protocol, written independently.
 
-  python bench/toy_torch.py golden          # writes tests/golden/toy.json (+ simplenet_small.pth)
-  python bench/toy_torch.py run --seed 0    # the whole workflow, timed (torch.set_num_threads(2))
+  python bench/torch/toy_torch.py golden          # writes tests/golden/toy.json (+ simplenet_small.pth)
+  python bench/torch/toy_torch.py run --seed 0    # the whole workflow, timed (torch.set_num_threads(2))
 
 Used only for goldens and side-by-side timing; the Rust tests never run Python.
 """
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import det_t  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 

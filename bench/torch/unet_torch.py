@@ -2,12 +2,12 @@
 
 Two uses, neither needed by `cargo test`:
 
-  python bench/unet_torch.py golden tests/golden
+  python bench/torch/unet_torch.py golden tests/golden
       Writes a small deterministic network (`unet_small.pth`, a plain state dict) and its
       outputs for fixed inputs (`unet_small.json`); the Rust test imports the .pth and must
       reproduce the outputs.
 
-  python bench/unet_torch.py bench [ITERS] [all|train|fwd] [WARMUP]
+  python bench/torch/unet_torch.py bench [ITERS] [all|train|fwd] [WARMUP]
       Times, at the reference AFHQ configuration with torch.set_num_threads(2):
       a training step (forward + MSE + backward + Adam) at batch 16, 64x64;
       a forward pass at batch 32 without autograd;

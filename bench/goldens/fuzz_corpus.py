@@ -1,6 +1,7 @@
-"""Writes the hand-made part of the fuzz corpus (tests/fuzz_corpus/<target>/), run once:
+"""Writes the hand-made part of the fuzz corpus (tests/fuzz_corpus/<target>/; the JPEG one in
+crates/diffuse-jpeg/tests/fuzz_corpus/), run once:
 
-    python bench/make_fuzz_corpus.py
+    python bench/goldens/fuzz_corpus.py
 
 The files are edge cases a mutator rarely reaches by chance: decompression bombs (a small file
 whose header claims a huge image or tensor), a PyTorch checkpoint whose pickle calls
@@ -20,11 +21,15 @@ import types
 import zipfile
 import zlib
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fuzz_corpus")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fuzz_corpus")
+
+
+# The JPEG codec's corpus lives with its crate.
+JPEG_CRATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "diffuse-jpeg", "tests")
 
 
 def out(target, name, data):
-    d = os.path.join(ROOT, target)
+    d = os.path.join(JPEG_CRATE, "fuzz_corpus") if target == "jpeg" else os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
@@ -71,7 +76,7 @@ def make_png():
 
 
 # ---------------------------------------------------------------------------------------------
-# JPEG: the goldens in tests/golden/jpeg are the seeds; here only headers claiming huge sizes.
+# JPEG: the goldens in crates/diffuse-jpeg/tests/golden/jpeg are the seeds; here only headers claiming huge sizes.
 # ---------------------------------------------------------------------------------------------
 def patch_sof(data, w, h, marker=None):
     data = bytearray(data)
@@ -90,7 +95,7 @@ def patch_sof(data, w, h, marker=None):
 
 
 def make_jpeg():
-    gold = os.path.join(ROOT, "..", "golden", "jpeg")
+    gold = os.path.join(JPEG_CRATE, "golden", "jpeg")
     base = open(os.path.join(gold, "odd_7x9_420.jpg"), "rb").read()
     prog = open(os.path.join(gold, "gray_prog.jpg"), "rb").read()
     out("jpeg", "bomb_65535x65535.jpg", patch_sof(base, 65535, 65535))
