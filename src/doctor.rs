@@ -159,10 +159,28 @@ fn cpu_features() -> String {
 /// reduction kernels dispatch on the x86-64 level (macerator: v4 = AVX-512 F/BW/CD/DQ/VL,
 /// v3 = AVX2 + FMA), matrix products on gemm's own choice (FMA kernels or scalar; its AVX-512
 /// kernels, enabled through gemm's `x86-v4` feature, run where the CPU has the v4 set), and the
-/// fused GroupNorm/softmax kernels of `nn` at AVX-512, AVX2 or baseline width (all three give
-/// the same bits). Different GEMM paths round differently, which is why golden tests compare
-/// with tolerances.
+/// switches of `diffuse_kernels::KernelOptions` (the fused GroupNorm/softmax kernels run at
+/// AVX-512, AVX2 or baseline width, which give the same bits). Different GEMM paths round
+/// differently, which is why golden tests compare with tolerances.
 fn kernel_paths() -> String {
+    format!("{}; {}", cpu_paths(), switches())
+}
+
+/// The kernel switches in force (`KernelOptions`, with its environment overrides).
+fn switches() -> String {
+    let o = diffuse_kernels::options();
+    let on = |b: bool| if b { "on" } else { "off" };
+    format!(
+        "fused GroupNorm {}, fused softmax {} (at {}); Winograd {:?}",
+        on(o.fused_group_norm),
+        on(o.fused_softmax),
+        diffuse_kernels::effective_simd(&o).name(),
+        o.winograd.variant
+    )
+}
+
+/// The element-wise and matrix-product paths this CPU takes.
+fn cpu_paths() -> String {
     #[cfg(target_arch = "x86_64")]
     {
         let has = |n: &str| x86_features().iter().any(|f| f.0 == n && f.1);
@@ -186,16 +204,7 @@ fn kernel_paths() -> String {
         } else {
             "scalar kernels"
         };
-        let fused = if has("avx512f") {
-            "AVX-512"
-        } else if has("avx2") {
-            "AVX2"
-        } else {
-            "baseline"
-        };
-        format!(
-            "element-wise {level}; matrix products: gemm {gemm}; fused GroupNorm/softmax: {fused}"
-        )
+        format!("element-wise {level}; matrix products: gemm {gemm}")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

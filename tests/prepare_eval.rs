@@ -165,7 +165,7 @@ fn bad_input_is_a_clear_error() {
         ..cfg.clone()
     };
     let err = prepare_eval(&dir.0, &zero).unwrap_err().to_string();
-    assert!(err.contains("--size"), "{err}");
+    assert!(err.contains("eval.size"), "{err}");
     // And the good remainder works.
     assert_eq!(prepare_eval(&dir.0, &cfg).unwrap().written, 1);
     let out = std::fs::read(dir.0.join("eval/x.jpg")).unwrap();

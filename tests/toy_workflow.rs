@@ -283,3 +283,60 @@ fn study_rejects_bad_seed_lists() {
         );
     }
 }
+
+/// `toy sweep` as a library call: one row per (sampler, steps) and the DDPM reference last,
+/// each Chamfer distance the mean of its seeds', the NFE of each sampler, and the table.
+#[test]
+fn sweep_scores_every_point_and_writes_its_table() {
+    use diffuse::sampling::Spacing;
+    use diffuse::toy::sweep::{run, write, SweepOptions};
+    let cfg = short(200);
+    let trained = toy::train(&cfg, &Device::flex().autodiff(), false).unwrap();
+    let model = trained.sampling_model();
+    let s = NoiseSchedule::new(&cfg.schedule).unwrap();
+    let reference = cfg.training_points(256).unwrap();
+    assert_eq!(&reference[..], &trained.data[..512]);
+    let opts = SweepOptions {
+        samplers: vec![SamplerKind::Ddim, SamplerKind::Heun],
+        steps: vec![4, 8],
+        spacing: Spacing::Leading,
+        seeds: vec![0, 1],
+        ddpm: true,
+        n: 256,
+    };
+    let mut seen = 0;
+    let rows = run(&model, &s, &reference, &opts, &mut |_| seen += 1).unwrap();
+    assert_eq!((rows.len(), seen), (5, 5));
+    let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["ddim-4", "ddim-8", "heun-4", "heun-8", "ddpm-1000"]
+    );
+    let nfe: Vec<usize> = rows.iter().map(|r| r.nfe).collect();
+    assert_eq!(nfe, [4, 8, 7, 15, 1000]);
+    // The mean over seeds, between their min and max; seed 0 alone is the plain Chamfer.
+    let cd = |seed| {
+        let pts = toy::sample_points(&model, &s, &rows[1].spec, 256, seed, false).unwrap();
+        diffuse::metrics::chamfer::chamfer_distance(&pts, &reference, 2).unwrap()
+    };
+    let (a, b) = (cd(0), cd(1));
+    assert!((rows[1].mean - 0.5 * (a + b)).abs() <= 1e-9 * a.max(b));
+    assert_eq!((rows[1].min, rows[1].max), (a.min(b), a.max(b)));
+    let dir = common::TempDir::new("toy-sweep-lib");
+    write(&dir.0, &rows, &opts, s.num_steps()).unwrap();
+    let csv = std::fs::read_to_string(dir.0.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "sampler,steps,nfe,chamfer_mean,chamfer_min,chamfer_max,seconds"
+    );
+    assert!(lines[3].starts_with("heun,4,7,") && lines[5].starts_with("ddpm,50,1000,"));
+    assert!(dir.0.join("sweep.png").is_file());
+    // Bad options name the field.
+    let bad = SweepOptions {
+        steps: vec![0],
+        ..opts
+    };
+    let err = run(&model, &s, &reference, &bad, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("sweep.steps"), "{err}");
+}

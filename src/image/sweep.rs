@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::judge::DigitsRun;
 use super::{draw_labels, image_spec, model_shape, Generator};
 use crate::files::write_atomic;
-use crate::sampling::{Guidance, SamplerKind, SamplerSpec, Spacing};
+use crate::sampling::{steps_series, Guidance, SamplerKind, SamplerSpec, Spacing};
 use crate::schedule::NoiseSchedule;
 use crate::{Error, Result};
 
@@ -125,24 +125,9 @@ pub fn write(out: &Path, rows: &[SweepRow], opts: &SweepOptions, num_train: usiz
         ));
     }
     write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for &kind in opts.samplers.iter().filter(|&&k| k != SamplerKind::Ddpm) {
-        let pts = rows
-            .iter()
-            .filter(|r| r.spec.kind == kind)
-            .map(|r| (r.spec.steps as f64, 100.0 * r.accuracy))
-            .collect();
-        series.push((kind.name().to_string(), pts));
-    }
-    if let Some(r) = rows.iter().find(|r| r.spec.kind == SamplerKind::Ddpm) {
-        let lo = *opts.steps.iter().min().expect("validated") as f64;
-        let hi = *opts.steps.iter().max().expect("validated") as f64;
-        let acc = 100.0 * r.accuracy;
-        series.push((
-            format!("ddpm-{num_train} (reference)"),
-            vec![(lo, acc), (hi, acc)],
-        ));
-    }
+    let points: Vec<(SamplerSpec, f64)> =
+        rows.iter().map(|r| (r.spec, 100.0 * r.accuracy)).collect();
+    let series = steps_series(&points, &opts.samplers, &opts.steps, num_train);
     crate::plot::lines(
         &out.join("sweep.png"),
         &format!(

@@ -224,3 +224,34 @@ pub fn sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
         SamplerKind::Heun => heun_sample(model, x_t, &lv, &HeunOptions, extra),
     })
 }
+
+/// The lines of a quality-against-steps plot: one per few-step sampler of `samplers` through
+/// its (steps, value) points, and DDPM (all T steps, when among `points`) as a flat reference
+/// line across `steps`' range.
+pub fn steps_series(
+    points: &[(SamplerSpec, f64)],
+    samplers: &[SamplerKind],
+    steps: &[usize],
+    num_train: usize,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = samplers
+        .iter()
+        .filter(|&&k| k != SamplerKind::Ddpm)
+        .map(|&kind| {
+            let pts = points
+                .iter()
+                .filter(|(s, _)| s.kind == kind)
+                .map(|(s, v)| (s.steps as f64, *v))
+                .collect();
+            (kind.name().to_string(), pts)
+        })
+        .collect();
+    let ddpm = points.iter().find(|(s, _)| s.kind == SamplerKind::Ddpm);
+    if let (Some((_, v)), Some(lo), Some(hi)) = (ddpm, steps.iter().min(), steps.iter().max()) {
+        series.push((
+            format!("ddpm-{num_train} (reference)"),
+            vec![(*lo as f64, *v), (*hi as f64, *v)],
+        ));
+    }
+    series
+}

@@ -7,7 +7,7 @@ use super::sample_points;
 use crate::files::write_atomic;
 use crate::metrics::chamfer::chamfer_distance;
 use crate::nn::simplenet::SimpleNet;
-use crate::sampling::{SamplerKind, SamplerSpec, Spacing};
+use crate::sampling::{steps_series, SamplerKind, SamplerSpec, Spacing};
 use crate::schedule::NoiseSchedule;
 use crate::{Error, Result};
 
@@ -139,23 +139,8 @@ pub fn write(out: &Path, rows: &[SweepRow], opts: &SweepOptions, num_train: usiz
         ));
     }
     write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
-    let mut series = Vec::new();
-    for &kind in opts.samplers.iter().filter(|&&k| k != SamplerKind::Ddpm) {
-        let pts: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| r.spec.kind == kind)
-            .map(|r| (r.spec.steps as f64, r.mean))
-            .collect();
-        series.push((kind.name().to_string(), pts));
-    }
-    if let Some(r) = rows.iter().find(|r| r.spec.kind == SamplerKind::Ddpm) {
-        let lo = *opts.steps.iter().min().expect("validated") as f64;
-        let hi = *opts.steps.iter().max().expect("validated") as f64;
-        series.push((
-            format!("ddpm-{num_train} (reference)"),
-            vec![(lo, r.mean), (hi, r.mean)],
-        ));
-    }
+    let points: Vec<(SamplerSpec, f64)> = rows.iter().map(|r| (r.spec, r.mean)).collect();
+    let series = steps_series(&points, &opts.samplers, &opts.steps, num_train);
     crate::plot::lines(
         &out.join("sweep.png"),
         "Chamfer distance vs sampling steps",
