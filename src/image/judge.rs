@@ -23,17 +23,22 @@ pub struct DigitsRun {
     pub judge: DigitJudge,
 }
 
+/// Loads the run at `ckpt` (its EMA weights when present); refuses a run of other images.
+pub fn load_digits_run(ckpt: &Path, device: &Device) -> Result<(UNet, ImageCheckpointMeta)> {
+    let (model, meta) = super::load(ckpt, false, device)?;
+    if !is_digits(&meta) {
+        return Err(Error::bad_file(
+            ckpt,
+            "not a digits run (expected 1×8×8 images and 10 classes)",
+        ));
+    }
+    Ok((model, meta))
+}
+
 impl DigitsRun {
-    /// Loads the run at `ckpt` (its EMA weights when present) and the standard judge; refuses a
-    /// run of other images.
+    /// The run at `ckpt` ([`load_digits_run`]) and the standard judge.
     pub fn load(ckpt: &Path, device: &Device) -> Result<Self> {
-        let (model, meta) = super::load(ckpt, false, device)?;
-        if !is_digits(&meta) {
-            return Err(Error::bad_file(
-                ckpt,
-                "not a digits run (expected 1×8×8 images and 10 classes)",
-            ));
-        }
+        let (model, meta) = load_digits_run(ckpt, device)?;
         let judge = DigitJudge::standard(device)?;
         Ok(Self { model, meta, judge })
     }

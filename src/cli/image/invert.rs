@@ -1,10 +1,10 @@
 //! `diffuse image invert`: DDIM inversion of real digits (`diffuse::image::invert`).
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use diffuse::image::invert::InversionRow;
-use diffuse::image::judge::is_digits;
+use diffuse::image::judge::load_digits_run;
 
 use crate::cli::args::CommonArgs;
 
@@ -28,13 +28,7 @@ pub struct InvertArgs {
 
 pub fn run(a: &InvertArgs) -> Result<()> {
     let dev = a.common.device()?;
-    let (model, meta) = diffuse::image::load(&a.ckpt, false, &dev)?;
-    if !is_digits(&meta) {
-        bail!(
-            "{}: not a digits run (expected 1×8×8 images and 10 classes)",
-            a.ckpt.display()
-        );
-    }
+    let (model, meta) = load_digits_run(&a.ckpt, &dev)?;
     println!("steps  mean |x − decode(encode(x))|");
     diffuse::image::invert::run(
         &model,

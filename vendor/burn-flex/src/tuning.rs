@@ -74,14 +74,6 @@ impl WinogradOptions {
     }
 }
 
-fn variant_code(v: WinogradVariant) -> u8 {
-    v as u8
-}
-
-fn simd_code(s: WinogradSimd) -> u8 {
-    s as u8
-}
-
 /// The current Winograd switches.
 pub fn winograd_options() -> WinogradOptions {
     if VARIANT.load(Ordering::Relaxed) == UNSET {
@@ -90,16 +82,11 @@ pub fn winograd_options() -> WinogradOptions {
         let env = WinogradOptions::from_env();
         let _ = VARIANT.compare_exchange(
             UNSET,
-            variant_code(env.variant),
+            env.variant as u8,
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
-        let _ = SIMD.compare_exchange(
-            UNSET,
-            simd_code(env.simd),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = SIMD.compare_exchange(UNSET, env.simd as u8, Ordering::Relaxed, Ordering::Relaxed);
         let _ = CHUNK.compare_exchange(
             usize::MAX,
             env.chunk.unwrap_or(0),
@@ -131,7 +118,7 @@ pub fn winograd_options() -> WinogradOptions {
 /// Sets the Winograd switches for the whole process (tests, benchmarks, `diffuse`'s kernel
 /// options); the environment's overrides no longer apply afterwards.
 pub fn set_winograd_options(o: WinogradOptions) {
-    SIMD.store(simd_code(o.simd), Ordering::Relaxed);
+    SIMD.store(o.simd as u8, Ordering::Relaxed);
     CHUNK.store(o.chunk.map_or(0, |c| c.max(1)), Ordering::Relaxed);
-    VARIANT.store(variant_code(o.variant), Ordering::Relaxed);
+    VARIANT.store(o.variant as u8, Ordering::Relaxed);
 }
