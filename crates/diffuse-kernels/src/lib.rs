@@ -16,6 +16,8 @@
 //! Sums run in f64 or in a fixed order, so results depend neither on the thread count nor on
 //! the SIMD width. The convolution kernels live in the vendored burn-flex
 //! (`vendor/burn-flex/PATCHES.md`); their switches are part of [`KernelOptions`].
+#[cfg(feature = "cube")]
+pub mod cube;
 pub mod embedding;
 mod flex;
 pub mod group_norm;
@@ -24,6 +26,8 @@ pub mod simd;
 pub mod softmax;
 pub mod time_mlp;
 
+#[cfg(feature = "cube")]
+pub use cube::is_cube_f32;
 pub use flex::is_flex_f32;
 pub use options::{effective_simd, options, set_options, KernelOptions};
 pub use simd::{with_max_simd, SimdLevel};
