@@ -16,6 +16,26 @@ use crate::schedule::{NoiseSchedule, ScheduleConfig};
 /// One line of the environment report: (label, value).
 pub type Fact = (&'static str, String);
 
+/// Every cargo feature this binary was built with, and what the absent GPU ones would add.
+pub fn compiled_features() -> String {
+    let all = [
+        ("cli", cfg!(feature = "cli")),
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("vulkan", cfg!(feature = "vulkan")),
+        ("cuda", cfg!(feature = "cuda")),
+    ];
+    let on: Vec<&str> = all.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    let gpu = ["wgpu", "vulkan", "cuda"];
+    if on.iter().any(|f| gpu.contains(f)) {
+        on.join(", ")
+    } else {
+        format!(
+            "{} (CPU only; `--features wgpu`, `vulkan` or `cuda` add a GPU backend)",
+            if on.is_empty() { "none".to_string() } else { on.join(", ") }
+        )
+    }
+}
+
 /// The build, backend, CPU, threads and OS, as labelled lines.
 pub fn facts() -> Vec<Fact> {
     let mut out: Vec<Fact> = Vec::new();
@@ -33,29 +53,47 @@ pub fn facts() -> Vec<Fact> {
             std::env::consts::OS
         ),
     ));
-    let features: Vec<&str> = [("vulkan", cfg!(feature = "vulkan"))]
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(f, _)| *f)
-        .collect();
-    out.push((
-        "features",
-        if features.is_empty() {
-            "none (CPU only; `--features vulkan` adds the GPU backend)".into()
-        } else {
-            features.join(", ")
-        },
-    ));
+    out.push(("features", compiled_features()));
+    let gpu: Vec<&str> = [
+        ("wgpu", cfg!(feature = "wgpu")),
+        ("vulkan", cfg!(feature = "vulkan")),
+        ("cuda", cfg!(feature = "cuda")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(f, _)| *f)
+    .collect();
     out.push((
         "backend",
         format!(
             "burn 0.22.1, flex CPU backend (vendored, patched conv weight gradient){}",
-            if cfg!(feature = "vulkan") {
-                "; vulkan available with --device vulkan"
+            if gpu.is_empty() {
+                String::new()
             } else {
-                ""
+                format!("; GPU: --device {}", gpu.join(" | --device "))
             }
         ),
+    ));
+    #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+    {
+        let found = crate::device::adapters();
+        out.push((
+            "wgpu adapters",
+            if found.is_empty() {
+                "none found (a GPU needs its Vulkan driver; Mesa's lavapipe runs on the CPU)"
+                    .into()
+            } else {
+                found.join("; ")
+            },
+        ));
+    }
+    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+    out.push((
+        "gpu caches",
+        match crate::device::cache_dir() {
+            Some(d) => format!("{} (DIFFUSE_CACHE_DIR overrides, off disables)", d.display()),
+            None => "off (DIFFUSE_CACHE_DIR)".into(),
+        },
     ));
     out.push(("cpu", cpu_model()));
     out.push(("cpu features", cpu_features()));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use diffuse::device::DeviceKind;
+use diffuse::device::DeviceSpec;
 use diffuse::sampling::{ApgConfig, Guidance, GuidanceConfig, GuidanceMethod, SamplerKind};
 use diffuse::sampling::{SamplerSpec, Spacing};
 use diffuse::schedule::SigmaKind;
@@ -16,9 +16,11 @@ pub struct CommonArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    pub device: DeviceKind,
+    /// Compute device: cpu, wgpu[:ADAPTER], vulkan[:ADAPTER] or cuda[:N]; ADAPTER is best (the
+    /// default), cpu (a software driver such as Mesa's lavapipe), discrete[:N], integrated[:N]
+    /// or virtual[:N]. GPU backends need a build with `--features wgpu|vulkan|cuda`.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceSpec,
     /// No progress bars.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -28,8 +30,15 @@ impl CommonArgs {
     /// Sets the thread count (when given) and opens the device.
     pub fn device(&self) -> Result<burn::prelude::Device> {
         set_threads(self.threads)?;
-        Ok(diffuse::device::device(self.device)?)
+        Ok(diffuse::device::open(&self.device)?)
     }
+}
+
+fn parse_device(s: &str) -> std::result::Result<DeviceSpec, String> {
+    s.parse::<DeviceSpec>().map_err(|e| match e {
+        diffuse::Error::InvalidArgument { msg, .. } => msg,
+        other => other.to_string(),
+    })
 }
 
 /// Sets the number of CPU threads for rayon (and so for the flex backend) once.

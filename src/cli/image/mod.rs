@@ -173,7 +173,7 @@ impl ImageTrainArgs {
         c.seed = self.seed.unwrap_or(c.seed);
         c.precision = self
             .precision
-            .unwrap_or_else(|| Precision::default_for(self.common.device));
+            .unwrap_or_else(|| Precision::default_for(self.common.device.kind));
         c
     }
 
