@@ -372,3 +372,244 @@ pub fn clip_params<M: Module>(
     model.visit(&mut Scale(&mut g, scale));
     g
 }
+
+/// Adam + the EMA of the weights as one multi-tensor update per step
+/// ([`diffuse_kernels::adam`]): on a CubeCL device a few tens of kernel launches for all the
+/// parameters instead of burn's per-tensor chains (thousands of tiny kernels per step). The
+/// arithmetic is burn's Adam as [`OptimConfig::adam`] configures it (the same f32 operations in
+/// the same order) followed by [`Ema::update`]; other devices run burn's composed operations.
+///
+/// The state is burn's per parameter (step count, first and second moments), kept in the
+/// parameters' visiting order, flattened, on the device; [`FusedAdam::to_optimizer`] and
+/// [`FusedAdam::from_optimizer`] convert it losslessly to and from burn's `ModuleOptimizer`, so
+/// checkpoints (`optim.bin`) and `--resume` are the same files either way.
+#[derive(Debug, Clone)]
+pub struct FusedAdam {
+    hyper: diffuse_kernels::adam::AdamHyper,
+    /// Per parameter in visiting order: (updates done, m, v); None before its first update.
+    state: Vec<Option<(usize, Tensor<1>, Tensor<1>)>>,
+}
+
+/// A model's float parameters in visiting order: id, module path (as burn's optimizer names
+/// it), shape, and the value off the autodiff graph, flattened.
+struct ParamList {
+    ids: Vec<u64>,
+    paths: Vec<String>,
+    dims: Vec<Vec<usize>>,
+    values: Vec<Tensor<1>>,
+}
+
+fn param_list<M: Module>(m: &M) -> ParamList {
+    struct Collect(Vec<String>, ParamList);
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let t = if t.is_autodiff() { t.inner() } else { t };
+            let dims = t.dims().to_vec();
+            let n: usize = dims.iter().product();
+            self.1.ids.push(param.id.val());
+            self.1.paths.push(self.0.join("."));
+            self.1.dims.push(dims);
+            self.1.values.push(t.reshape([n]));
+        }
+    }
+    let mut c = Collect(
+        Vec::new(),
+        ParamList {
+            ids: Vec::new(),
+            paths: Vec::new(),
+            dims: Vec::new(),
+            values: Vec::new(),
+        },
+    );
+    m.visit(&mut c);
+    c.1
+}
+
+impl FusedAdam {
+    /// A fresh optimizer for a model with `n_params` float parameters.
+    pub fn new(cfg: &OptimConfig, n_params: usize) -> Self {
+        Self {
+            hyper: diffuse_kernels::adam::AdamHyper {
+                beta1: cfg.beta1 as f32,
+                beta2: cfg.beta2 as f32,
+                eps: cfg.eps as f32,
+            },
+            state: vec![None; n_params],
+        }
+    }
+
+    /// The state of burn's Adam `opt` for `model`'s parameters, on `model`'s device.
+    pub fn from_optimizer<M: Module>(
+        cfg: &OptimConfig,
+        opt: &burn::optim::ModuleOptimizer,
+        model: &M,
+    ) -> Result<Self> {
+        let params = param_list(model);
+        let mut me = Self::new(cfg, params.ids.len());
+        let index: std::collections::HashMap<u64, usize> =
+            params.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        for s in crate::checkpoint::optimizer::adam_moments(opt)? {
+            let Some(&i) = index.get(&s.id) else {
+                return Err(Error::invalid(
+                    "optimizer state",
+                    format!("parameter {} is not in the model", s.id),
+                ));
+            };
+            let n: usize = params.dims[i].iter().product();
+            let device = params.values[i].device();
+            let flat = |d: TensorData| -> Result<Tensor<1>> {
+                if d.shape().iter().product::<usize>() != n {
+                    return Err(Error::invalid(
+                        "optimizer state",
+                        format!("the moments of parameter {} do not fit it", s.id),
+                    ));
+                }
+                let (bytes, _, dtype) = d.convert::<f32>().into_parts();
+                Ok(Tensor::<1>::from_data(
+                    TensorData::from_bytes(bytes, [n], dtype),
+                    &device,
+                ))
+            };
+            me.state[i] = Some((s.time, flat(s.m)?, flat(s.v)?));
+        }
+        Ok(me)
+    }
+
+    /// This state as burn's Adam (`OptimConfig::adam`) for `model`, what checkpoints save.
+    pub fn to_optimizer<M: Module>(
+        &self,
+        cfg: &OptimConfig,
+        model: &M,
+    ) -> Result<burn::optim::ModuleOptimizer> {
+        let params = param_list(model);
+        let mut states = Vec::new();
+        for (i, s) in self.state.iter().enumerate() {
+            let Some((time, m, v)) = s else { continue };
+            let dims = params.dims[i].clone();
+            let host = |t: &Tensor<1>| t.clone().into_data().convert::<f32>();
+            let shaped = |d: TensorData| TensorData::from_bytes(d.into_parts().0, dims.clone(), burn::tensor::DType::F32);
+            states.push(crate::checkpoint::optimizer::AdamMoments {
+                id: params.ids[i],
+                path: Some(params.paths[i].clone()),
+                time: *time,
+                m: shaped(host(m)),
+                v: shaped(host(v)),
+            });
+        }
+        crate::checkpoint::optimizer::optimizer_from_moments(cfg.adam(), states)
+    }
+
+    /// One Adam step on `model` with `grads` at learning rate `lr`, then `ema`'s update with
+    /// the new weights. A parameter without a gradient keeps its value and state, as under
+    /// burn's Adam; the EMA averages every parameter, as [`Ema::update`] does.
+    pub fn step<M: Module>(
+        &mut self,
+        lr: f64,
+        model: M,
+        mut grads: GradientsParams,
+        ema: Option<&mut Ema>,
+    ) -> Result<M> {
+        use diffuse_kernels::adam::{adam_ema, AdamEmaScalars, AdamEmaTensors};
+        let params = param_list(&model);
+        let n = params.ids.len();
+        if n != self.state.len() {
+            return Err(Error::invalid(
+                "optimizer",
+                format!("state for {} parameters, the model has {n}", self.state.len()),
+            ));
+        }
+        // Gradients in visiting order, flattened.
+        struct Take<'a>(&'a mut GradientsParams, Vec<Option<Tensor<1>>>);
+        impl ModuleVisitor for Take<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let g = self.0.remove::<D>(param.id).map(|g| {
+                    let n = g.shape().num_elements();
+                    g.reshape([n])
+                });
+                self.1.push(g);
+            }
+        }
+        let mut take = Take(&mut grads, Vec::with_capacity(n));
+        model.visit(&mut take);
+        let g = take.1;
+        let decay = ema.as_ref().map(|e| e.current_decay() as f32);
+        let mut shadow = ema.as_ref().map(|e| e.shadow.clone());
+        let mut new_values = params.values.clone();
+        // Parameters grouped by their step count (one group in practice: all of them get a
+        // gradient every step); each group is one update with its own bias corrections.
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, gi) in g.iter().enumerate() {
+            if gi.is_some() {
+                let t = self.state[i].as_ref().map_or(0, |s| s.0);
+                groups.entry(t + 1).or_default().push(i);
+            }
+        }
+        let mut updated = vec![false; n];
+        for (time, idx) in groups {
+            let mut t = AdamEmaTensors::default();
+            for &i in &idx {
+                let p = params.values[i].clone();
+                let (m, v) = match self.state[i].take() {
+                    Some((_, m, v)) => (m, v),
+                    None => (p.zeros_like(), p.zeros_like()),
+                };
+                t.grads.push(g[i].clone().expect("grouped with a gradient"));
+                t.m.push(m);
+                t.v.push(v);
+                if let Some(s) = shadow.as_ref() {
+                    t.shadow.push(s[i].clone());
+                }
+                t.params.push(p);
+            }
+            let scalars = AdamEmaScalars::new(self.hyper, time, lr, decay);
+            let out = adam_ema(t, &scalars).map_err(|e| Error::invalid("optimizer", e.0))?;
+            for (k, &i) in idx.iter().enumerate() {
+                new_values[i] = out.params[k].clone();
+                self.state[i] = Some((time, out.m[k].clone(), out.v[k].clone()));
+                if let Some(s) = shadow.as_mut() {
+                    s[i] = out.shadow[k].clone();
+                }
+                updated[i] = true;
+            }
+        }
+        if let (Some(e), Some(mut s), Some(d)) = (ema, shadow, decay) {
+            // Parameters without a gradient: the EMA alone, as Ema::update computes it.
+            let (a, b) = (d as f64, (1.0 - d) as f64);
+            for i in (0..n).filter(|&i| !updated[i]) {
+                s[i] = s[i].clone().mul_scalar(a).add(new_values[i].clone().mul_scalar(b));
+            }
+            e.shadow = s;
+            e.updates += 1;
+        }
+        // The new values into the model, with each parameter's autodiff settings kept (as
+        // burn's optimizer restores them).
+        struct Put<'a>(&'a [Tensor<1>], &'a [Vec<usize>], &'a [bool], usize);
+        impl ModuleMapper for Put<'_> {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let i = self.3;
+                self.3 += 1;
+                if !self.2[i] {
+                    return param;
+                }
+                let (id, old, mapper) = param.consume();
+                let dims: [usize; D] = self.1[i].clone().try_into().expect("the parameter's rank");
+                let mut t = Tensor::from_inner(self.0[i].clone().reshape(dims));
+                if let Some(strategy) = old.gradient_checkpointing_strategy() {
+                    t = t.with_gradient_checkpointing_strategy(strategy);
+                }
+                if old.is_require_grad() {
+                    t = t.require_grad();
+                }
+                Param::from_mapped_value(id, t, mapper)
+            }
+        }
+        Ok(model.map(&mut Put(&new_values, &params.dims, &updated, 0)))
+    }
+}

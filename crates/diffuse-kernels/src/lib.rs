@@ -16,6 +16,7 @@
 //! Sums run in f64 or in a fixed order, so results depend neither on the thread count nor on
 //! the SIMD width. The convolution kernels live in the vendored burn-flex
 //! (`vendor/burn-flex/PATCHES.md`); their switches are part of [`KernelOptions`].
+pub mod adam;
 #[cfg(feature = "cube")]
 pub mod cube;
 pub mod embedding;
