@@ -80,8 +80,8 @@ pub struct FidOptions {
     pub seed: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// Backend the network runs on.
-    pub device: crate::device::DeviceKind,
+    /// Device the network runs on.
+    pub device: crate::device::DeviceSpec,
 }
 
 impl Default for FidOptions {
@@ -97,7 +97,7 @@ impl Default for FidOptions {
             kid_subset_size: 1000,
             seed: 0,
             progress: true,
-            device: crate::device::DeviceKind::Cpu,
+            device: crate::device::DeviceSpec::default(),
         }
     }
 }
@@ -344,7 +344,7 @@ pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport
             plan.push(Ok(images_of(p)?));
         }
     }
-    let dev = crate::device::device(opts.device)?;
+    let dev = crate::device::open(&opts.device)?;
     let needs_net = plan.iter().any(|p| p.is_ok());
     let net = if needs_net {
         Some(load_inception(&opts.weights, opts.mode.kind(), &dev)?)
@@ -416,7 +416,7 @@ pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport
 pub fn folder_stats(dir: &Path, opts: &FidOptions) -> Result<FeatureStats> {
     let size = opts.resolved_image_size()?;
     let files = images_of(dir)?;
-    let dev = crate::device::device(opts.device)?;
+    let dev = crate::device::open(&opts.device)?;
     let net = load_inception(&opts.weights, opts.mode.kind(), &dev)?;
     let bar = progress_bar(files.len() as u64, "images", opts.progress);
     let f = extract_features(
