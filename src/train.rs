@@ -232,15 +232,40 @@ pub fn with_flat_params<M: Module>(model: M, values: &[Tensor<1>]) -> M {
 /// original (f32 "master") parameters in their own dtype, as under PyTorch's autocast. The
 /// copy shares the parameters' identities, so `GradientsParams::from_grads(grads, &model)`
 /// finds the master weights' gradients.
+///
+/// The parameters of normalisation layers (GroupNorm, LayerNorm, BatchNorm, RmsNorm) stay in
+/// f32: PyTorch's autocast runs the norms in f32 with the f32 weights, and the UNet does the
+/// same (`nn::unet::norm_act` casts the activations to f32 around each GroupNorm), so a bf16
+/// copy of γ and β would only lose their low bits.
 pub fn autocast<M: Module>(model: M, dtype: burn::tensor::FloatDType) -> M {
-    struct Cast(burn::tensor::FloatDType);
+    /// Module types whose parameters keep f32 (burn's `Struct:<type>` container names).
+    const KEEP_F32: [&str; 4] = [
+        "Struct:GroupNorm",
+        "Struct:LayerNorm",
+        "Struct:BatchNorm",
+        "Struct:RmsNorm",
+    ];
+    struct Cast {
+        dtype: burn::tensor::FloatDType,
+        /// How many normalisation modules enclose the current parameter.
+        in_norm: usize,
+    }
     impl ModuleMapper for Cast {
+        fn enter_module(&mut self, _name: &str, container_type: &str) {
+            self.in_norm += usize::from(KEEP_F32.contains(&container_type));
+        }
+        fn exit_module(&mut self, _name: &str, container_type: &str) {
+            self.in_norm -= usize::from(KEEP_F32.contains(&container_type));
+        }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if self.in_norm > 0 {
+                return param;
+            }
             let (id, value, mapper) = param.consume();
-            Param::from_mapped_value(id, value.cast(self.0), mapper)
+            Param::from_mapped_value(id, value.cast(self.dtype), mapper)
         }
     }
-    model.map(&mut Cast(dtype))
+    model.map(&mut Cast { dtype, in_norm: 0 })
 }
 
 /// Training losses kept on the device and read back to the host in one transfer every

@@ -27,6 +27,26 @@ use crate::{Error, Result};
 /// device to finish the steps queued so far).
 const LOSS_READ_EVERY: usize = 20;
 
+/// The ε prediction the training step differentiates, always as an f32 tensor. In f32 the
+/// network's forward; in mixed precision (`Precision::Bf16`) the network runs under
+/// [`autocast`] (bf16 convolutions and matrix products, f32 GroupNorm and softmax) on the
+/// input cast to bf16, and its output is cast back to f32 so the loss and everything after it
+/// stay in f32, with the gradients reaching `model`'s f32 parameters through the casts.
+pub fn predict_eps(
+    model: &UNet,
+    precision: Precision,
+    x_t: Tensor<4>,
+    t: Tensor<1>,
+    labels: Option<Tensor<1, Int>>,
+) -> Tensor<4> {
+    match precision {
+        Precision::F32 => model.forward(x_t, t, labels),
+        p => autocast(model.clone(), p.dtype())
+            .forward(x_t.cast(p.dtype()), t, labels)
+            .cast(burn::tensor::FloatDType::F32),
+    }
+}
+
 /// Result of a training call.
 pub struct TrainOutcome {
     pub model: UNet,
@@ -249,14 +269,8 @@ impl<'a> Run<'a> {
         );
         let labels = Some(labels_tensor(&labels, device));
         let model = self.model.take().expect("a model between steps");
-        let pred = match cfg.precision {
-            Precision::F32 => model.forward(x_t, t_f, labels),
-            // The loss and everything outside the network stay in f32.
-            p => autocast(model.clone(), p.dtype())
-                .forward(x_t.cast(p.dtype()), t_f, labels)
-                .cast(burn::tensor::FloatDType::F32),
-        };
-        let loss = eps_mse(noise, pred);
+        // The loss in f32 whatever the precision (PyTorch's autocast computes mse_loss in f32).
+        let loss = eps_mse(noise, predict_eps(&model, cfg.precision, x_t, t_f, labels));
         self.loss_reader.push(step, loss.clone());
         let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
         let model = self

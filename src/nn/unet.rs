@@ -25,9 +25,10 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore};
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, interpolate};
 use burn::tensor::ops::{AttentionModuleOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{DType, FloatDType};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -380,6 +381,64 @@ fn group_norm(cfg: &UNetConfig, c: usize, dev: &Device) -> GroupNorm {
         .init(dev)
 }
 
+// Mixed precision (`Precision::Bf16`, `train::autocast`) follows PyTorch's autocast op lists:
+// convolutions and matrix products run in the network's dtype (bf16), while GroupNorm and
+// softmax are on the "autocast to float32" list, so their inputs are cast to f32, the op runs
+// in f32 and its result is cast back for the next convolution or matrix product. In bf16 (8
+// significant bits) a GroupNorm whose channels sit at mean μ ≫ σ loses the centring: the group
+// mean itself is rounded to a step of 2^(⌊log₂μ⌋−7) (0.5 at μ ≈ 100), an error that lands on
+// every x − μ of Wu & He 2018 eq. 1 and can be a large part of σ; the softmax backward
+// dx = y ⊙ (dy − Σ dy·y) cancels in bf16 when dy has a large common part. In f32 the network's
+// f32 path is untouched: the helpers below only act on non-f32 activations.
+
+/// GroupNorm(x), then SiLU when `act`, under the autocast policy: a non-f32 `x` is cast to f32,
+/// normalised in f32 with f32 γ, β (the fused CPU kernel where it applies) and cast back to
+/// `x`'s dtype. An f32 `x` takes exactly the f32 path ([`group_norm_act`]).
+pub fn norm_act(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Tensor<4> {
+    let dtype = x.dtype();
+    if dtype == DType::F32 {
+        return group_norm_act(norm, x, act);
+    }
+    group_norm_act(&f32_norm(norm), x.cast(FloatDType::F32), act).cast(dtype)
+}
+
+/// Dropout(SiLU(GroupNorm(x))) under the autocast policy of [`norm_act`].
+pub fn norm_silu_dropout(norm: &GroupNorm, x: Tensor<4>, dropout: &Dropout) -> Tensor<4> {
+    let dtype = x.dtype();
+    if dtype == DType::F32 {
+        return group_norm_silu_dropout(norm, x, dropout);
+    }
+    group_norm_silu_dropout(&f32_norm(norm), x.cast(FloatDType::F32), dropout).cast(dtype)
+}
+
+/// `norm` with f32 γ and β. `train::autocast` already leaves normalisation parameters in f32
+/// (then this is a clone); a network cast wholesale to bf16 gets its γ, β cast back inside the
+/// graph, so their gradients still reach the originals.
+fn f32_norm(norm: &GroupNorm) -> GroupNorm {
+    let mut n = norm.clone();
+    let to_f32 = |p: Param<Tensor<1>>| p.map(|t| t.cast(FloatDType::F32));
+    n.gamma = n.gamma.map(to_f32);
+    n.beta = n.beta.map(to_f32);
+    n
+}
+
+/// softmax(logits · scale) over the last axis under the autocast policy: the logits (the bf16
+/// output of Q·Kᵀ, as in PyTorch) are cast to f32, scaled and normalised in f32 (the fused CPU
+/// kernel under autodiff where it applies, burn's softmax otherwise), and the probabilities
+/// are cast back to the logits' dtype for the product with V. Scaling after the cast avoids
+/// a second bf16 rounding of the logits (an error of ~|logit|·2⁻⁹ each, i.e. a relative error
+/// of that size in every probability).
+pub fn attention_softmax(logits: Tensor<3>, scale: f64) -> Tensor<3> {
+    let dtype = logits.dtype();
+    let l = logits.cast(FloatDType::F32) * scale;
+    let p = if l.device().is_autodiff() && softmax::fused_applies(&l) {
+        softmax::softmax_last_fused(l)
+    } else {
+        softmax(l, 2)
+    };
+    p.cast(dtype)
+}
+
 /// Time MLP: Linear(freq→tdim) → SiLU → Linear(tdim→tdim) (PyTorch keys `mlp.0`, `mlp.2`).
 #[derive(Module, Debug)]
 pub struct TimeEmbedding {
@@ -423,21 +482,32 @@ impl AttnBlock {
     }
 
     /// [`Self::forward`] with the attention computed by burn's `attention` (`fused` false) or
-    /// spelled out around the fused softmax (`fused` true, f32 on the CPU backend only).
+    /// spelled out around the fused softmax (`fused` true, f32 on the CPU backend only). A
+    /// non-f32 (mixed-precision) `x` ignores `fused`: its softmax runs in f32
+    /// ([`attention_softmax`]) between the two bf16 matrix products.
     pub fn forward_with(&self, x: Tensor<4>, fused: bool) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let n = group_norm_act(&self.group_norm, x.clone(), false);
+        let mixed = x.dtype() != DType::F32;
+        let n = norm_act(&self.group_norm, x.clone(), false);
         let (q, k, v) = (
             self.proj_q.forward(n.clone()),
             self.proj_k.forward(n.clone()),
             self.proj_v.forward(n),
         );
         // Default scale is 1/√head_dim = 1/√C, the reference's softmax(qᵀk/√C).
-        let o = if fused {
+        let scale = 1.0 / (c as f64).sqrt();
+        let o = if mixed {
+            let logits = q
+                .reshape([b, c, h * w])
+                .swap_dims(1, 2)
+                .matmul(k.reshape([b, c, h * w]));
+            let p = attention_softmax(logits, scale);
+            p.matmul(v.reshape([b, c, h * w]).swap_dims(1, 2))
+        } else if fused {
             // Training on the CPU: burn differentiates attention through its composed
             // fallback; spelled out here with the fused softmax, whose backward reads the
             // B·HW·HW probabilities once instead of making a dozen passes over them.
-            let q = q.reshape([b, c, h * w]).swap_dims(1, 2) * (1.0 / (c as f64).sqrt());
+            let q = q.reshape([b, c, h * w]).swap_dims(1, 2) * scale;
             let p = softmax::softmax_last_fused(q.matmul(k.reshape([b, c, h * w])));
             p.matmul(v.reshape([b, c, h * w]).swap_dims(1, 2))
         } else {
@@ -502,12 +572,12 @@ impl ResBlock {
     pub fn forward(&self, x: Tensor<4>, temb_act: Tensor<2>) -> Tensor<4> {
         let h = self
             .block1_conv
-            .forward(group_norm_act(&self.block1_norm, x.clone(), true));
+            .forward(norm_act(&self.block1_norm, x.clone(), true));
         let [tb, c] = [temb_act.dims()[0], h.dims()[1]];
         let h = h + self.temb_proj.forward(temb_act).reshape([tb, c, 1, 1]);
-        let h =
-            self.block2_conv
-                .forward(group_norm_silu_dropout(&self.block2_norm, h, &self.dropout));
+        let h = self
+            .block2_conv
+            .forward(norm_silu_dropout(&self.block2_norm, h, &self.dropout));
         let h = match &self.shortcut {
             Some(s) => h + s.forward(x),
             None => h + x,
@@ -650,8 +720,7 @@ impl UNet {
                 Block::Up(u) => u.main.forward(upsample2(h)),
             };
         }
-        self.tail_conv
-            .forward(group_norm_act(&self.tail_norm, h, true))
+        self.tail_conv.forward(norm_act(&self.tail_norm, h, true))
     }
 
     /// Number of real classes K (0 for an unconditional network).
