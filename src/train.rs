@@ -478,8 +478,12 @@ impl FusedAdam {
     ) -> Result<Self> {
         let params = param_list(model);
         let mut me = Self::new(cfg, params.ids.len());
-        let index: std::collections::HashMap<u64, usize> =
-            params.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let index: std::collections::HashMap<u64, usize> = params
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
         for s in crate::checkpoint::optimizer::adam_moments(opt)? {
             let Some(&i) = index.get(&s.id) else {
                 return Err(Error::invalid(
@@ -507,6 +511,32 @@ impl FusedAdam {
         Ok(me)
     }
 
+    /// The fused optimizer for training `model` on its device, holding `opt`'s state: Some on
+    /// a CubeCL device (f32 parameters), None on the CPU, which keeps burn's Adam (the
+    /// reference, byte for byte). `DIFFUSE_FUSED_ADAM=0` keeps burn's Adam everywhere (for
+    /// comparisons).
+    pub fn for_model<M: Module>(
+        cfg: &OptimConfig,
+        opt: &burn::optim::ModuleOptimizer,
+        model: &M,
+    ) -> Result<Option<Self>> {
+        if std::env::var("DIFFUSE_FUSED_ADAM").is_ok_and(|v| v == "0") {
+            return Ok(None);
+        }
+        #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+        let cube = param_list(model)
+            .values
+            .first()
+            .is_some_and(diffuse_kernels::is_cube_f32);
+        #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
+        let cube = false;
+        // Without the CubeCL kernel in this build the update would be burn's operations anyway.
+        if !(cube && diffuse_kernels::adam::CUBE_KERNEL) {
+            return Ok(None);
+        }
+        Self::from_optimizer(cfg, opt, model).map(Some)
+    }
+
     /// This state as burn's Adam (`OptimConfig::adam`) for `model`, what checkpoints save.
     pub fn to_optimizer<M: Module>(
         &self,
@@ -519,7 +549,9 @@ impl FusedAdam {
             let Some((time, m, v)) = s else { continue };
             let dims = params.dims[i].clone();
             let host = |t: &Tensor<1>| t.clone().into_data().convert::<f32>();
-            let shaped = |d: TensorData| TensorData::from_bytes(d.into_parts().0, dims.clone(), burn::tensor::DType::F32);
+            let shaped = |d: TensorData| {
+                TensorData::from_bytes(d.into_parts().0, dims.clone(), burn::tensor::DType::F32)
+            };
             states.push(crate::checkpoint::optimizer::AdamMoments {
                 id: params.ids[i],
                 path: Some(params.paths[i].clone()),
@@ -547,7 +579,10 @@ impl FusedAdam {
         if n != self.state.len() {
             return Err(Error::invalid(
                 "optimizer",
-                format!("state for {} parameters, the model has {n}", self.state.len()),
+                format!(
+                    "state for {} parameters, the model has {n}",
+                    self.state.len()
+                ),
             ));
         }
         // Gradients in visiting order, flattened.
@@ -608,7 +643,10 @@ impl FusedAdam {
             // Parameters without a gradient: the EMA alone, as Ema::update computes it.
             let (a, b) = (d as f64, (1.0 - d) as f64);
             for i in (0..n).filter(|&i| !updated[i]) {
-                s[i] = s[i].clone().mul_scalar(a).add(new_values[i].clone().mul_scalar(b));
+                s[i] = s[i]
+                    .clone()
+                    .mul_scalar(a)
+                    .add(new_values[i].clone().mul_scalar(b));
             }
             e.shadow = s;
             e.updates += 1;
@@ -637,4 +675,24 @@ impl FusedAdam {
         }
         Ok(model.map(&mut Put(&new_values, &params.dims, &updated, 0)))
     }
+}
+
+/// One optimizer step on `model` then the EMA update: [`FusedAdam::step`] when `fused` is given
+/// (see [`FusedAdam::for_model`]), burn's Adam and [`Ema::update`] otherwise.
+pub fn adam_ema_step<M: Module>(
+    optim: &mut burn::optim::ModuleOptimizer,
+    fused: Option<&mut FusedAdam>,
+    lr: f64,
+    model: M,
+    grads: GradientsParams,
+    ema: Option<&mut Ema>,
+) -> Result<M> {
+    if let Some(f) = fused {
+        return f.step(lr, model, grads, ema);
+    }
+    let model = optim.step(lr, model, grads);
+    if let Some(e) = ema {
+        e.update(&model);
+    }
+    Ok(model)
 }

@@ -175,7 +175,13 @@ pub fn optimizer_from_moments(
         }
         for (name, data) in [(m1, s.m), (m2, s.v)] {
             let (bytes, shape, dtype) = data.into_parts();
-            tensors.push(burn_pack::Tensor::new(name, dtype, shape, Some(s.id), bytes));
+            tensors.push(burn_pack::Tensor::new(
+                name,
+                dtype,
+                shape,
+                Some(s.id),
+                bytes,
+            ));
         }
     }
     let mut w = burn_pack::Writer::new(tensors);

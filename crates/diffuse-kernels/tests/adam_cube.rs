@@ -4,14 +4,14 @@
 //!
 //! The device is wgpu's CPU-type adapter (Mesa's lavapipe, which CI installs), or the adapter
 //! `DIFFUSE_TEST_WGPU` names (`best`: wgpu's own pick). Built only with the `wgpu` feature:
-//! `cargo test --release -p diffuse-kernels --features wgpu --test adam_cube`.
+//! `cargo test --release -p diffuse-kernels --features wgpu,adam-cube --test adam_cube`.
 //!
 //! Tolerance: the kernel does burn's f32 operations in burn's order, but a GPU compiler may
 //! contract a·b + c into one fused multiply-add and WGSL's sqrt and division are accurate to a
 //! few ulps, not correctly rounded. So after k steps each value is within 8·k ulps of the
 //! tensor's scale (max |value| of that tensor in the reference): |a − b| ≤ 8·k·ε·max|b|,
 //! ε = 2⁻²³. The figures measured are printed.
-#![cfg(feature = "wgpu")]
+#![cfg(all(feature = "wgpu", feature = "adam-cube"))]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -136,13 +136,7 @@ fn scalars(time: usize, ema: bool) -> AdamEmaScalars {
 }
 
 /// `steps` updates on `device`, fused or composed, from `initial`; the states after each step.
-fn run(
-    sizes: &[usize],
-    ema: bool,
-    steps: usize,
-    device: &Device,
-    fused: bool,
-) -> Vec<HostState> {
+fn run(sizes: &[usize], ema: bool, steps: usize, device: &Device, fused: bool) -> Vec<HostState> {
     let init = initial(sizes, ema);
     let up = |list: &[Vec<f32>]| list.iter().map(|v| tensor(v, device)).collect::<Vec<_>>();
     let mut t = AdamEmaTensors {
@@ -178,7 +172,11 @@ fn ulps(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs() as f64));
     if scale == 0.0 {
-        return if a.iter().all(|x| *x == 0.0) { 0.0 } else { f64::INFINITY };
+        return if a.iter().all(|x| *x == 0.0) {
+            0.0
+        } else {
+            f64::INFINITY
+        };
     }
     let d = a
         .iter()
@@ -238,7 +236,11 @@ fn fused_matches_composed_on_cpu_and_gpu_with_ema() {
     let init = initial(&sizes, true);
     for (i, (after, before)) in fused[4].params.iter().zip(&init.params).enumerate() {
         let moved = after.iter().zip(before).filter(|(a, b)| a != b).count();
-        assert!(moved + 1 >= after.len(), "tensor {i}: only {moved} of {} moved", after.len());
+        assert!(
+            moved + 1 >= after.len(),
+            "tensor {i}: only {moved} of {} moved",
+            after.len()
+        );
     }
 }
 
@@ -250,7 +252,11 @@ fn fused_matches_composed_without_ema() {
     let fused = run(&sizes, false, 4, &gpu, true);
     let cpu_ref = run(&sizes, false, 4, &cpu(), false);
     assert!(fused.iter().all(|s| s.shadow.is_empty()));
-    compare("fused without EMA (wgpu) vs composed (flex)", &fused, &cpu_ref);
+    compare(
+        "fused without EMA (wgpu) vs composed (flex)",
+        &fused,
+        &cpu_ref,
+    );
 }
 
 #[test]
@@ -338,7 +344,10 @@ fn launches(sizes: &[usize], fused: bool, device: &Device) -> usize {
     drop(watching);
     drop(t);
     let names = count.0.lock().unwrap().clone();
-    eprintln!("{} launches: {names:?}", if fused { "fused" } else { "composed" });
+    eprintln!(
+        "{} launches: {names:?}",
+        if fused { "fused" } else { "composed" }
+    );
     count.total()
 }
 
@@ -352,7 +361,14 @@ fn fused_update_launches_a_few_kernels_for_many_tensors() {
     let composed = launches(&sizes, false, &device);
     eprintln!("100 tensors: fused {fused} launches, composed {composed}");
     // One launch per group of at most MAX_TENSORS_PER_LAUNCH tensors.
-    assert!(fused >= sizes.len().div_ceil(MAX_TENSORS_PER_LAUNCH), "{fused}");
-    assert!(fused < sizes.len(), "fused: {fused} launches for {} tensors", sizes.len());
+    assert!(
+        fused >= sizes.len().div_ceil(MAX_TENSORS_PER_LAUNCH),
+        "{fused}"
+    );
+    assert!(
+        fused < sizes.len(),
+        "fused: {fused} launches for {} tensors",
+        sizes.len()
+    );
     assert!(composed >= sizes.len(), "composed: {composed}");
 }

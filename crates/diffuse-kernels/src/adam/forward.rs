@@ -1,17 +1,20 @@
-//! The update as a burn backend extension: burn's cube backend launches the kernel; under
-//! burn's fusion (every GPU build of diffuse) the whole update is one opaque operation of the
-//! fusion stream, registered once per step.
+//! The update as a backend operation: burn's cube backend launches the kernel; under burn's
+//! fusion (every GPU build of diffuse) the whole update is one opaque operation of the fusion
+//! stream, registered once per step. Written out rather than with `#[backend_extension]`: the
+//! macro passes `Vec`s of tensors through undispatched, and its lazy Fusion path takes single
+//! tensors only.
 use burn::backend::fusion::custom::{self as fc, FusionValueAdapter};
 use burn::backend::fusion::{Fusion, FusionBackend, FusionRuntime, FusionTensor};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Backend, Dispatch};
+use burn::backend::{
+    Backend, BackendTensor, Cube, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind,
+};
 use burn::prelude::*;
 use burn_cubecl::CubeBackend;
 
 use super::{kernel, AdamEmaScalars, AdamEmaTensors};
 
 /// A backend that runs the multi-tensor Adam + EMA update.
-#[backend_extension(Cube)]
 pub trait AdamEmaBackend: Backend {
     /// θ, m, v (and s when `shadow` is not empty) after one update, as one list in that order.
     fn adam_ema(
@@ -120,31 +123,48 @@ impl<B: FusionBackend + AdamEmaBackend> AdamEmaBackend for Fusion<B> {
     }
 }
 
-/// [`AdamEmaBackend::adam_ema`] on the tensors' backend (the CubeCL one: checked by the
-/// caller), regrouped.
-pub(super) fn adam_ema_dispatch(t: AdamEmaTensors, s: &AdamEmaScalars) -> AdamEmaTensors {
+/// [`AdamEmaBackend::adam_ema`] on burn's cube backend, for tensors the caller checked are f32
+/// on a CubeCL device and off the autodiff graph ([`super::fused_applies`]).
+pub(super) fn adam_ema_dispatch(
+    t: AdamEmaTensors,
+    s: &AdamEmaScalars,
+) -> Result<AdamEmaTensors, crate::KernelError> {
     let n = t.params.len();
     let ema = !t.shadow.is_empty();
-    let d = |list: Vec<Tensor<1>>| list.into_iter().map(Tensor::into_dispatch).collect();
-    let out = <Dispatch as AdamEmaBackend>::adam_ema(
-        d(t.params),
-        d(t.grads),
-        d(t.m),
-        d(t.v),
-        d(t.shadow),
+    let cube = |list: Vec<Tensor<1>>| -> Result<Vec<FloatTensor<Cube>>, crate::KernelError> {
+        list.into_iter()
+            .map(|x| match x.into_dispatch().kind {
+                DispatchTensorKind::Cube(BackendTensor::Float(f)) => Ok(f),
+                _ => Err(crate::KernelError(
+                    "adam_ema: a tensor is not a float tensor of the CubeCL backend".into(),
+                )),
+            })
+            .collect()
+    };
+    let out = <Cube as AdamEmaBackend>::adam_ema(
+        cube(t.params)?,
+        cube(t.grads)?,
+        cube(t.m)?,
+        cube(t.v)?,
+        cube(t.shadow)?,
         *s,
     );
-    let mut out = out.into_iter().map(Tensor::<1>::from_dispatch);
+    let mut out = out.into_iter().map(|f| {
+        Tensor::<1>::from_dispatch(DispatchTensor {
+            kind: DispatchTensorKind::Cube(BackendTensor::Float(f)),
+            autodiff: DispatchAutodiffContext::Disabled,
+        })
+    });
     let mut take = |k: usize| out.by_ref().take(k).collect::<Vec<_>>();
     let params = take(n);
     let m = take(n);
     let v = take(n);
     let shadow = if ema { take(n) } else { Vec::new() };
-    AdamEmaTensors {
+    Ok(AdamEmaTensors {
         params,
         grads: Vec::new(),
         m,
         v,
         shadow,
-    }
+    })
 }

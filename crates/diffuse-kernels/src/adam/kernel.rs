@@ -23,15 +23,15 @@ const BINDINGS_RESERVED: u32 = 4;
 #[allow(clippy::too_many_arguments)]
 #[cube(launch_unchecked)]
 fn adam_ema_kernel(
-    params: &Sequence<Tensor<f32>>,
-    grads: &Sequence<Tensor<f32>>,
-    m_in: &Sequence<Tensor<f32>>,
-    v_in: &Sequence<Tensor<f32>>,
-    s_in: &Sequence<Tensor<f32>>,
-    params_out: &mut Sequence<Tensor<f32>>,
-    m_out: &mut Sequence<Tensor<f32>>,
-    v_out: &mut Sequence<Tensor<f32>>,
-    s_out: &mut Sequence<Tensor<f32>>,
+    params: &Sequence<OwnedTensor<f32>>,
+    grads: &Sequence<OwnedTensor<f32>>,
+    m_in: &Sequence<OwnedTensor<f32>>,
+    v_in: &Sequence<OwnedTensor<f32>>,
+    s_in: &Sequence<OwnedTensor<f32>>,
+    params_out: &mut Sequence<OwnedTensor<f32>>,
+    m_out: &mut Sequence<OwnedTensor<f32>>,
+    v_out: &mut Sequence<OwnedTensor<f32>>,
+    s_out: &mut Sequence<OwnedTensor<f32>>,
     beta1: f32,
     one_minus_beta1: f32,
     beta2: f32,
@@ -117,7 +117,7 @@ pub(crate) fn adam_ema_cube(
     let s_out: Vec<_> = shadow.iter().map(new_like).collect();
 
     let seq = |list: &[CubeTensor], range: std::ops::Range<usize>| {
-        let mut arg = SequenceArg::<Tensor<f32>>::new();
+        let mut arg = SequenceArg::<OwnedTensor<f32>>::new();
         for t in &list[range] {
             arg.push(t.clone().into_tensor_arg());
         }

@@ -33,12 +33,28 @@ use burn::prelude::*;
 pub mod reference;
 pub use reference::adam_ema_composed;
 
-#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+#[cfg(all(
+    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    feature = "adam-cube"
+))]
 mod forward;
-#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+#[cfg(all(
+    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    feature = "adam-cube"
+))]
 mod kernel;
-#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+#[cfg(all(
+    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    feature = "adam-cube"
+))]
 pub use forward::AdamEmaBackend;
+
+/// Whether this build has the CubeCL kernel (a CubeCL runtime feature and `adam-cube`); without
+/// it every device runs [`adam_ema_composed`].
+pub const CUBE_KERNEL: bool = cfg!(all(
+    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    feature = "adam-cube"
+));
 
 /// The most parameter tensors one launch updates. Each tensor takes 9 buffer bindings (θ, g,
 /// m, v, s in; θ, m, v, s out); a device with fewer bindings gets fewer per launch.
@@ -147,7 +163,10 @@ impl AdamEmaTensors {
 /// Whether the fused update runs for these tensors: f32 on a CubeCL device (built with a
 /// CubeCL runtime). Everything else runs [`adam_ema_composed`].
 pub fn fused_applies(t: &AdamEmaTensors) -> bool {
-    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+    #[cfg(all(
+        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+        feature = "adam-cube"
+    ))]
     {
         let all = t
             .params
@@ -161,7 +180,10 @@ pub fn fused_applies(t: &AdamEmaTensors) -> bool {
                 .into_iter()
                 .all(|x| !x.is_autodiff() && crate::is_cube_f32(x))
     }
-    #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
+    #[cfg(not(all(
+        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+        feature = "adam-cube"
+    )))]
     {
         let _ = t;
         false
@@ -188,7 +210,10 @@ pub fn adam_ema_fused(
     s: &AdamEmaScalars,
 ) -> Result<AdamEmaTensors, crate::KernelError> {
     t.check()?;
-    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+    #[cfg(all(
+        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+        feature = "adam-cube"
+    ))]
     {
         if !fused_applies(&t) {
             return Err(crate::KernelError(
@@ -196,9 +221,12 @@ pub fn adam_ema_fused(
                     .into(),
             ));
         }
-        Ok(forward::adam_ema_dispatch(t, s))
+        forward::adam_ema_dispatch(t, s)
     }
-    #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
+    #[cfg(not(all(
+        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+        feature = "adam-cube"
+    )))]
     {
         let _ = s;
         Err(crate::KernelError(
