@@ -29,6 +29,7 @@
 //! The optional `cli` feature (on by default, needed by the binary) derives `clap::ValueEnum`
 //! for the library's enums; without it the library does not depend on `clap`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

@@ -13,6 +13,14 @@ Two uses, neither needed by `cargo test`:
       a forward pass at batch 32 without autograd;
       DDIM-50 sampling with CFG (2x batch per network call) for a batch of 16, per image.
 
+  python bench/torch/unet_torch.py step [--steps N] [--warmup K] [--amp] [--json] ...
+  python bench/torch/unet_torch.py sample [--steps 50] [--cfg-scale 7.5] [--json] ...
+      The twins of `diffuse bench step` and `diffuse bench sample` (bench/gpu_verdict.sh): a
+      training step of forward + MSE + backward + Adam + EMA on a fixed batch already on the
+      device, one synchronisation per step; DDIM with CFG (2x batch per network call), the
+      whole loop per run. `--amp` runs the network under bf16 autocast (norms, softmax and the
+      loss stay f32); without it PyTorch's defaults apply (TF32 convolutions).
+
 Only the module layout matters for interop; the weights written by `golden` are random
 (not the reference init) so every parameter influences the output.
 """
@@ -22,6 +30,8 @@ import os
 import statistics
 import sys
 import time
+
+STARTED = time.perf_counter()  # before `import torch`: the twin's cold start counts it
 
 import torch
 import torch.nn as nn
@@ -319,9 +329,169 @@ def bench(iters, which="all", warm=1):
           flush=True)
 
 
+def linear_alpha_bar(T=1000, lo=1e-4, hi=0.02):
+    """The linear schedule's cumulative products (float64, as diffuse's tables)."""
+    betas = torch.linspace(lo, hi, T, dtype=torch.float64)
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def bench_args(argv):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="unet_torch.py step|sample")
+    ap.add_argument("--device", default=os.environ.get("BENCH_DEVICE", "cuda"))
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast")
+    ap.add_argument("--tf32", choices=["default", "on", "off"], default="default",
+                    help="default: PyTorch's (TF32 convolutions, f32 matmuls)")
+    ap.add_argument("--cfg-scale", type=float, default=7.5)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    return ap.parse_args(argv)
+
+
+def setup(a):
+    dev = torch.device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.tf32 != "default":
+        on = a.tf32 == "on"
+        torch.backends.cudnn.allow_tf32 = on
+        torch.backends.cuda.matmul.allow_tf32 = on
+    torch.manual_seed(a.seed)
+    return dev
+
+
+def dev_sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def mem_report(dev):
+    if dev.type != "cuda":
+        return {}
+    return dict(peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+                peak_reserved_bytes=torch.cuda.max_memory_reserved())
+
+
+def step_mode(argv, started):
+    """Training steps: forward + MSE + backward + Adam + EMA (decay 0.9999 with the same
+    warm-up as diffuse's Ema), on a fixed batch, one synchronisation per step."""
+    a = bench_args(argv)
+    steps = 20 if a.steps is None else a.steps
+    dev = setup(a)
+    b, size = a.batch, a.image_size
+    net = UNet(ch=a.channels).to(dev).train()
+    params = [p for p in net.parameters()]
+    opt = torch.optim.Adam(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
+    ema = [p.detach().clone() for p in params]
+    ema_updates = [0]
+    ab = linear_alpha_bar()
+    g = torch.Generator().manual_seed(a.seed)
+    x0 = (torch.randn(b, 3, size, size, generator=g) * 0.5).clamp(-1, 1)
+    eps = torch.randn(b, 3, size, size, generator=g)
+    t = torch.randint(0, 1000, (b,), generator=g)
+    labels = torch.randint(1, 4, (b,), generator=g)
+    s1 = ab[t].sqrt().float()[:, None, None, None]
+    s2 = (1 - ab[t]).sqrt().float()[:, None, None, None]
+    x_t = (s1 * x0 + s2 * eps).to(dev)
+    eps, t, labels = eps.to(dev), t.float().to(dev), labels.to(dev)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp):
+            out = net(x_t, t, labels)
+        loss = F.mse_loss(out.float(), eps)
+        loss.backward()
+        opt.step()
+        k = ema_updates[0]
+        d = min(0.9999, (1.0 + k) / (10.0 + k))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, params, 1.0 - d)
+        ema_updates[0] += 1
+        return loss
+
+    t1 = time.perf_counter()
+    first = step().item()
+    dev_sync(dev)
+    first_only = time.perf_counter() - t1
+    first_step_s = time.perf_counter() - started
+    for _ in range(a.warmup):
+        step()
+        dev_sync(dev)
+    ts, loss = [], None
+    for i in range(steps):
+        s = time.perf_counter()
+        loss = step()
+        dev_sync(dev)
+        ts.append((time.perf_counter() - s) * 1e3)
+    last = loss.item() if loss is not None else first
+    r = dict(mode="step", framework="torch " + torch.__version__, device=str(dev),
+             precision="bf16-autocast" if a.amp else "f32",
+             cudnn_tf32=torch.backends.cudnn.allow_tf32,
+             matmul_tf32=torch.backends.cuda.matmul.allow_tf32, batch=b, image_size=size,
+             channels=a.channels, params=sum(p.numel() for p in params), first_step_s=first_step_s,
+             first_step_only_s=first_only, losses=[first], last_loss=last, warmup=a.warmup,
+             step_ms=ts, median_ms=statistics.median(ts) if ts else float("nan"),
+             min_ms=min(ts) if ts else float("nan"), **mem_report(dev))
+    print(f"step torch {r['precision']} b{b} {size}x{size}: first step {first_step_s:.2f} s, "
+          f"median {r['median_ms']:.2f} ms, min {r['min_ms']:.2f} ms over {steps} steps, "
+          f"last loss {last:.6f}", flush=True)
+    if a.json:
+        print(json.dumps(r), flush=True)
+
+
+def sample_mode(argv, started):
+    """DDIM (eta 0, leading spacing) with CFG over one batch, the whole loop timed after a
+    2-step warm-up run, ending with the images on the host (as diffuse's Generator)."""
+    a = bench_args(argv)
+    steps = 50 if a.steps is None else a.steps
+    dev = setup(a)
+    b, size, w = a.batch, a.image_size, a.cfg_scale
+    net = UNet(ch=a.channels).to(dev).eval()
+    ab = linear_alpha_bar()
+    labels = torch.tensor([1 + i % 3 for i in range(b)], device=dev)
+    both = torch.cat([labels, torch.zeros_like(labels)])
+
+    def run(n):
+        ts = list(range(0, 1000, 1000 // n))[::-1]
+        x = torch.randn(b, 3, size, size, device=dev)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp):
+            for i, ti in enumerate(ts):
+                tt = torch.full((2 * b,), float(ti), device=dev)
+                e = net(torch.cat([x, x]), tt, both).float()
+                e_c, e_u = e[:b], e[b:]
+                e = (1 + w) * e_c - w * e_u
+                a_t = float(ab[ti])
+                a_p = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+                x0 = (x - math.sqrt(1 - a_t) * e) / math.sqrt(a_t)
+                x = math.sqrt(a_p) * x0 + math.sqrt(1 - a_p) * e
+        return x.cpu()
+
+    t0 = time.perf_counter()
+    run(2)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x = run(steps)
+    dt = time.perf_counter() - t0
+    r = dict(mode="sample", framework="torch " + torch.__version__, device=str(dev), batch=b,
+             steps=steps, cfg_scale=w, image_size=size, channels=a.channels, warmup_s=warm,
+             run_s=[dt], per_image_ms=dt / b * 1e3, mean=float(x.mean()), **mem_report(dev))
+    print(f"sample torch DDIM-{steps} CFG w={w} b{b}: {r['per_image_ms']:.2f} ms per image", flush=True)
+    if a.json:
+        print(json.dumps(r), flush=True)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "bench"
-    if mode == "golden":
+    if mode in ("step", "sample"):
+        (step_mode if mode == "step" else sample_mode)(sys.argv[2:], STARTED)
+    elif mode == "golden":
         golden(sys.argv[2] if len(sys.argv) > 2 else "tests/golden")
     else:
         bench(int(sys.argv[2]) if len(sys.argv) > 2 else 3, sys.argv[3] if len(sys.argv) > 3 else "all",

@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 pub mod args;
+mod bench;
 mod classifier;
 mod fid;
 mod image;
@@ -49,6 +50,11 @@ enum Command {
     /// course's folder (bicubic 64×64, JPEG quality 75, same file names), so FID against it is
     /// the course's.
     PrepareEval(prepare_eval::PrepareEvalArgs),
+    /// Timings and checks for comparing devices and frameworks (bench/gpu_verdict.sh).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
         /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
@@ -67,6 +73,7 @@ pub fn run() -> Result<()> {
         Command::PrepareEval(a) => prepare_eval::run(&a),
         Command::Fid(a) => fid::run(&a),
         Command::Classifier { cmd } => classifier::run(cmd),
+        Command::Bench { cmd } => bench::run(cmd),
         Command::Doctor { threads } => doctor(threads),
     };
     r.map_err(|e| args::to_flags(e, &[]))
