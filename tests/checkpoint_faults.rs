@@ -4,8 +4,12 @@
 //!   the uninterrupted run;
 //! - a full disk while saving (a file-size limit on the process) gives a clear error and leaves
 //!   the previous checkpoint usable;
-//! - two identical runs write identical checkpoint files, and a checkpoint whose pieces do not
-//!   belong together is refused by `--resume`.
+//! - two identical runs write identical checkpoint files, whether saved in the background (the
+//!   default) or on the training thread (`DIFFUSE_SYNC_CHECKPOINTS=1`), and a checkpoint whose
+//!   pieces do not belong together is refused by `--resume`.
+//!
+//! The checkpoints are written on a background thread, so the kills land on that thread while
+//! the training thread is still stepping: the outcome must be the same.
 mod common;
 
 use std::os::unix::process::CommandExt;
@@ -22,6 +26,11 @@ fn train(out: &Path, extra: &[&str]) -> Command {
 }
 
 fn train_seeded(out: &Path, seed: u64, extra: &[&str]) -> Command {
+    train_kept(out, seed, 1, extra)
+}
+
+/// The tiny run, keeping the newest `keep` checkpoints.
+fn train_kept(out: &Path, seed: u64, keep: usize, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_diffuse"));
     c.args(["image", "train", "--data", "digits", "--max-per-class", "8"])
         .args([
@@ -32,7 +41,12 @@ fn train_seeded(out: &Path, seed: u64, extra: &[&str]) -> Command {
             "--checkpoint-every",
             "2",
         ])
-        .args(["--preview-every", "0", "--keep-checkpoints", "1"])
+        .args([
+            "--preview-every",
+            "0",
+            "--keep-checkpoints",
+            &keep.to_string(),
+        ])
         .args(["--seed", &seed.to_string(), "--threads", "1", "-q", "--out"])
         .arg(out)
         .args(extra)
@@ -136,6 +150,28 @@ fn killed_at_every_checkpoint_write_resumes_to_identical_files() {
         let _ = std::fs::remove_dir_all(&out);
     }
     eprintln!("{kills} kill points tried, all resumed to identical files");
+}
+
+#[test]
+fn background_and_synchronous_saves_write_identical_files() {
+    let root = TempDir::new("bg-sync");
+    let (bg, sync) = (root.0.join("bg"), root.0.join("sync"));
+    let mut c = train_kept(&bg, 5, 2, &[]);
+    c.env("DIFFUSE_SYNC_CHECKPOINTS", "0");
+    let o = run(c);
+    assert!(o.status.success(), "background run failed: {}", text(&o));
+    let mut c = train_kept(&sync, 5, 2, &[]);
+    c.env("DIFFUSE_SYNC_CHECKPOINTS", "1");
+    let o = run(c);
+    assert!(o.status.success(), "synchronous run failed: {}", text(&o));
+    for step in [2, 4] {
+        assert_same_files(
+            &step_dir(&bg, step),
+            &step_dir(&sync, step),
+            &format!("step {step}, background vs synchronous"),
+        );
+    }
+    assert!(bg.join("loss.png").is_file());
 }
 
 #[test]

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use burn::prelude::*;
 
-use super::optimizer::{load_optimizer, optimizer_bytes, param_ids, set_param_ids};
+use super::optimizer::{load_optimizer, param_ids, record_bytes, set_param_ids};
 use super::run::{self as run_checkpoint, sha256_hex};
-use super::{config_path, load_weights, save_weights};
+use super::{config_path, load_weights};
 use crate::files::read_json;
 use crate::image::ImageTrainConfig;
 use crate::nn::unet::UNet;
@@ -73,50 +73,119 @@ pub struct RunState<'a> {
     pub losses: &'a [(usize, f64)],
 }
 
-/// Saves `state` as one checkpoint of the run in `out`.
+/// Saves `state` as one checkpoint of the run in `out`, on this thread: [`Snapshot::take`] and
+/// [`Snapshot::write`] in one go.
 pub fn save_checkpoint(
     out: &Path,
     cfg: &ImageTrainConfig,
     class_names: &[String],
     state: &RunState,
 ) -> Result<()> {
-    let (model, ema, step) = (state.model, state.ema, state.step);
-    run_checkpoint::commit(
-        out,
-        step,
-        &config_sha256(cfg),
-        cfg.keep_checkpoints,
-        |stage| {
-            let plain = model.valid();
-            save_weights(&plain, &stage.path(WEIGHTS))?;
+    Snapshot::take(out, cfg, class_names, state)?.write()?;
+    Ok(())
+}
+
+/// Everything one checkpoint holds, read back to the host: taken on the training thread
+/// (a copy of every tensor, so training may go on and update them in place), written by
+/// [`Snapshot::write`] on any thread.
+pub struct Snapshot {
+    out: PathBuf,
+    config_sha256: String,
+    keep: usize,
+    step: usize,
+    weights: super::WeightsSnapshot,
+    ema: Option<super::WeightsSnapshot>,
+    optim: burn::optim::OptimizerRecord,
+    meta: ImageCheckpointMeta,
+    state: TrainState,
+}
+
+impl Snapshot {
+    /// Reads `state` back to the host. On a GPU this waits for the queued steps once and copies
+    /// the weights, EMA weights and Adam moments over; nothing is serialised or hashed here.
+    pub fn take(
+        out: &Path,
+        cfg: &ImageTrainConfig,
+        class_names: &[String],
+        state: &RunState,
+    ) -> Result<Self> {
+        let (model, ema, step) = (state.model, state.ema, state.step);
+        let target = run_checkpoint::step_dir(out, step);
+        let plain = model.valid();
+        let weights = super::WeightsSnapshot::take(&plain, &target.join(WEIGHTS))?;
+        let ema_weights = match ema {
+            Some(e) => Some(super::WeightsSnapshot::take(
+                &e.apply(plain),
+                &target.join(EMA),
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            out: out.to_path_buf(),
+            config_sha256: config_sha256(cfg),
+            keep: cfg.keep_checkpoints,
+            step,
+            weights,
+            ema: ema_weights,
+            optim: state.optim.to_record(),
+            meta: ImageCheckpointMeta {
+                kind: "image".into(),
+                config: cfg.clone(),
+                class_names: class_names.to_vec(),
+                step,
+                has_ema: ema.is_some(),
+            },
+            state: TrainState {
+                step,
+                param_ids: param_ids(model),
+                losses: state.losses.to_vec(),
+                ema: ema.map(|e| (e.updates, EMA.into())),
+            },
+        })
+    }
+
+    /// The step the snapshot was taken after.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The checkpoint folder [`Snapshot::write`] commits.
+    pub fn target(&self) -> PathBuf {
+        run_checkpoint::step_dir(&self.out, self.step)
+    }
+
+    /// The (step, loss) history saved with it.
+    pub fn losses(&self) -> &[(usize, f64)] {
+        &self.state.losses
+    }
+
+    /// Serialises, hashes, flushes and commits the snapshot as one checkpoint of its run
+    /// ([`run_checkpoint::commit`]: staging folder, manifest, one rename, then the pruning of
+    /// old checkpoints). Returns the checkpoint folder.
+    pub fn write(self) -> Result<PathBuf> {
+        let Self {
+            out,
+            config_sha256,
+            keep,
+            step,
+            weights,
+            ema,
+            optim,
+            meta,
+            state,
+        } = self;
+        run_checkpoint::commit(&out, step, &config_sha256, keep, |stage| {
+            weights.write(&stage.path(WEIGHTS))?;
             stage.written(WEIGHTS)?;
-            if let Some(e) = ema {
-                save_weights(&e.apply(plain), &stage.path(EMA))?;
+            if let Some(e) = &ema {
+                e.write(&stage.path(EMA))?;
                 stage.written(EMA)?;
             }
-            stage.write(OPTIM, &optimizer_bytes(state.optim, &stage.path(OPTIM))?)?;
-            stage.write_json(
-                META,
-                &ImageCheckpointMeta {
-                    kind: "image".into(),
-                    config: cfg.clone(),
-                    class_names: class_names.to_vec(),
-                    step,
-                    has_ema: ema.is_some(),
-                },
-            )?;
-            stage.write_json(
-                STATE,
-                &TrainState {
-                    step,
-                    param_ids: param_ids(model),
-                    losses: state.losses.to_vec(),
-                    ema: ema.map(|e| (e.updates, EMA.into())),
-                },
-            )
-        },
-    )?;
-    Ok(())
+            stage.write(OPTIM, &record_bytes(optim, &stage.path(OPTIM))?)?;
+            stage.write_json(META, &meta)?;
+            stage.write_json(STATE, &state)
+        })
+    }
 }
 
 /// What [`restore`] gives back.

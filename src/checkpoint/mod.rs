@@ -6,17 +6,19 @@
 //! - [`report`]: that report (what is missing or mis-shaped, what the file looks like instead);
 //! - [`run`]: a training run's checkpoint as one unit (staged, flushed, committed by one
 //!   rename, described by a manifest);
+//! - [`background`]: the thread that writes a run's checkpoints while training goes on;
 //! - [`optimizer`]: the optimizer state and the parameter ids that key it;
 //! - [`toy`], [`image`]: what the 2D and the image workflows save and load.
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore};
+use burn::store::{IdentityAdapter, ModuleSnapshot, ModuleStore, PytorchStore, SafetensorsStore};
 
 use crate::files::{ensure_parent, tmp_path};
 use crate::{Error, Result};
 
+pub mod background;
 pub mod image;
 pub mod optimizer;
 pub mod report;
@@ -42,6 +44,99 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
         msg: format!("could not write weights: {e}"),
     })?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A module's tensors read back to the host: what [`save_weights`] writes, held in memory so
+/// that the file can be written on another thread while the module trains on. The data is a
+/// copy, so later (in-place) updates of the module do not reach it.
+pub struct WeightsSnapshot {
+    tensors: Vec<HostTensor>,
+}
+
+/// One tensor of a [`WeightsSnapshot`].
+struct HostTensor {
+    name: String,
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    bytes: burn::tensor::Bytes,
+}
+
+impl safetensors::View for &HostTensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes[..])
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl WeightsSnapshot {
+    /// Reads `model`'s tensors back, named and ordered as [`save_weights`] names them (burn's
+    /// collector with the identity adapter, the one `SafetensorsStore` uses by default).
+    /// `path` only names the file in errors.
+    pub fn take<M: Module>(model: &M, path: &Path) -> Result<Self> {
+        use burn::tensor::DType;
+        let fail = |msg: String| Error::Checkpoint {
+            path: path.into(),
+            msg,
+        };
+        let collected = model.collect(None, Some(Box::new(IdentityAdapter)), false);
+        let mut tensors = Vec::with_capacity(collected.len());
+        for t in collected {
+            let (name, dtype, shape, _, bytes) = t
+                .into_parts()
+                .map_err(|e| fail(format!("could not read the weights back: {e}")))?;
+            // The dtypes a network's parameters come in; burn-store maps them the same way.
+            let dtype = match dtype {
+                DType::F64 => safetensors::Dtype::F64,
+                DType::F32 | DType::Flex32 => safetensors::Dtype::F32,
+                DType::F16 => safetensors::Dtype::F16,
+                DType::BF16 => safetensors::Dtype::BF16,
+                DType::I64 => safetensors::Dtype::I64,
+                DType::I32 => safetensors::Dtype::I32,
+                other => {
+                    return Err(fail(format!(
+                        "tensor {name}: cannot store {other:?} in a safetensors checkpoint"
+                    )))
+                }
+            };
+            tensors.push(HostTensor {
+                name,
+                dtype,
+                shape: shape.to_vec(),
+                bytes,
+            });
+        }
+        Ok(Self { tensors })
+    }
+
+    /// Bytes of tensor data held.
+    pub fn bytes(&self) -> usize {
+        self.tensors.iter().map(|t| t.bytes.len()).sum()
+    }
+
+    /// Writes the snapshot to `path` as [`save_weights`] would have written the module: the
+    /// same container, tensor order and metadata, so the file is identical byte for byte.
+    /// Not atomic by itself (the checkpoint's staging folder is).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let metadata: std::collections::HashMap<String, String> =
+            [("format".to_string(), "pt".to_string())].into();
+        safetensors::serialize_to_file(
+            self.tensors.iter().map(|t| (t.name.as_str(), t)),
+            Some(metadata),
+            path,
+        )
+        .map_err(|e| Error::Checkpoint {
+            path: path.into(),
+            msg: format!("could not write weights: {e}"),
+        })
+    }
 }
 
 /// Loads weights into `model` from a safetensors file, or from a PyTorch state dict

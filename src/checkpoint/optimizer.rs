@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::ModuleOptimizer;
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::prelude::*;
 
 use crate::{Error, Result};
@@ -49,11 +49,17 @@ pub fn set_param_ids<M: Module>(m: M, ids: &[u64]) -> Result<M> {
 /// in every process; sorting them by name makes identical runs write identical files.
 /// `path` only names the file in errors.
 pub fn optimizer_bytes(opt: &ModuleOptimizer, path: &Path) -> Result<Vec<u8>> {
+    record_bytes(opt.to_record(), path)
+}
+
+/// [`optimizer_bytes`] of a state already read back to the host ([`ModuleOptimizer::to_record`]
+/// reads every moment back), so that it can be serialised on another thread.
+pub fn record_bytes(record: OptimizerRecord, path: &Path) -> Result<Vec<u8>> {
     let fail = |e: String| Error::Checkpoint {
         path: path.into(),
         msg: format!("could not serialise the optimizer state: {e}"),
     };
-    let bytes = opt.into_bytes().map_err(|e| fail(format!("{e:?}")))?;
+    let bytes = record.into_bytes().map_err(|e| fail(format!("{e:?}")))?;
     let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| fail(e.to_string()))?;
     let scalars = reader.scalars().clone();
     let metadata = reader.metadata().clone();

@@ -152,6 +152,11 @@ fn step_dir_name(step: usize) -> String {
     format!("{STEP_PREFIX}{step:08}")
 }
 
+/// The folder of `run`'s checkpoint of `step` (`RUN/checkpoints/step-NNNNNNNN`).
+pub fn step_dir(run: &Path, step: usize) -> PathBuf {
+    run.join(CHECKPOINTS).join(step_dir_name(step))
+}
+
 fn parse_step(name: &str) -> Option<usize> {
     name.strip_prefix(STEP_PREFIX)?.parse().ok()
 }

@@ -10,7 +10,8 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::{model_shape, save_grid, Generator, ImageTrainConfig};
-use crate::checkpoint::image::{restore, save_checkpoint, RunState};
+use crate::checkpoint::background::{times_requested, Writer};
+use crate::checkpoint::image::{restore, RunState, Snapshot};
 use crate::checkpoint::optimizer::{param_ids, set_param_ids};
 use crate::checkpoint::run as run_checkpoint;
 use crate::data::image_set::{HostBatch, ImageSet};
@@ -54,7 +55,9 @@ pub struct TrainOutcome {
     pub step: usize,
     pub losses: Vec<(usize, f64)>,
     pub seconds: f64,
-    /// Of `seconds`, the time spent writing checkpoints.
+    /// Of `seconds`, the time training stood still for checkpoints (the stall): reading the
+    /// state back to the host, and waiting for the previous (or, at the end, the last)
+    /// background save. Serialising, hashing and flushing happen on the writer thread.
     pub checkpoint_seconds: f64,
     pub interrupted: bool,
 }
@@ -119,6 +122,9 @@ pub fn train(
     }
     pb.finish_and_clear();
     drop(batches);
+    // The last checkpoint is complete and committed (or its error returned) before the run
+    // returns.
+    run.finish()?;
     Ok(TrainOutcome {
         model: run.model.expect("a model between steps"),
         ema: run.ema,
@@ -182,7 +188,9 @@ pub struct Run<'a> {
     /// (step, loss) of every step read back so far.
     pub losses: Vec<(usize, f64)>,
     loss_reader: LossReader,
-    /// Time spent writing checkpoints.
+    /// Writes checkpoints on a thread of its own while training goes on.
+    writer: Writer,
+    /// Time the training thread spent on checkpoints (snapshots and waits for the writer).
     pub checkpoint_seconds: f64,
 }
 
@@ -242,6 +250,7 @@ impl<'a> Run<'a> {
             step,
             losses,
             loss_reader: LossReader::new(LOSS_READ_EVERY),
+            writer: Writer::from_env(),
             checkpoint_seconds: 0.0,
         })
     }
@@ -300,9 +309,44 @@ impl<'a> Run<'a> {
         every > 0 && (self.step.is_multiple_of(every) || self.step == self.cfg.steps)
     }
 
-    /// Saves the state after the current step as one checkpoint, and the loss curve.
+    /// Saves the state after the current step as one checkpoint, and the loss curve. The
+    /// state is read back here; it is written in the background (unless
+    /// `DIFFUSE_SYNC_CHECKPOINTS=1`), after the previous save has finished. Returns the
+    /// previous save's error if it failed; [`Run::finish`] returns this one's.
     pub fn save(&mut self, class_names: &[String]) -> Result<()> {
         let t = Instant::now();
+        // At most one save in flight: a second snapshot is not taken (nor its memory held)
+        // before the previous one is on disk.
+        let waited = self.writer.wait();
+        let t_wait = t.elapsed().as_secs_f64();
+        let result = match waited {
+            Ok(()) => self.hand_over(class_names),
+            Err(e) => Err(e),
+        };
+        let stall = t.elapsed().as_secs_f64();
+        self.checkpoint_seconds += stall;
+        if times_requested() {
+            eprintln!(
+                "checkpoint step {}: training stalled {stall:.3} s ({t_wait:.3} s of it waiting for the previous save)",
+                self.step
+            );
+        }
+        result
+    }
+
+    /// Takes the snapshot and gives it to the writer (which is idle).
+    fn hand_over(&mut self, class_names: &[String]) -> Result<()> {
+        let snap = self.snapshot(class_names)?;
+        let out = self.out.to_path_buf();
+        self.writer.submit(snap.target(), move || {
+            let losses = snap.losses().to_vec();
+            snap.write()?;
+            plot_losses(&out, &losses)
+        })
+    }
+
+    /// The state after the current step, read back to the host: what [`Run::save`] writes.
+    pub fn snapshot(&self, class_names: &[String]) -> Result<Snapshot> {
         let state = RunState {
             model: self.model(),
             ema: self.ema.as_ref(),
@@ -310,9 +354,24 @@ impl<'a> Run<'a> {
             step: self.step,
             losses: &self.losses,
         };
-        save_checkpoint(self.out, self.cfg, class_names, &state)?;
+        Snapshot::take(self.out, self.cfg, class_names, &state)
+    }
+
+    /// Replaces the checkpoint writer (e.g. by a synchronous one), after waiting for the
+    /// current one's save; its error, if any, is returned.
+    pub fn set_writer(&mut self, writer: Writer) -> Result<()> {
+        self.finish()?;
+        self.writer = writer;
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if any, and returns its result; the time waited
+    /// counts as checkpoint time. [`train`] calls it before it returns.
+    pub fn finish(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let r = self.writer.wait();
         self.checkpoint_seconds += t.elapsed().as_secs_f64();
-        plot_losses(self.out, &self.losses)
+        r
     }
 
     /// A small grid (one row per class, 4 columns) with DDIM at w = 0, for watching training:
