@@ -236,10 +236,10 @@ pub fn median_min(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let n = s.len();
-    let med = if n % 2 == 1 {
-        s[n / 2]
-    } else {
+    let med = if n.is_multiple_of(2) {
         0.5 * (s[n / 2 - 1] + s[n / 2])
+    } else {
+        s[n / 2]
     };
     (med, s[0])
 }
@@ -310,7 +310,7 @@ pub fn step_bench(
     }
     let last_loss = match last {
         Some(l) => read_loss(l)?,
-        None => losses[losses.len() - 1],
+        None => losses.last().copied().unwrap_or(f64::NAN),
     };
     let (median_ms, min_ms) = median_min(&step_ms);
     let pool = device.memory_pool_usage();
@@ -424,7 +424,7 @@ pub fn sample_bench(
         .map(|i| 1 + i % cfg.unet.num_classes.max(1))
         .collect();
     let shape = crate::image::model_shape(&cfg.unet);
-    let gen = |steps: usize| -> Result<Vec<f32>> {
+    let generate = |steps: usize| -> Result<Vec<f32>> {
         let spec = crate::image::image_spec(SamplerKind::Ddim, steps, 0.0, false);
         Generator::new(&model, shape, &schedule, spec)
             .guided(guidance, None)
@@ -432,14 +432,14 @@ pub fn sample_bench(
     };
     let t = Instant::now();
     for _ in 0..cfg.warmup {
-        gen(cfg.warmup_steps.max(1))?;
+        generate(cfg.warmup_steps.max(1))?;
     }
     let warmup_s = t.elapsed().as_secs_f64();
     let mut run_s = Vec::new();
     let mut mean = f64::NAN;
     for _ in 0..cfg.runs {
         let t = Instant::now();
-        let out = gen(cfg.steps)?;
+        let out = generate(cfg.steps)?;
         run_s.push(t.elapsed().as_secs_f64());
         mean = out.iter().map(|&v| v as f64).sum::<f64>() / out.len().max(1) as f64;
     }
