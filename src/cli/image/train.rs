@@ -13,7 +13,7 @@ pub struct TrainCmd {
 pub fn run(a: &TrainCmd) -> Result<()> {
     let (outcome, _, _) = a.train.train()?;
     println!(
-        "trained to step {} in {:.1} s ({:.2} s of it writing checkpoints); run folder {}",
+        "trained to step {} in {:.1} s ({:.2} s of it stalled on checkpoints); run folder {}",
         outcome.step,
         outcome.seconds,
         outcome.checkpoint_seconds,
