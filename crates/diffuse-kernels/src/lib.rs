@@ -1,6 +1,6 @@
 //! The CPU kernels of `diffuse`: fused operations that burn composes from many small ones, each
 //! as kernel + forward + backward with the reference it is tested against beside it, and the
-//! runtime choice of their SIMD width. GPU kernels (CubeCL) will go here too.
+//! runtime choice of their SIMD width, and (feature `cube`) their GPU versions in CubeCL.
 //!
 //! - [`group_norm`]: GroupNorm → SiLU (→ dropout) in one pass, forward and backward (the UNet).
 //! - [`softmax`]: the last-axis softmax of the UNet's training attention.
@@ -16,6 +16,11 @@
 //! Sums run in f64 or in a fixed order, so results depend neither on the thread count nor on
 //! the SIMD width. The convolution kernels live in the vendored burn-flex
 //! (`vendor/burn-flex/PATCHES.md`); their switches are part of [`KernelOptions`].
+#[cfg(all(
+    feature = "cube",
+    not(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))
+))]
+compile_error!("diffuse-kernels: `cube` needs a CubeCL runtime; enable `wgpu`, `vulkan` or `cuda`");
 pub mod adam;
 #[cfg(feature = "cube")]
 pub mod cube;

@@ -1,5 +1,7 @@
-//! The forward as a burn backend extension: the flex backend runs the host kernel; the
-//! autodiff backend runs its inner backend's forward and records [`GroupNormSiluBackward`].
+//! The forward as a burn backend extension: the flex backend runs the host kernel, CubeCL
+//! devices (feature `cube`) the kernel of `cube.rs` — behind burn's fusion, which records it
+//! as one opaque operation —, and the autodiff backend runs its inner backend's forward and
+//! records [`GroupNormSiluBackward`].
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::FloatTensor;
@@ -11,9 +13,15 @@ use super::kernel::{self, Dims, GroupNormSpec};
 use crate::flex::{f32s, shape, tensor_like};
 
 /// A backend that can run the fused GroupNorm (+ SiLU, + dropout).
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "cube"),
+    Fusion: cfg(feature = "cube"),
+    Autodiff
+)]
 pub trait GroupNormSiluBackend: Backend {
     /// y = Dropout(SiLU(GroupNorm(x; γ, β))) for x: [B, C, …], γ, β: [C], as `spec` says.
+    #[fusion(dtype = x, shape = x)]
     fn group_norm_silu(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

@@ -18,17 +18,22 @@
 //! depend on the thread count or the CPU's SIMD width; every block is computed by one thread and
 //! the per-sample parameter gradients are summed in batch order.
 //!
-//! Only f32 tensors on the flex (CPU) backend take this path; anything else (bf16, a GPU) runs
-//! burn's composed operations, which compute the same function.
+//! f32 tensors on the flex (CPU) backend take the host kernel, and with the `cube` feature f32
+//! tensors on a CubeCL device (CUDA, wgpu, Vulkan) take the CubeCL kernels of [`cube`] (one
+//! launch forward, two backward, where burn runs ~10 forward and more backward); anything else
+//! (bf16, other backends) runs burn's composed operations, which compute the same function.
 //!
-//! Files: [`kernel`] (the host kernel), `forward` / `backward` (burn backend extension and
-//! autodiff node), [`reference`] (burn's composed operations, the behaviour to match).
+//! Files: [`kernel`] (the host kernel), [`cube`] (the CubeCL kernels), `forward` / `backward`
+//! (burn backend extension and autodiff node), [`reference`] (burn's composed operations, the
+//! behaviour to match).
 use burn::backend::Dispatch;
 use burn::nn::{Dropout, GroupNorm};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
 mod backward;
+#[cfg(feature = "cube")]
+pub mod cube;
 mod forward;
 pub mod kernel;
 pub mod reference;
@@ -40,10 +45,21 @@ pub use reference::group_norm_act_composed;
 
 use crate::flex::is_flex_f32;
 
-/// Whether the fused kernel applies: f32 on the CPU backend, an affine GroupNorm, and
-/// [`KernelOptions::fused_group_norm`](crate::KernelOptions::fused_group_norm) on.
+/// Whether a fused kernel applies: f32 on the CPU backend (or, with the `cube` feature, on a
+/// CubeCL device), an affine GroupNorm, and
+/// [`KernelOptions::fused_group_norm`](crate::KernelOptions::fused_group_norm) on (one switch
+/// for both).
 fn fused_applies(norm: &GroupNorm, x: &Tensor<4>) -> bool {
-    norm.affine && is_flex_f32(x) && crate::options().fused_group_norm
+    norm.affine && on_fused_device(x) && crate::options().fused_group_norm
+}
+
+/// f32 on a device with a fused kernel.
+fn on_fused_device(x: &Tensor<4>) -> bool {
+    #[cfg(feature = "cube")]
+    if crate::cube::is_cube_f32(x) {
+        return true;
+    }
+    is_flex_f32(x)
 }
 
 /// GroupNorm(x), followed by SiLU when `act`; the fused kernel where it applies, burn's
@@ -86,8 +102,9 @@ pub fn group_norm_silu_dropout(norm: &GroupNorm, x: Tensor<4>, dropout: &Dropout
     group_norm_act_fused(norm, x, ep)
 }
 
-/// The fused kernel. Needs an affine GroupNorm and an f32 tensor on the flex backend (with or
-/// without autodiff); see [`group_norm_act`] for the dispatching version.
+/// The fused kernel. Needs an affine GroupNorm and an f32 tensor on the flex backend or (feature
+/// `cube`) a CubeCL device, with or without autodiff; see [`group_norm_act`] for the
+/// dispatching version.
 pub fn group_norm_act_fused(norm: &GroupNorm, x: Tensor<4>, ep: Epilogue) -> Tensor<4> {
     let gamma = norm.gamma.as_ref().expect("affine GroupNorm").val();
     let beta = norm.beta.as_ref().expect("affine GroupNorm").val();
