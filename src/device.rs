@@ -15,7 +15,9 @@ use burn::prelude::*;
 use burn::tensor::FloatDType;
 
 /// Which backend to run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// burn's flex CPU backend (the default).
@@ -200,7 +202,11 @@ pub fn cache_dir() -> Option<std::path::PathBuf> {
         }
         return Some(PathBuf::from(v));
     }
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let base = if cfg!(windows) {
         env("LOCALAPPDATA")
     } else if cfg!(target_os = "macos") {
@@ -236,8 +242,7 @@ mod gpu {
             let mut cfg = CubeClRuntimeConfig::from_current_dir().override_from_env();
             match cache_dir() {
                 Some(dir) => {
-                    cfg.environment.path =
-                        burn::cubecl::config::cache::CacheConfig::Directory(dir);
+                    cfg.environment.path = burn::cubecl::config::cache::CacheConfig::Directory(dir);
                     cfg.compilation.cache = true;
                 }
                 None => {
@@ -416,7 +421,10 @@ mod gpu {
         pub(in super::super) fn open(spec: &DeviceSpec) -> crate::Result<Device> {
             // SAFETY: each call only tries to dlopen the library's candidate names.
             if !unsafe { cudarc::driver::sys::is_culib_present() } {
-                return Err(fail(spec, "the NVIDIA driver library libcuda.so was not found"));
+                return Err(fail(
+                    spec,
+                    "the NVIDIA driver library libcuda.so was not found",
+                ));
             }
             // SAFETY: as above.
             if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
@@ -485,10 +493,7 @@ pub fn count_launches<T>(f: impl FnOnce() -> T) -> (T, Launches) {
     drop(watching);
     let m = count.0.lock().unwrap_or_else(|e| e.into_inner());
     let short = |k: &str| {
-        burn::cubecl::config::type_name_format(
-            k,
-            burn::cubecl::config::TypeNameFormatLevel::Short,
-        )
+        burn::cubecl::config::type_name_format(k, burn::cubecl::config::TypeNameFormatLevel::Short)
     };
     let mut named = std::collections::BTreeMap::new();
     for (k, n) in m.iter() {
@@ -562,8 +567,16 @@ mod tests {
             ("wgpu", DeviceKind::Wgpu, Adapter::Best),
             ("wgpu:cpu", DeviceKind::Wgpu, Adapter::Cpu),
             ("vulkan:cpu", DeviceKind::Vulkan, Adapter::Cpu),
-            ("vulkan:discrete:1", DeviceKind::Vulkan, Adapter::Discrete(1)),
-            ("wgpu:integrated:0", DeviceKind::Wgpu, Adapter::Integrated(0)),
+            (
+                "vulkan:discrete:1",
+                DeviceKind::Vulkan,
+                Adapter::Discrete(1),
+            ),
+            (
+                "wgpu:integrated:0",
+                DeviceKind::Wgpu,
+                Adapter::Integrated(0),
+            ),
             ("wgpu:virtual:2", DeviceKind::Wgpu, Adapter::Virtual(2)),
             ("cuda", DeviceKind::Cuda, Adapter::Best),
             ("cuda:3", DeviceKind::Cuda, Adapter::Discrete(3)),
@@ -574,7 +587,11 @@ mod tests {
         }
         // Other spellings of the same devices.
         let same = |a: &str, b: &str| {
-            assert_eq!(a.parse::<DeviceSpec>().unwrap(), b.parse().unwrap(), "{a} vs {b}")
+            assert_eq!(
+                a.parse::<DeviceSpec>().unwrap(),
+                b.parse().unwrap(),
+                "{a} vs {b}"
+            )
         };
         same("WGPU:best", "wgpu");
         same("vulkan:gpu", "vulkan:discrete:0");
@@ -585,11 +602,20 @@ mod tests {
     #[test]
     fn bad_device_names_are_refused_with_the_forms() {
         for bad in [
-            "", "gpu", "cpu:0", "wgpu:fast", "wgpu:discrete:x", "cuda:0:1", "wgpu:cpu:1",
+            "",
+            "gpu",
+            "cpu:0",
+            "wgpu:fast",
+            "wgpu:discrete:x",
+            "cuda:0:1",
+            "wgpu:cpu:1",
             "vulkan:discrete:0:0",
         ] {
             let e = bad.parse::<DeviceSpec>().unwrap_err().to_string();
-            assert!(e.contains("device") && e.contains(DEVICE_FORMS), "{bad}: {e}");
+            assert!(
+                e.contains("device") && e.contains(DEVICE_FORMS),
+                "{bad}: {e}"
+            );
         }
     }
 

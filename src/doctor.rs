@@ -31,7 +31,11 @@ pub fn compiled_features() -> String {
     } else {
         format!(
             "{} (CPU only; `--features wgpu`, `vulkan` or `cuda` add a GPU backend)",
-            if on.is_empty() { "none".to_string() } else { on.join(", ") }
+            if on.is_empty() {
+                "none".to_string()
+            } else {
+                on.join(", ")
+            }
         )
     }
 }
@@ -80,8 +84,7 @@ pub fn facts() -> Vec<Fact> {
         out.push((
             "wgpu adapters",
             if found.is_empty() {
-                "none found (a GPU needs its Vulkan driver; Mesa's lavapipe runs on the CPU)"
-                    .into()
+                "none found (a GPU needs its Vulkan driver; Mesa's lavapipe runs on the CPU)".into()
             } else {
                 found.join("; ")
             },
@@ -91,7 +94,10 @@ pub fn facts() -> Vec<Fact> {
     out.push((
         "gpu caches",
         match crate::device::cache_dir() {
-            Some(d) => format!("{} (DIFFUSE_CACHE_DIR overrides, off disables)", d.display()),
+            Some(d) => format!(
+                "{} (DIFFUSE_CACHE_DIR overrides, off disables)",
+                d.display()
+            ),
             None => "off (DIFFUSE_CACHE_DIR)".into(),
         },
     ));

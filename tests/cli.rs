@@ -150,9 +150,19 @@ fn unavailable_gpu_and_bad_precision_are_clear_errors() {
     assert!(err.contains("--device") && err.contains("cuda"), "{err}");
     // A device name that is not one, and an adapter that is not there: errors that say what
     // would be accepted, or what the machine has.
-    fails_with(&["toy", "train", "--device", "gpu", "--out", o], "wgpu[:ADAPTER]");
+    fails_with(
+        &["toy", "train", "--device", "gpu", "--out", o],
+        "wgpu[:ADAPTER]",
+    );
     let (code, _, err) = diffuse(&[
-        "toy", "train", "--steps", "1", "--device", "vulkan:discrete:9", "--out", o,
+        "toy",
+        "train",
+        "--steps",
+        "1",
+        "--device",
+        "vulkan:discrete:9",
+        "--out",
+        o,
     ]);
     assert_ne!(code, 0);
     assert!(!err.contains("panicked"), "{err}");

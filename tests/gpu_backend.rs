@@ -159,10 +159,15 @@ fn forward_loss_and_gradients_match_the_cpu_in_f32() {
         ((loss_g - loss_c) / loss_c).abs(),
         rel_l2(&g_g, &g_c),
     );
-    eprintln!("f32: output {e_out:.2e}, loss {loss_c} vs {loss_g} ({e_loss:.2e}), grads {e_grad:.2e}");
+    eprintln!(
+        "f32: output {e_out:.2e}, loss {loss_c} vs {loss_g} ({e_loss:.2e}), grads {e_grad:.2e}"
+    );
     assert!(e_out < 1e-4, "output differs by {e_out:.2e} of its scale");
     assert!(e_loss < 1e-5, "loss {loss_g} vs {loss_c}");
-    assert!(e_grad < 1e-4, "gradients differ by {e_grad:.2e} (relative L2)");
+    assert!(
+        e_grad < 1e-4,
+        "gradients differ by {e_grad:.2e} (relative L2)"
+    );
     // The comparison can fail: another initialisation is far off.
     let other = net_config()
         .init(&Device::flex(), &mut seeded(4, 0))
@@ -223,16 +228,20 @@ fn training_steps_adam_and_ema_match_the_cpu() {
     // The trainer initialises from (seed, 2).
     let init = params(
         &net_config()
-            .init(&Device::flex(), &mut seeded(ImageTrainConfig::digits().seed, 2))
+            .init(
+                &Device::flex(),
+                &mut seeded(ImageTrainConfig::digits().seed, 2),
+            )
             .unwrap(),
     );
     let (wc, wg) = (params(&cpu.model.valid()), params(&gpu.model.valid()));
-    let (ec, eg) = (
-        params(&cpu.sampling_model()),
-        params(&gpu.sampling_model()),
-    );
+    let (ec, eg) = (params(&cpu.sampling_model()), params(&gpu.sampling_model()));
     let update: Vec<f32> = wc.iter().zip(&init).map(|(a, b)| a - b).collect();
-    let upd_norm = update.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let upd_norm = update
+        .iter()
+        .map(|v| (*v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let diff = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)
@@ -243,7 +252,10 @@ fn training_steps_adam_and_ema_match_the_cpu() {
     let (dw, de) = (diff(&wg, &wc) / upd_norm, diff(&eg, &ec) / upd_norm);
     eprintln!("weights differ by {dw:.2e} of the update, EMA by {de:.2e}");
     assert!(upd_norm > 0.0);
-    assert!(dw < 1e-2, "weights after 3 steps differ by {dw:.2e} of the update");
+    assert!(
+        dw < 1e-2,
+        "weights after 3 steps differ by {dw:.2e} of the update"
+    );
     assert!(de < 1e-2, "EMA weights differ by {de:.2e} of the update");
 }
 
@@ -279,5 +291,8 @@ fn a_missing_adapter_is_an_error_that_lists_what_there_is() {
     let spec: DeviceSpec = "wgpu:discrete:7".parse().unwrap();
     let e = diffuse::device::open(&spec).unwrap_err().to_string();
     assert!(e.contains("could not start wgpu:discrete:7"), "{e}");
-    assert!(e.contains("adapters found") || e.contains("no adapter"), "{e}");
+    assert!(
+        e.contains("adapters found") || e.contains("no adapter"),
+        "{e}"
+    );
 }
