@@ -50,7 +50,7 @@ fn net_config() -> UNetConfig {
 }
 
 fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().convert::<f32>().try_to_vec().unwrap()
 }
 
 /// max |a − b| / max |b|: the error relative to the values' scale.
@@ -79,7 +79,7 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 fn params(m: &UNet) -> Vec<f32> {
     diffuse::train::flat_params(m)
         .into_iter()
-        .flat_map(|t| t.into_data().convert::<f32>().to_vec::<f32>().unwrap())
+        .flat_map(|t| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
         .collect()
 }
 
@@ -92,7 +92,7 @@ fn grads(m: &UNet, g: &burn::tensor::Gradients) -> Vec<f32> {
             match v.grad(self.0) {
                 Some(g) => self
                     .1
-                    .extend(g.into_data().convert::<f32>().to_vec::<f32>().unwrap()),
+                    .extend(g.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()),
                 None => self.1.extend(vec![0.0; v.shape().num_elements()]),
             }
         }
@@ -145,7 +145,7 @@ fn forward_backward(dev: &Device, precision: Precision) -> (Vec<f32>, f64, Vec<f
     };
     let loss = (out.clone() - eps).square().mean();
     let g = loss.backward();
-    let loss_v = loss.into_scalar().elem::<f64>();
+    let loss_v = loss.into_scalar::<f32>() as f64;
     let gr = grads(&model, &g);
     (host(out.inner()), loss_v, gr)
 }
