@@ -26,24 +26,8 @@ fn tiny(steps: usize) -> ImageTrainConfig {
     c
 }
 
-/// Every file of a folder, sorted by name.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 fn assert_same_files(a: &Path, b: &Path, what: &str) {
-    let (fa, fb) = (files(a), files(b));
+    let (fa, fb) = (common::folder_files(a), common::folder_files(b));
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&fa), names(&fb), "{what}: file lists differ");
     let differ: Vec<&str> = fa
@@ -105,7 +89,10 @@ fn snapshot_is_a_copy_and_writes_the_synchronous_files() {
 
     // The checks above can fail: two steps later every piece has changed.
     a.snapshot(&names).unwrap().write().unwrap();
-    let (f2, f4) = (files(&step2), files(&run_checkpoint::step_dir(&a_dir, 4)));
+    let (f2, f4) = (
+        common::folder_files(&step2),
+        common::folder_files(&run_checkpoint::step_dir(&a_dir, 4)),
+    );
     assert_eq!(f2.len(), 6);
     for ((name, x), (_, y)) in f2.iter().zip(&f4) {
         assert!(x != y, "{name} did not change between steps 2 and 4");

@@ -66,24 +66,8 @@ fn step_dir(out: &Path, step: usize) -> PathBuf {
     out.join("checkpoints").join(format!("step-{step:08}"))
 }
 
-/// Every file of a checkpoint folder, sorted by name.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 fn assert_same_files(a: &Path, b: &Path, what: &str) {
-    let (fa, fb) = (files(a), files(b));
+    let (fa, fb) = (common::folder_files(a), common::folder_files(b));
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&fa), names(&fb), "{what}: file lists differ");
     for ((name, x), (_, y)) in fa.iter().zip(&fb) {
@@ -185,7 +169,7 @@ fn full_disk_while_saving_keeps_the_previous_checkpoint() {
     c.env("DIFFUSE_CRASH_AFTER", "7");
     assert!(!run(c).status.success());
     assert!(step_dir(&out, 2).join("manifest.json").is_file());
-    let before = files(&step_dir(&out, 2));
+    let before = common::folder_files(&step_dir(&out, 2));
 
     // Resume with a 64 KiB limit on any file the process writes (the weights are ~3 MB): the
     // step-4 checkpoint cannot be written. SIGXFSZ is ignored so the write fails with EFBIG
@@ -215,7 +199,11 @@ fn full_disk_while_saving_keeps_the_previous_checkpoint() {
     );
     assert!(!step_dir(&out, 4).exists());
     assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
-    assert_eq!(files(&step_dir(&out, 2)), before, "step 2 untouched");
+    assert_eq!(
+        common::folder_files(&step_dir(&out, 2)),
+        before,
+        "step 2 untouched"
+    );
 
     // The previous checkpoint still resumes to the uninterrupted result.
     let o = run(train(&out, &["--resume"]));

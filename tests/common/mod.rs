@@ -109,3 +109,19 @@ pub fn tiny_image_config(steps: usize) -> diffuse::image::ImageTrainConfig {
     c.preview_every = 0;
     c
 }
+
+/// Every file of a folder (name, bytes), sorted by name.
+pub fn folder_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
