@@ -286,6 +286,36 @@ fn a_guided_ddim_run_matches_the_cpu() {
     assert!(e < 1e-3, "guided DDIM images differ by {e:.2e}");
 }
 
+/// mean((conv(x) − ε)²) with the convolution's output handed over (its last reference moved
+/// into the subtraction), as the trainer's loss does with the network's output. burn-cubecl
+/// convolves in NHWC and returns an NCHW view; with one output channel that view is
+/// `[B, 1, H, W]` with strides `[HW, 1, W, 1]`, and upstream fusion wrote the fused result
+/// into that buffer in place and got it wrong (5605.7 for 5.2022: the step-0 training loss of
+/// the one-channel digits UNet was 0.626 for 0.994). Fixed in vendor/burn-cubecl-fusion.
+#[test]
+fn a_one_channel_convolution_feeds_a_fused_block_correctly() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    let loss = |dev: &Device, c_out: usize| {
+        let mut rng = seeded(6, 0);
+        let mut t = |shape: [usize; 4]| -> Tensor<4> {
+            let n = shape.iter().product();
+            Tensor::from_data(TensorData::new(normal_vec(&mut rng, n), shape), dev)
+        };
+        let (x, w) = (t([4, 32, 8, 8]), t([c_out, 32, 3, 3]));
+        let eps = t([4, c_out, 8, 8]);
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let out = conv2d(x, w * 0.01, None, options);
+        (out - eps).square().mean().into_scalar::<f32>() as f64
+    };
+    for c_out in [1, 3] {
+        let (c, g) = (loss(&Device::flex(), c_out), loss(&gpu(), c_out));
+        eprintln!("{c_out} output channel(s): {c} (cpu) vs {g} (gpu)");
+        // One mean of 256·c_out squares of O(1) values: f32 rounding, far below 1e-5.
+        assert!(((g - c) / c).abs() < 1e-5, "{c_out} channels: {g} vs {c}");
+    }
+}
+
 #[test]
 fn a_missing_adapter_is_an_error_that_lists_what_there_is() {
     let spec: DeviceSpec = "wgpu:discrete:7".parse().unwrap();

@@ -131,7 +131,7 @@ fn norm(c: &Case, inp: &Inputs, dev: &Device) -> GroupNorm {
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 #[derive(Clone, Copy, PartialEq)]
