@@ -62,20 +62,24 @@ fn sigmoid(z: f32) -> f32 {
     1.0f32 / (1.0f32 + f32::exp(-z))
 }
 
-/// The sum of every unit's `v` over the cube: a fixed binary tree in shared memory. Every unit
-/// gets the result; `shared` may be reused after the call.
+/// The sum of every unit's `v` over the cube (`CUBE_DIM_X` units, a power of two): a fixed
+/// binary tree in shared memory. Every unit gets the result; `shared` may be reused after.
 #[cube]
-fn cube_sum(shared: &mut Shared<[f32]>, v: f32, #[comptime] threads: u32) -> f32 {
+fn cube_sum(shared: &mut Shared<[f32]>, v: f32) -> f32 {
     let u = UNIT_POS_X as usize;
     shared[u] = v;
     sync_cube();
-    let mut stride = (threads / 2u32) as usize;
-    while stride > 0usize {
-        if u < stride {
-            shared[u] = shared[u] + shared[u + stride];
+    // The halving stride must be a runtime variable: `threads` is a comptime value, and a
+    // `let mut` of a comptime value stays a Rust constant, whose `/=` in a runtime loop
+    // expands to a store into a constant (CubeCL's IR verifier: "expected operand type
+    // cube.ptr, but found cube.index"). `CUBE_DIM_X` is `threads` at run time.
+    let mut stride = CUBE_DIM_X / 2u32;
+    while stride > 0u32 {
+        if UNIT_POS_X < stride {
+            shared[u] = shared[u] + shared[(UNIT_POS_X + stride) as usize];
         }
         sync_cube();
-        stride /= 2usize;
+        stride /= 2u32;
     }
     let total = shared[0usize];
     // Nobody overwrites slot 0 (the next call's first write) before everyone has read it.
@@ -100,7 +104,7 @@ fn block_stats(
         acc += x[base + i];
         i += step;
     }
-    let mean = cube_sum(shared, acc, threads) / f32::cast_from(n as u32);
+    let mean = cube_sum(shared, acc) / f32::cast_from(n as u32);
     let mut acc2 = 0.0f32;
     let mut j = UNIT_POS_X as usize;
     while j < n {
@@ -108,7 +112,7 @@ fn block_stats(
         acc2 += d * d;
         j += step;
     }
-    let var = cube_sum(shared, acc2, threads) / f32::cast_from(n as u32);
+    let var = cube_sum(shared, acc2) / f32::cast_from(n as u32);
     (mean, 1.0f32 / f32::sqrt(var + eps))
 }
 
@@ -249,8 +253,8 @@ fn backward_kernel(
             a_dzx += dz * xhat;
             j += step;
         }
-        let s_dz = cube_sum(&mut shared, a_dz, threads);
-        let s_dzx = cube_sum(&mut shared, a_dzx, threads);
+        let s_dz = cube_sum(&mut shared, a_dz);
+        let s_dzx = cube_sum(&mut shared, a_dzx);
         if UNIT_POS_X == 0u32 {
             dgamma_b[sample * channels + c] = s_dzx;
             dbeta_b[sample * channels + c] = s_dz;

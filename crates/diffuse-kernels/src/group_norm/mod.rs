@@ -55,12 +55,9 @@ fn fused_applies(norm: &GroupNorm, x: &Tensor<4>) -> bool {
 
 /// f32 on a device with a fused kernel.
 fn on_fused_device(x: &Tensor<4>) -> bool {
-    // The CubeCL kernel does not compile on wgpu/WGSL yet (CubeCL's IR verification: "expected
-    // operand type cube.ptr, but found cube.index", measured on lavapipe 2026-12-05), so GPUs
-    // run burn's composed GroupNorm unless DIFFUSE_CUBE_GROUP_NORM=1 asks for the kernel.
     #[cfg(feature = "cube")]
     if crate::cube::is_cube_f32(x) {
-        return std::env::var("DIFFUSE_CUBE_GROUP_NORM").is_ok_and(|v| v == "1");
+        return true;
     }
     is_flex_f32(x)
 }
