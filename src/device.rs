@@ -457,6 +457,19 @@ mod gpu {
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 pub use gpu::configure_caches;
 
+/// Makes burn's default device the CPU backend unless `BURN_DEVICE` names another. burn loads
+/// an optimizer state (`ModuleOptimizer::load_record`, what `--resume` reads) onto its default
+/// device, and moves each parameter's state to that parameter's device at the next step; the
+/// default is CUDA in any build with the `cuda` feature (also on a machine without CUDA, where
+/// the load would abort) and otherwise the first compiled GPU runtime (a second adapter). The
+/// CPU is there on every machine. It sets an environment variable: call it before other
+/// threads start (the program does, first thing).
+pub fn load_states_on_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        std::env::set_var("BURN_DEVICE", "flex");
+    }
+}
+
 /// Kernel launches on CubeCL devices, counted per kernel name.
 #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 #[derive(Debug, Default, Clone)]

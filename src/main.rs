@@ -2,6 +2,7 @@
 mod cli;
 
 fn main() {
+    diffuse::device::load_states_on_the_cpu();
     diffuse::train::install_ctrlc_handler();
     if let Err(e) = cli::run() {
         // The message, then every cause that it does not already spell out.

@@ -537,12 +537,21 @@ impl FusedAdam {
         Self::from_optimizer(cfg, opt, model).map(Some)
     }
 
-    /// This state as burn's Adam (`OptimConfig::adam`) for `model`, what checkpoints save.
+    /// This state as burn's Adam (`OptimConfig::adam`) for `model`.
     pub fn to_optimizer<M: Module>(
         &self,
         cfg: &OptimConfig,
         model: &M,
     ) -> Result<burn::optim::ModuleOptimizer> {
+        crate::checkpoint::optimizer::optimizer_from_moments(cfg.adam(), self.moments(model)?)
+    }
+
+    /// This state as burn's Adam keeps it, per parameter of `model`, read back to the host:
+    /// what checkpoints save (`checkpoint::optimizer::moments_bytes`).
+    pub fn moments<M: Module>(
+        &self,
+        model: &M,
+    ) -> Result<Vec<crate::checkpoint::optimizer::AdamMoments>> {
         let params = param_list(model);
         let mut states = Vec::new();
         for (i, s) in self.state.iter().enumerate() {
@@ -560,7 +569,7 @@ impl FusedAdam {
                 v: shaped(host(v)),
             });
         }
-        crate::checkpoint::optimizer::optimizer_from_moments(cfg.adam(), states)
+        Ok(states)
     }
 
     /// One Adam step on `model` with `grads` at learning rate `lr`, then `ema`'s update with

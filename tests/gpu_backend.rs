@@ -316,6 +316,70 @@ fn a_one_channel_convolution_feeds_a_fused_block_correctly() {
     }
 }
 
+/// Kernel launches per training step of the digits UNet on this backend, with diffuse's
+/// CubeCL kernels (fused GroupNorm+SiLU, multi-tensor Adam + EMA) and with burn's composed
+/// operations (`KernelOptions::fused_group_norm` off, `DIFFUSE_FUSED_ADAM=0`). A step is the
+/// difference between a 3-step and a 1-step run (same set-up and final checkpoint), halved;
+/// each configuration runs once first so that no autotune benchmark is counted.
+#[test]
+fn our_kernels_cut_the_launches_per_training_step() {
+    let dev = gpu();
+    let saved = diffuse_kernels::options();
+    let per_step = |ours: bool| {
+        let mut o = diffuse_kernels::options();
+        o.fused_group_norm = ours;
+        diffuse_kernels::set_options(o);
+        // Read by `FusedAdam::for_model` when a run is set up; the tests of this file run one
+        // at a time in CI (`--test-threads=1`).
+        std::env::set_var("DIFFUSE_FUSED_ADAM", if ours { "1" } else { "0" });
+        let run = |steps: usize| {
+            let mut cfg = ImageTrainConfig::digits();
+            cfg.unet = net_config();
+            cfg.batch_size = 8;
+            cfg.steps = steps;
+            cfg.preview_every = 0;
+            cfg.checkpoint_every = 3;
+            cfg.ema_decay = Some(0.9);
+            let data = Arc::new(load_digits(8).unwrap());
+            let dir = common::temp_dir("gpu-launches");
+            let ad = dev.clone().autodiff();
+            diffuse::device::count_launches(|| img::train(&cfg, data, &dir, false, &ad, false))
+        };
+        run(3).0.unwrap();
+        let (one, three) = (run(1).1, run(3).1);
+        let mut step = std::collections::BTreeMap::new();
+        for (k, n) in &three.0 {
+            let d = *n as i64 - *one.0.get(k).unwrap_or(&0) as i64;
+            if d != 0 {
+                step.insert(k.clone(), d as f64 / 2.0);
+            }
+        }
+        let total = (three.total() as f64 - one.total() as f64) / 2.0;
+        (total, step)
+    };
+    let (burns, burns_kinds) = per_step(false);
+    let (ours, ours_kinds) = per_step(true);
+    std::env::remove_var("DIFFUSE_FUSED_ADAM");
+    diffuse_kernels::set_options(saved);
+    eprintln!("launches per training step: burn's operations {burns}, with our kernels {ours}");
+    eprintln!("burn's: {burns_kinds:?}");
+    eprintln!("ours:   {ours_kinds:?}");
+    let n = |m: &std::collections::BTreeMap<String, f64>, name: &str| {
+        m.iter()
+            .filter(|(k, _)| k.contains(name))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    // Our kernels run (GroupNorm+SiLU: forward 1, backward 2 launches, the second summing over
+    // the batch; Adam + EMA) only when asked, and the step launches fewer kernels.
+    assert!(n(&ours_kinds, "SumOverBatch") > 0.0 && n(&ours_kinds, "AdamEma") > 0.0);
+    assert!(n(&burns_kinds, "SumOverBatch") == 0.0 && n(&burns_kinds, "AdamEma") == 0.0);
+    assert!(
+        ours < burns,
+        "{ours} launches per step with our kernels, {burns} without"
+    );
+}
+
 #[test]
 fn a_missing_adapter_is_an_error_that_lists_what_there_is() {
     let spec: DeviceSpec = "wgpu:discrete:7".parse().unwrap();

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use burn::prelude::*;
 
-use super::optimizer::{load_optimizer, param_ids, record_bytes, set_param_ids};
+use super::optimizer::{
+    load_optimizer, moments_bytes, param_ids, record_bytes, set_param_ids, AdamMoments,
+};
 use super::run::{self as run_checkpoint, sha256_hex};
 use super::{config_path, load_weights};
 use crate::files::read_json;
@@ -66,11 +68,24 @@ fn config_sha256(cfg: &ImageTrainConfig) -> String {
 pub struct RunState<'a> {
     pub model: &'a UNet,
     pub ema: Option<&'a Ema>,
-    pub optim: &'a burn::optim::ModuleOptimizer,
+    pub optim: OptimState<'a>,
     /// Steps done.
     pub step: usize,
     /// (step, loss) of every step so far.
     pub losses: &'a [(usize, f64)],
+}
+
+/// The optimizer state of a run: burn's Adam, or the moments of the fused update
+/// ([`crate::train::FusedAdam`]) already on the host. Both save as the same `optim.bin`.
+pub enum OptimState<'a> {
+    Burn(&'a burn::optim::ModuleOptimizer),
+    Moments(Vec<AdamMoments>),
+}
+
+/// [`OptimState`] in a snapshot: read back, serialised by [`Snapshot::write`].
+enum OptimSnapshot {
+    Record(burn::optim::OptimizerRecord),
+    Moments(Vec<AdamMoments>),
 }
 
 /// Saves `state` as one checkpoint of the run in `out`, on this thread: [`Snapshot::take`] and
@@ -79,7 +94,7 @@ pub fn save_checkpoint(
     out: &Path,
     cfg: &ImageTrainConfig,
     class_names: &[String],
-    state: &RunState,
+    state: RunState,
 ) -> Result<()> {
     Snapshot::take(out, cfg, class_names, state)?.write()?;
     Ok(())
@@ -95,7 +110,7 @@ pub struct Snapshot {
     step: usize,
     weights: super::WeightsSnapshot,
     ema: Option<super::WeightsSnapshot>,
-    optim: burn::optim::OptimizerRecord,
+    optim: OptimSnapshot,
     meta: ImageCheckpointMeta,
     state: TrainState,
 }
@@ -107,7 +122,7 @@ impl Snapshot {
         out: &Path,
         cfg: &ImageTrainConfig,
         class_names: &[String],
-        state: &RunState,
+        state: RunState,
     ) -> Result<Self> {
         let (model, ema, step) = (state.model, state.ema, state.step);
         let target = run_checkpoint::step_dir(out, step);
@@ -127,7 +142,10 @@ impl Snapshot {
             step,
             weights,
             ema: ema_weights,
-            optim: state.optim.to_record(),
+            optim: match state.optim {
+                OptimState::Burn(o) => OptimSnapshot::Record(o.to_record()),
+                OptimState::Moments(m) => OptimSnapshot::Moments(m),
+            },
             meta: ImageCheckpointMeta {
                 kind: "image".into(),
                 config: cfg.clone(),
@@ -181,7 +199,12 @@ impl Snapshot {
                 e.write(&stage.path(EMA))?;
                 stage.written(EMA)?;
             }
-            stage.write(OPTIM, &record_bytes(optim, &stage.path(OPTIM))?)?;
+            let path = stage.path(OPTIM);
+            let bytes = match optim {
+                OptimSnapshot::Record(r) => record_bytes(r, &path)?,
+                OptimSnapshot::Moments(m) => moments_bytes(m, &path)?,
+            };
+            stage.write(OPTIM, &bytes)?;
             stage.write_json(META, &meta)?;
             stage.write_json(STATE, &state)
         })

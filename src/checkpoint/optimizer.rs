@@ -55,11 +55,30 @@ pub fn optimizer_bytes(opt: &ModuleOptimizer, path: &Path) -> Result<Vec<u8>> {
 /// [`optimizer_bytes`] of a state already read back to the host ([`ModuleOptimizer::to_record`]
 /// reads every moment back), so that it can be serialised on another thread.
 pub fn record_bytes(record: OptimizerRecord, path: &Path) -> Result<Vec<u8>> {
-    let fail = |e: String| Error::Checkpoint {
+    let bytes = record
+        .into_bytes()
+        .map_err(|e| serialise_error(path, format!("{e:?}")))?;
+    canonical(bytes, path)
+}
+
+/// The bytes burn's Adam holding `states` would save ([`record_bytes`]), written from the
+/// moments directly: no optimizer is rebuilt (its tensors would go to burn's default device,
+/// which need not be the training device).
+pub fn moments_bytes(states: Vec<AdamMoments>, path: &Path) -> Result<Vec<u8>> {
+    let bytes = moments_pack(states).map_err(|e| serialise_error(path, e))?;
+    canonical(bytes, path)
+}
+
+fn serialise_error(path: &Path, e: String) -> Error {
+    Error::Checkpoint {
         path: path.into(),
         msg: format!("could not serialise the optimizer state: {e}"),
-    };
-    let bytes = record.into_bytes().map_err(|e| fail(format!("{e:?}")))?;
+    }
+}
+
+/// A burn-pack record with its tensors sorted by name (scalars and metadata are kept as read).
+fn canonical(bytes: burn::tensor::Bytes, path: &Path) -> Result<Vec<u8>> {
+    let fail = |e: String| serialise_error(path, e);
     let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| fail(e.to_string()))?;
     let scalars = reader.scalars().clone();
     let metadata = reader.metadata().clone();
@@ -169,6 +188,13 @@ pub fn optimizer_from_moments(
     states: Vec<AdamMoments>,
 ) -> Result<ModuleOptimizer> {
     let fail = |e: String| Error::invalid("optimizer state", e);
+    let bytes = moments_pack(states).map_err(fail)?;
+    opt.from_bytes(bytes).map_err(|e| fail(format!("{e:?}")))
+}
+
+/// `states` in burn's record format for Adam (burn-pack: per parameter its two moments, its
+/// rank and step count, its module path).
+fn moments_pack(states: Vec<AdamMoments>) -> std::result::Result<burn::tensor::Bytes, String> {
     let mut tensors = Vec::with_capacity(2 * states.len());
     let mut w_scalars = Vec::with_capacity(2 * states.len());
     let mut w_paths = Vec::new();
@@ -197,6 +223,5 @@ pub fn optimizer_from_moments(
     for (k, v) in &w_paths {
         w = w.with_metadata(k, v);
     }
-    let bytes = w.into_bytes().map_err(|e| fail(e.to_string()))?;
-    opt.from_bytes(bytes).map_err(|e| fail(format!("{e:?}")))
+    w.into_bytes().map_err(|e| e.to_string())
 }

@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use super::{model_shape, save_grid, Generator, ImageTrainConfig};
 use crate::checkpoint::background::{times_requested, Writer};
-use crate::checkpoint::image::{restore, RunState, Snapshot};
+use crate::checkpoint::image::{restore, OptimState, RunState, Snapshot};
 use crate::checkpoint::optimizer::{param_ids, set_param_ids};
 use crate::checkpoint::run as run_checkpoint;
 use crate::data::image_set::{HostBatch, ImageSet};
@@ -182,6 +182,9 @@ pub struct Run<'a> {
     /// shared and can be updated in place).
     model: Option<UNet>,
     optim: burn::optim::ModuleOptimizer,
+    /// On a CubeCL device, Adam + EMA as one multi-tensor update, holding the optimizer state
+    /// (`optim` is then only the starting point); None on the CPU, which runs burn's Adam.
+    fused: Option<crate::train::FusedAdam>,
     pub ema: Option<Ema>,
     /// Steps done.
     pub step: usize,
@@ -239,6 +242,7 @@ impl<'a> Run<'a> {
         if show {
             eprintln!("UNet: {} parameters", model.num_params());
         }
+        let fused = crate::train::FusedAdam::for_model(&cfg.optim, &optim, &model)?;
         Ok(Self {
             cfg,
             out,
@@ -246,6 +250,7 @@ impl<'a> Run<'a> {
             schedule,
             model: Some(model),
             optim,
+            fused,
             ema,
             step,
             losses,
@@ -282,12 +287,14 @@ impl<'a> Run<'a> {
         let loss = eps_mse(noise, predict_eps(&model, cfg.precision, x_t, t_f, labels));
         self.loss_reader.push(step, loss.clone());
         let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
-        let model = self
-            .optim
-            .step(cfg.optim.lr_at(step, cfg.steps), model, grads);
-        if let Some(e) = self.ema.as_mut() {
-            e.update(&model);
-        }
+        let model = crate::train::adam_ema_step(
+            &mut self.optim,
+            self.fused.as_mut(),
+            cfg.optim.lr_at(step, cfg.steps),
+            model,
+            grads,
+            self.ema.as_mut(),
+        )?;
         self.model = Some(model);
         self.step += 1;
         Ok(())
@@ -347,14 +354,18 @@ impl<'a> Run<'a> {
 
     /// The state after the current step, read back to the host: what [`Run::save`] writes.
     pub fn snapshot(&self, class_names: &[String]) -> Result<Snapshot> {
+        let optim = match &self.fused {
+            Some(f) => OptimState::Moments(f.moments(self.model())?),
+            None => OptimState::Burn(&self.optim),
+        };
         let state = RunState {
             model: self.model(),
             ema: self.ema.as_ref(),
-            optim: &self.optim,
+            optim,
             step: self.step,
             losses: &self.losses,
         };
-        Snapshot::take(self.out, self.cfg, class_names, &state)
+        Snapshot::take(self.out, self.cfg, class_names, state)
     }
 
     /// Replaces the checkpoint writer (e.g. by a synchronous one), after waiting for the

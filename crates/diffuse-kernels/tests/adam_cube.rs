@@ -4,14 +4,14 @@
 //!
 //! The device is wgpu's CPU-type adapter (Mesa's lavapipe, which CI installs), or the adapter
 //! `DIFFUSE_TEST_WGPU` names (`best`: wgpu's own pick). Built only with the `wgpu` feature:
-//! `cargo test --release -p diffuse-kernels --features wgpu,adam-cube --test adam_cube`.
+//! `cargo test --release -p diffuse-kernels --features wgpu --test adam_cube`.
 //!
 //! Tolerance: the kernel does burn's f32 operations in burn's order, but a GPU compiler may
 //! contract a·b + c into one fused multiply-add and WGSL's sqrt and division are accurate to a
 //! few ulps, not correctly rounded. So after k steps each value is within 8·k ulps of the
 //! tensor's scale (max |value| of that tensor in the reference): |a − b| ≤ 8·k·ε·max|b|,
 //! ε = 2⁻²³. The figures measured are printed.
-#![cfg(all(feature = "wgpu", feature = "adam-cube"))]
+#![cfg(feature = "wgpu")]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -78,7 +78,11 @@ fn tensor(v: &[f32], device: &Device) -> Tensor<1> {
 }
 
 fn host(t: &Tensor<1>) -> Vec<f32> {
-    t.clone().into_data().convert::<f32>().to_vec().unwrap()
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 const HYPER: AdamHyper = AdamHyper {
@@ -365,9 +369,11 @@ fn fused_update_launches_a_few_kernels_for_many_tensors() {
         fused >= sizes.len().div_ceil(MAX_TENSORS_PER_LAUNCH),
         "{fused}"
     );
+    // At most one per tensor: a device with few buffer bindings per kernel takes one tensor
+    // per launch (lavapipe through wgpu: 15 bindings, 9 per tensor); CUDA takes 32.
     assert!(
-        fused < sizes.len(),
-        "fused: {fused} launches for {} tensors",
+        fused <= sizes.len() && fused < composed,
+        "fused: {fused} launches for {} tensors, composed {composed}",
         sizes.len()
     );
     assert!(composed >= sizes.len(), "composed: {composed}");

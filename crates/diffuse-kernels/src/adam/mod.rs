@@ -33,28 +33,16 @@ use burn::prelude::*;
 pub mod reference;
 pub use reference::adam_ema_composed;
 
-#[cfg(all(
-    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-    feature = "adam-cube"
-))]
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 mod forward;
-#[cfg(all(
-    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-    feature = "adam-cube"
-))]
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 mod kernel;
-#[cfg(all(
-    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-    feature = "adam-cube"
-))]
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
 pub use forward::AdamEmaBackend;
 
-/// Whether this build has the CubeCL kernel (a CubeCL runtime feature and `adam-cube`); without
-/// it every device runs [`adam_ema_composed`].
-pub const CUBE_KERNEL: bool = cfg!(all(
-    any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-    feature = "adam-cube"
-));
+/// Whether this build has the CubeCL kernel (a CubeCL runtime feature: wgpu, vulkan, cuda);
+/// without it every device runs [`adam_ema_composed`].
+pub const CUBE_KERNEL: bool = cfg!(any(feature = "wgpu", feature = "vulkan", feature = "cuda"));
 
 /// The most parameter tensors one launch updates. Each tensor takes 9 buffer bindings (θ, g,
 /// m, v, s in; θ, m, v, s out); a device with fewer bindings gets fewer per launch.
@@ -163,10 +151,7 @@ impl AdamEmaTensors {
 /// Whether the fused update runs for these tensors: f32 on a CubeCL device (built with a
 /// CubeCL runtime). Everything else runs [`adam_ema_composed`].
 pub fn fused_applies(t: &AdamEmaTensors) -> bool {
-    #[cfg(all(
-        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-        feature = "adam-cube"
-    ))]
+    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
     {
         let all = t
             .params
@@ -180,10 +165,7 @@ pub fn fused_applies(t: &AdamEmaTensors) -> bool {
                 .into_iter()
                 .all(|x| !x.is_autodiff() && crate::is_cube_f32(x))
     }
-    #[cfg(not(all(
-        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-        feature = "adam-cube"
-    )))]
+    #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
     {
         let _ = t;
         false
@@ -210,10 +192,7 @@ pub fn adam_ema_fused(
     s: &AdamEmaScalars,
 ) -> Result<AdamEmaTensors, crate::KernelError> {
     t.check()?;
-    #[cfg(all(
-        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-        feature = "adam-cube"
-    ))]
+    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
     {
         if !fused_applies(&t) {
             return Err(crate::KernelError(
@@ -223,10 +202,7 @@ pub fn adam_ema_fused(
         }
         forward::adam_ema_dispatch(t, s)
     }
-    #[cfg(not(all(
-        any(feature = "wgpu", feature = "vulkan", feature = "cuda"),
-        feature = "adam-cube"
-    )))]
+    #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
     {
         let _ = s;
         Err(crate::KernelError(
