@@ -22,7 +22,7 @@ use crate::nn::unet::{labels_tensor, UNet, UNetConfig};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::{GuidanceConfig, SamplerKind};
 use crate::schedule::{eps_mse, NoiseSchedule};
-use crate::train::{clip_grads, Ema};
+use crate::train::{adam_ema_step, clip_grads, Ema, FusedAdam};
 use crate::{Error, Result};
 
 /// What a training-step benchmark runs.
@@ -160,7 +160,8 @@ impl FixedBatch {
 }
 
 /// One training step as `image train` takes it ([`predict_eps`] in the run's precision, ε-MSE
-/// in f32, backward, gradient clipping, Adam, EMA); returns the loss, still on the device, and
+/// in f32, backward, gradient clipping, Adam and EMA as [`adam_ema_step`]: the fused update on
+/// a CubeCL device); returns the loss, still on the device, and
 /// with `checks` also (mean of the prediction², sum of the gradients²), which depend on every
 /// layer far more than the loss does: the reference initialisation makes the last convolution
 /// tiny (gain 1e-5), so the first loss is ≈ mean(ε²) whatever the network computes.
@@ -168,10 +169,11 @@ fn train_step(
     cfg: &ImageTrainConfig,
     model: &mut Option<UNet>,
     optim: &mut burn::optim::ModuleOptimizer,
+    fused: Option<&mut FusedAdam>,
     ema: Option<&mut Ema>,
     batch: &FixedBatch,
     checks: bool,
-) -> (Tensor<1>, Option<(Tensor<1>, Tensor<1>)>) {
+) -> Result<(Tensor<1>, Option<(Tensor<1>, Tensor<1>)>)> {
     let m = model.take().expect("a model between steps");
     let labels = Some(batch.labels.clone());
     let pred = predict_eps(
@@ -185,12 +187,9 @@ fn train_step(
     let loss = eps_mse(batch.noise.clone(), pred);
     let grads = clip_grads(loss.backward(), &m, cfg.optim.grad_clip);
     let extra = pred_ms.map(|p| (p, grad_sum_sq(&grads, &m)));
-    let m = optim.step(cfg.optim.lr, m, grads);
-    if let Some(e) = ema {
-        e.update(&m);
-    }
+    let m = adam_ema_step(optim, fused, cfg.optim.lr, m, grads, ema)?;
     *model = Some(m);
-    (loss.inner(), extra)
+    Ok((loss.inner(), extra))
 }
 
 /// Σ g² over every parameter's gradient, as a one-element tensor on the device.
@@ -263,21 +262,26 @@ pub fn step_bench(
     let mut model = Some(tc.unet.init(&ad, &mut seeded(cfg.seed, 2))?);
     let params = model.as_ref().map(|m| m.num_params()).unwrap_or(0);
     let mut optim = tc.optim.adam();
+    let mut fused = FusedAdam::for_model(&tc.optim, &optim, model.as_ref().unwrap())?;
     let mut ema = tc
         .ema_decay
         .map(|d| Ema::new(model.as_ref().unwrap(), d, true));
     let batch = FixedBatch::new(&tc.unet, cfg.batch, cfg.seed, &ad)?;
     device.seed(cfg.seed);
     // The first step: compiles and tunes every kernel of the step on a cold GPU process.
+    let mut step = |checks: bool| {
+        train_step(
+            tc,
+            &mut model,
+            &mut optim,
+            fused.as_mut(),
+            ema.as_mut(),
+            &batch,
+            checks,
+        )
+    };
     let t1 = Instant::now();
-    let (loss, extra) = train_step(
-        tc,
-        &mut model,
-        &mut optim,
-        ema.as_mut(),
-        &batch,
-        cfg.read_every_loss,
-    );
+    let (loss, extra) = step(cfg.read_every_loss)?;
     let mut losses = vec![read_loss(loss)?];
     let (mut out_ms, mut grad_norm) = (None, None);
     if let Some((p, g)) = extra {
@@ -288,7 +292,7 @@ pub fn step_bench(
     let first_step_only_s = t1.elapsed().as_secs_f64();
     let first_step_s = started.elapsed().as_secs_f64();
     for _ in 0..cfg.warmup {
-        let (loss, _) = train_step(tc, &mut model, &mut optim, ema.as_mut(), &batch, false);
+        let (loss, _) = step(false)?;
         if cfg.read_every_loss {
             losses.push(read_loss(loss)?);
         }
@@ -298,7 +302,7 @@ pub fn step_bench(
     let mut last = None;
     for i in 0..cfg.steps {
         let t = Instant::now();
-        let (loss, _) = train_step(tc, &mut model, &mut optim, ema.as_mut(), &batch, false);
+        let (loss, _) = step(false)?;
         if cfg.read_every_loss {
             losses.push(read_loss(loss.clone())?);
         }
