@@ -183,7 +183,7 @@ pub struct Run<'a> {
     model: Option<UNet>,
     optim: burn::optim::ModuleOptimizer,
     /// On a CubeCL device, Adam + EMA as one multi-tensor update, holding the optimizer state
-    /// (`optim` is then only the starting point); None on the CPU, which runs burn's Adam.
+    /// (`optim` is then unused); None on the CPU, which runs burn's Adam.
     fused: Option<crate::train::FusedAdam>,
     pub ema: Option<Ema>,
     /// Steps done.
@@ -243,6 +243,10 @@ impl<'a> Run<'a> {
             eprintln!("UNet: {} parameters", model.num_params());
         }
         let fused = crate::train::FusedAdam::for_model(&cfg.optim, &optim, &model)?;
+        if fused.is_some() {
+            // The state lives in `fused` from here on; do not keep a second copy of a resumed one.
+            optim = cfg.optim.adam();
+        }
         Ok(Self {
             cfg,
             out,
