@@ -275,8 +275,8 @@ fn a_guided_ddim_run_matches_the_cpu() {
     };
     let images = |dev: &Device| {
         let model = net(dev);
-        img::Generator::new(&model, (1, 8, 8), &schedule, spec.clone())
-            .guided(guidance.clone(), None)
+        img::Generator::new(&model, (1, 8, 8), &schedule, spec)
+            .guided(guidance, None)
             .generate(&[1, 2, 3, 9], 5, 4, None)
             .unwrap()
     };

@@ -76,7 +76,7 @@ fn cube_sum(shared: &mut Shared<[f32]>, v: f32) -> f32 {
     let mut stride = CUBE_DIM_X / 2u32;
     while stride > 0u32 {
         if UNIT_POS_X < stride {
-            shared[u] = shared[u] + shared[(UNIT_POS_X + stride) as usize];
+            shared[u] += shared[(UNIT_POS_X + stride) as usize];
         }
         sync_cube();
         stride /= 2u32;
@@ -335,7 +335,7 @@ fn dims_of(x: &CubeTensor, spec: &GroupNormSpec) -> Dims {
     let shape = x.meta.shape();
     let d = Dims::of(shape, spec.groups);
     assert!(
-        d.groups > 0 && d.c % d.groups == 0,
+        d.groups > 0 && d.c.is_multiple_of(d.groups),
         "GroupNorm: {} channels in {} groups",
         d.c,
         d.groups
