@@ -68,22 +68,17 @@ fn config_sha256(cfg: &ImageTrainConfig) -> String {
 pub struct RunState<'a> {
     pub model: &'a UNet,
     pub ema: Option<&'a Ema>,
-    pub optim: OptimState<'a>,
+    pub optim: OptimState,
     /// Steps done.
     pub step: usize,
     /// (step, loss) of every step so far.
     pub losses: &'a [(usize, f64)],
 }
 
-/// The optimizer state of a run: burn's Adam, or the moments of the fused update
-/// ([`crate::train::FusedAdam`]) already on the host. Both save as the same `optim.bin`.
-pub enum OptimState<'a> {
-    Burn(&'a burn::optim::ModuleOptimizer),
-    Moments(Vec<AdamMoments>),
-}
-
-/// [`OptimState`] in a snapshot: read back, serialised by [`Snapshot::write`].
-enum OptimSnapshot {
+/// The optimizer state of a run, read back to the host: burn's Adam as its record
+/// (`ModuleOptimizer::to_record`), or the moments of the fused update
+/// ([`crate::train::FusedAdam::moments`]). Both save as the same `optim.bin`.
+pub enum OptimState {
     Record(burn::optim::OptimizerRecord),
     Moments(Vec<AdamMoments>),
 }
@@ -110,7 +105,7 @@ pub struct Snapshot {
     step: usize,
     weights: super::WeightsSnapshot,
     ema: Option<super::WeightsSnapshot>,
-    optim: OptimSnapshot,
+    optim: OptimState,
     meta: ImageCheckpointMeta,
     state: TrainState,
 }
@@ -142,10 +137,7 @@ impl Snapshot {
             step,
             weights,
             ema: ema_weights,
-            optim: match state.optim {
-                OptimState::Burn(o) => OptimSnapshot::Record(o.to_record()),
-                OptimState::Moments(m) => OptimSnapshot::Moments(m),
-            },
+            optim: state.optim,
             meta: ImageCheckpointMeta {
                 kind: "image".into(),
                 config: cfg.clone(),
@@ -201,8 +193,8 @@ impl Snapshot {
             }
             let path = stage.path(OPTIM);
             let bytes = match optim {
-                OptimSnapshot::Record(r) => record_bytes(r, &path)?,
-                OptimSnapshot::Moments(m) => moments_bytes(m, &path)?,
+                OptimState::Record(r) => record_bytes(r, &path)?,
+                OptimState::Moments(m) => moments_bytes(m, &path)?,
             };
             stage.write(OPTIM, &bytes)?;
             stage.write_json(META, &meta)?;

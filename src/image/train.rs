@@ -360,7 +360,7 @@ impl<'a> Run<'a> {
     pub fn snapshot(&self, class_names: &[String]) -> Result<Snapshot> {
         let optim = match &self.fused {
             Some(f) => OptimState::Moments(f.moments(self.model())?),
-            None => OptimState::Burn(&self.optim),
+            None => OptimState::Record(self.optim.to_record()),
         };
         let state = RunState {
             model: self.model(),
