@@ -20,6 +20,7 @@ pub enum BetaSchedule {
 
 /// Schedule settings; `Default` is the reference protocol (T = 1000, linear 1e-4 … 0.02).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Number of diffusion steps T.
     pub num_steps: usize,

@@ -46,6 +46,7 @@ pub enum LrSchedule {
 
 /// Optimizer and schedule settings (Adam with PyTorch's defaults for ε and β).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     /// Peak learning rate.
     pub lr: f64,
@@ -359,13 +360,8 @@ pub fn clip_grads<M: Module>(
     clip_params(GradientsParams::from_grads(grads, model), model, max_norm)
 }
 
-/// [`clip_grads`] on gradients already collected per parameter.
-pub fn clip_params<M: Module>(
-    mut g: GradientsParams,
-    model: &M,
-    max_norm: Option<f64>,
-) -> GradientsParams {
-    let Some(max_norm) = max_norm else { return g };
+/// The global L2 norm of `model`'s gradients in `g`, on the device (None when there are none).
+pub fn grad_norm<M: Module>(g: &GradientsParams, model: &M) -> Option<Tensor<1>> {
     struct SumSq<'a>(&'a GradientsParams, Vec<Tensor<1>>);
     impl ModuleVisitor for SumSq<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -374,12 +370,21 @@ pub fn clip_params<M: Module>(
             }
         }
     }
-    let mut parts = SumSq(&g, Vec::new());
+    let mut parts = SumSq(g, Vec::new());
     model.visit(&mut parts);
-    if parts.1.is_empty() {
+    (!parts.1.is_empty()).then(|| Tensor::cat(parts.1, 0).sum().sqrt())
+}
+
+/// [`clip_grads`] on gradients already collected per parameter.
+pub fn clip_params<M: Module>(
+    mut g: GradientsParams,
+    model: &M,
+    max_norm: Option<f64>,
+) -> GradientsParams {
+    let Some(max_norm) = max_norm else { return g };
+    let Some(norm) = grad_norm(&g, model) else {
         return g;
-    }
-    let norm = Tensor::cat(parts.1, 0).sum().sqrt();
+    };
     let scale = norm
         .add_scalar(1e-6)
         .recip()

@@ -41,7 +41,9 @@ fn assert_same_files(a: &Path, b: &Path, what: &str) {
 
 /// `n` optimisation steps of `run` on the run's own batch stream.
 fn steps(run: &mut Run, data: &Arc<ImageSet>, cfg: &ImageTrainConfig, n: usize) {
-    let mut batches = data.batches(cfg.batch_size, cfg.seed, 1, run.step).unwrap();
+    let mut batches = data
+        .batches(cfg.batch_size, cfg.seed, 1, run.step, false)
+        .unwrap();
     for _ in 0..n {
         run.optimize(batches.next().unwrap()).unwrap();
     }

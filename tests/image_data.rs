@@ -157,7 +157,7 @@ fn batches_are_seeded_shuffled_and_prefetched() {
         width: 2,
     });
     let take = |seed| -> Vec<Vec<f32>> {
-        set.batches(3, seed, 2, 0)
+        set.batches(3, seed, 2, 0, false)
             .unwrap()
             .take(6)
             .map(|b| {
@@ -176,11 +176,11 @@ fn batches_are_seeded_shuffled_and_prefetched() {
     epoch.dedup();
     assert_eq!(epoch.len(), 9);
     // Labels follow their images.
-    let b = set.batches(3, 1, 1, 0).unwrap().next().unwrap();
+    let b = set.batches(3, 1, 1, 0, false).unwrap().next().unwrap();
     for (i, &l) in b.labels.iter().enumerate() {
         assert_eq!(l, 1 + (b.images[i * 4] as usize) % 2);
     }
-    assert!(set.batches(11, 0, 1, 0).is_err());
+    assert!(set.batches(11, 0, 1, 0, false).is_err());
     let dev = burn::prelude::Device::flex();
     let (t, labels) = b.into_tensor(&dev);
     assert_eq!(t.dims(), [3, 1, 2, 2]);

@@ -154,6 +154,12 @@ impl Snapshot {
         })
     }
 
+    /// The snapshot, committed keeping only the newest `n` checkpoints of its run folder.
+    pub fn keep_only(mut self, n: usize) -> Self {
+        self.keep = n;
+        self
+    }
+
     /// The step the snapshot was taken after.
     pub fn step(&self) -> usize {
         self.step

@@ -36,8 +36,9 @@ enum Command {
     },
     /// Class-conditional image diffusion with classifier-free guidance.
     Image {
+        // Boxed: the training flags make it far larger than the other commands.
         #[command(subcommand)]
-        cmd: image::ImageCommand,
+        cmd: Box<image::ImageCommand>,
     },
     /// FID (and optionally KID) between two image folders.
     Fid(fid::FidArgs),
@@ -69,7 +70,7 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Toy { cmd } => toy::run(cmd),
-        Command::Image { cmd } => image::run(cmd),
+        Command::Image { cmd } => image::run(*cmd),
         Command::PrepareEval(a) => prepare_eval::run(&a),
         Command::Fid(a) => fid::run(&a),
         Command::Classifier { cmd } => classifier::run(cmd),

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::image_io::{list_images, load_rgb, resize_bicubic_pil, resize_bilinear_pil, to_chw_pm1};
+use super::image_io::{
+    decode_rgb, list_images, load_rgb, resize_bicubic_pil, resize_bilinear_pil, to_chw_pm1,
+};
 use super::image_set::ImageSet;
 use crate::{Error, Result};
 use diffuse_jpeg::encode::{comment as jpeg_comment, encode_rgb, EncodeOptions};
@@ -120,32 +122,11 @@ pub fn load_image_folder_report(
         }
         files.extend(list.into_iter().map(|p| (p, i + 1)));
     }
-    let size = cfg.size as u32;
-    // Decode in parallel; `collect` keeps the (class, file) order whatever the scheduling.
-    let decoded: Vec<(PathBuf, usize, Result<Vec<f32>>)> = files
-        .into_par_iter()
-        .map(|(path, label)| {
-            let r = load_rgb(&path).map(|img| to_chw_pm1(&resize_bilinear_pil(&img, size, size)));
-            (path, label, r)
-        })
+    let files = files
+        .into_iter()
+        .map(|(p, l)| (ImageSource::File(p), l))
         .collect();
-    let per = 3 * cfg.size * cfg.size;
-    let mut images = Vec::with_capacity(decoded.len() * per);
-    let mut labels = Vec::with_capacity(decoded.len());
-    let mut skipped = Vec::new();
-    for (path, label, r) in decoded {
-        match r {
-            Ok(px) => {
-                images.extend_from_slice(&px);
-                labels.push(label);
-            }
-            Err(e) if cfg.strict => return Err(e),
-            Err(e) => skipped.push(Skipped {
-                path,
-                reason: e.to_string(),
-            }),
-        }
-    }
+    let (images, labels, skipped) = decode_labelled(files, cfg.size, Resize::Squash, cfg.strict)?;
     if labels.is_empty() {
         return Err(Error::bad_file(root.join(&cfg.split), "no readable images"));
     }
@@ -158,6 +139,97 @@ pub fn load_image_folder_report(
         width: cfg.size,
     };
     Ok((set, skipped))
+}
+
+/// Where an image's bytes come from: a file, or bytes already read (a zip archive's entry, named
+/// by its path inside the archive for messages).
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    File(PathBuf),
+    Bytes { name: PathBuf, bytes: Vec<u8> },
+}
+
+impl ImageSource {
+    /// The path (or archive entry name) that messages name.
+    pub fn name(&self) -> &Path {
+        match self {
+            ImageSource::File(p) => p,
+            ImageSource::Bytes { name, .. } => name,
+        }
+    }
+
+    fn decode(self) -> Result<image::RgbImage> {
+        match self {
+            ImageSource::File(p) => load_rgb(&p),
+            ImageSource::Bytes { name, bytes } => decode_rgb(&name, bytes),
+        }
+    }
+}
+
+/// How an image whose shape differs from the training resolution is brought to `size`×`size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Resize {
+    /// Resize the whole image to `size`×`size`, changing its aspect ratio if it is not square:
+    /// the reference protocol's `transforms.Resize((64, 64))` (PIL bilinear).
+    #[default]
+    Squash,
+    /// Crop the largest centred square first (offsets rounded down, as EDM's `dataset_tool.py
+    /// --transform=center-crop`), then resize it (PIL bilinear; EDM uses Lanczos).
+    CenterCrop,
+}
+
+/// `img` at `size`×`size` under `policy`, with the PIL-exact bilinear filter.
+pub fn fit(img: &image::RgbImage, size: u32, policy: Resize) -> image::RgbImage {
+    match policy {
+        Resize::Squash => resize_bilinear_pil(img, size, size),
+        Resize::CenterCrop => {
+            let (w, h) = img.dimensions();
+            let c = w.min(h);
+            let square = image::imageops::crop_imm(img, (w - c) / 2, (h - c) / 2, c, c).to_image();
+            resize_bilinear_pil(&square, size, size)
+        }
+    }
+}
+
+/// Decodes `items` (source, label) in parallel into CHW pixels in [−1, 1] at `size`×`size`,
+/// keeping their order: (pixels, labels, skipped). An undecodable image is skipped (reported)
+/// or, with `strict`, the error.
+pub fn decode_labelled(
+    items: Vec<(ImageSource, usize)>,
+    size: usize,
+    resize: Resize,
+    strict: bool,
+) -> Result<(Vec<f32>, Vec<usize>, Vec<Skipped>)> {
+    let s = size as u32;
+    // `collect` keeps the input order whatever the scheduling.
+    let decoded: Vec<(PathBuf, usize, Result<Vec<f32>>)> = items
+        .into_par_iter()
+        .map(|(src, label)| {
+            let name = src.name().to_path_buf();
+            let r = src.decode().map(|img| to_chw_pm1(&fit(&img, s, resize)));
+            (name, label, r)
+        })
+        .collect();
+    let per = 3 * size * size;
+    let mut images = Vec::with_capacity(decoded.len() * per);
+    let mut labels = Vec::with_capacity(decoded.len());
+    let mut skipped = Vec::new();
+    for (path, label, r) in decoded {
+        match r {
+            Ok(px) => {
+                images.extend_from_slice(&px);
+                labels.push(label);
+            }
+            Err(e) if strict => return Err(e),
+            Err(e) => skipped.push(Skipped {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((images, labels, skipped))
 }
 
 /// File format of the evaluation folder that [`prepare_eval`] builds.

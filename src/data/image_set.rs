@@ -13,12 +13,13 @@ use rand::seq::SliceRandom;
 
 use crate::{Error, Result};
 
-/// Labelled images in [−1, 1], layout [N, C, H, W], labels 1 … K (0 is the null class).
+/// Labelled images in [−1, 1], layout [N, C, H, W], labels 1 … K (0 is the null class; every
+/// label of an unconditional set, which has no class names, is 0).
 #[derive(Debug, Clone)]
 pub struct ImageSet {
     /// Pixel values, N·C·H·W of them, image after image.
     pub images: Vec<f32>,
-    /// One label per image, in 1 ..= class_names.len().
+    /// One label per image, in 1 ..= class_names.len() (all 0 when there are no classes).
     pub labels: Vec<usize>,
     /// Class names; label `l` is `class_names[l − 1]`.
     pub class_names: Vec<String>,
@@ -49,16 +50,24 @@ impl ImageSet {
         &self.images[i * n..(i + 1) * n]
     }
 
-    /// Images `idx` gathered into one host batch.
+    /// Images `idx` gathered into one host batch; an index `i ≥ len` is image `i − len` flipped
+    /// left–right (the second half of an x-flipped set, see [`ImageSet::batches`]).
     pub fn gather(&self, idx: &[usize]) -> HostBatch {
         let n = self.image_len();
+        let w = self.width;
         let mut images = Vec::with_capacity(idx.len() * n);
         for &i in idx {
-            images.extend_from_slice(self.image(i));
+            if i < self.len() {
+                images.extend_from_slice(self.image(i));
+            } else {
+                for row in self.image(i - self.len()).chunks_exact(w) {
+                    images.extend(row.iter().rev());
+                }
+            }
         }
         HostBatch {
             images,
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            labels: idx.iter().map(|&i| self.labels[i % self.len()]).collect(),
             shape: [idx.len(), self.channels, self.height, self.width],
         }
     }
@@ -67,12 +76,17 @@ impl ImageSet {
     /// permutation per epoch; incomplete last batches are dropped, as the reference's
     /// `drop_last=True`), produced `prefetch` batches ahead on a background thread. Batch `s`
     /// depends only on (`seed`, `s`), so a resumed run sees the batches it would have seen.
+    ///
+    /// With `xflip` the set is doubled by left–right mirrored copies before shuffling, as EDM's
+    /// `--xflip` does (Karras et al. 2022, App. F.2): an epoch sees every image once as it is and
+    /// once mirrored, in a seeded order.
     pub fn batches(
         self: &Arc<Self>,
         batch_size: usize,
         seed: u64,
         prefetch: usize,
         start: usize,
+        xflip: bool,
     ) -> Result<BatchIter> {
         if batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
@@ -91,13 +105,14 @@ impl ImageSet {
         let handle = std::thread::Builder::new()
             .name("batch-prefetch".into())
             .spawn(move || {
-                let per_epoch = set.len() / batch_size;
-                let mut order: Vec<usize> = (0..set.len()).collect();
+                let len = if xflip { 2 * set.len() } else { set.len() };
+                let per_epoch = len / batch_size;
+                let mut order: Vec<usize> = (0..len).collect();
                 let mut epoch = None;
                 for step in start.. {
                     let (e, i) = (step / per_epoch, step % per_epoch);
                     if epoch != Some(e) {
-                        order = (0..set.len()).collect();
+                        order = (0..len).collect();
                         order.shuffle(&mut crate::rng::seeded(seed, 0xba7c_0000 + e as u64));
                         epoch = Some(e);
                     }

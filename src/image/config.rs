@@ -1,8 +1,13 @@
 //! Everything that defines an image training run, and its presets.
 use serde::{Deserialize, Serialize};
 
+use std::path::{Path, PathBuf};
+
+use crate::data::image_folder::Resize;
+use crate::data::layouts::Layout;
 use crate::device::Precision;
 use crate::nn::unet::UNetConfig;
+use crate::sampling::{GuidanceMethod, SamplerKind};
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::train::OptimConfig;
 use crate::{Error, Result};
@@ -47,6 +52,7 @@ impl Preset {
 
 /// Everything that defines an image training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImageTrainConfig {
     /// Network sizes.
     pub unet: UNetConfig,
@@ -77,6 +83,11 @@ pub struct ImageTrainConfig {
     /// Absent from runs saved before it existed, which trained in f32.
     #[serde(default)]
     pub precision: Precision,
+    /// Also train on left–right mirrored copies of the images (EDM's `--xflip`, see
+    /// [`crate::data::image_set::ImageSet::batches`]). Left out of the saved config when off,
+    /// so configs (and their hashes) of runs saved before it existed are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub xflip: bool,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -106,6 +117,7 @@ impl ImageTrainConfig {
             seed: 63,
             keep_checkpoints: default_keep_checkpoints(),
             precision: Precision::F32,
+            xflip: false,
         }
     }
 
@@ -169,5 +181,181 @@ impl ImageTrainConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where `image train` reads its images (`--data` and the flags beside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSpec {
+    /// `digits` (bundled) or a path in one of [`crate::data::layouts`]' layouts.
+    pub path: String,
+    /// The layout, or None to detect it.
+    pub layout: Option<Layout>,
+    /// Keep the first N images of each class (0: all); None: 3000 (the reference) for a split
+    /// data set, all otherwise.
+    pub max_per_class: Option<usize>,
+    /// Fail on an unreadable image instead of skipping it with a warning.
+    pub strict: bool,
+    /// How images that are not square are brought to the training size.
+    pub resize: Resize,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            path: "digits".into(),
+            layout: None,
+            max_per_class: None,
+            strict: false,
+            resize: Resize::Squash,
+        }
+    }
+}
+
+/// FID (or, on the digits, the Fréchet distance in the judge classifier's features) during
+/// training: every `every` steps, `n` samples from the EMA weights against `reference`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Steps between two evaluations (0: off).
+    pub every: usize,
+    /// Samples per evaluation.
+    pub n: usize,
+    /// Reference images: a folder, or a statistics file; None on the digits (the real digits).
+    pub reference: Option<PathBuf>,
+    /// The FID feature network's weights (the course's `afhq_inception_v3.ckpt`); not used on
+    /// the digits.
+    pub weights: Option<PathBuf>,
+    pub sampler: SamplerKind,
+    /// Steps of few-step samplers.
+    pub steps: usize,
+    /// Guidance scale in the reference convention (0: conditional, unguided).
+    pub cfg_scale: f64,
+    pub guidance: GuidanceMethod,
+    /// Keep the checkpoint with the best (lowest) value under `RUN/best/`.
+    pub keep_best: bool,
+    /// Images per sampling batch.
+    pub batch: usize,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            n: 1000,
+            reference: None,
+            weights: None,
+            sampler: SamplerKind::Ddim,
+            steps: 50,
+            cfg_scale: 0.0,
+            guidance: GuidanceMethod::Cfg,
+            keep_best: false,
+            batch: 64,
+        }
+    }
+}
+
+/// Everything `image train` runs with: what `--config FILE` (TOML or JSON) holds, what
+/// `--dry-run` prints and what a run writes to `RUN/config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile {
+    pub data: DataSpec,
+    pub train: ImageTrainConfig,
+    /// Steps between two lines of `RUN/metrics.jsonl` (and of the progress lines printed when
+    /// stderr is not a terminal).
+    pub log_every: usize,
+    pub eval: EvalSpec,
+}
+
+impl RunFile {
+    /// Steps between log lines when not given: about 100 lines per run, at most every 100 steps.
+    pub fn default_log_every(steps: usize) -> usize {
+        (steps / 100).clamp(1, 100)
+    }
+
+    /// `self` with the keys of the TOML or JSON file `path` laid over it (a partial file sets
+    /// only what it names). An unknown key is an error that names it and the file.
+    pub fn overlay_file(&self, path: &Path) -> Result<RunFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let json = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let file: serde_json::Value = if json {
+            serde_json::from_str(&text)
+                .map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))?
+        } else {
+            toml::from_str(&text).map_err(|e| {
+                Error::bad_file(
+                    path,
+                    format!("not valid TOML (a .json name is read as JSON): {e}"),
+                )
+            })?
+        };
+        if !file.is_object() {
+            return Err(Error::bad_file(
+                path,
+                "expected a table of settings at the top level",
+            ));
+        }
+        let mut merged = serde_json::to_value(self).expect("the run config serialises");
+        overlay(&mut merged, file);
+        serde_path_to_error::deserialize(merged).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let what = if inner.starts_with("unknown field") {
+                format!("unknown key `{at}`: {inner}")
+            } else {
+                format!("bad value for `{at}`: {inner}")
+            };
+            Error::bad_file(path, what)
+        })
+    }
+
+    /// Whether the file `path` sets the key `dotted` (e.g. `train.unet.num_classes`).
+    pub fn file_sets(path: &Path, dotted: &str) -> bool {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let v: Option<serde_json::Value> = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).ok()
+        } else {
+            toml::from_str(&text).ok()
+        };
+        let mut cur = match v {
+            Some(v) => v,
+            None => return false,
+        };
+        for k in dotted.split('.') {
+            match cur.get(k) {
+                Some(n) => cur = n.clone(),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The file format: pretty JSON, keys in declaration order.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the run config serialises")
+    }
+}
+
+/// Lays `top` over `base`: tables merge key by key, any other value replaces.
+fn overlay(base: &mut serde_json::Value, top: serde_json::Value) {
+    match (base, top) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
     }
 }

@@ -109,10 +109,12 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// Uniform labels over 1…K for `n` images, from `seed` (or all `class` when given).
+/// Uniform labels over 1…K for `n` images, from `seed` (or all `class` when given); all 0 (no
+/// class) for an unconditional model (K = 0).
 pub fn draw_labels(n: usize, num_classes: usize, class: Option<usize>, seed: u64) -> Vec<usize> {
     match class {
         Some(c) => vec![c; n],
+        None if num_classes == 0 => vec![0; n],
         None => uniform_ints(&mut seeded(seed, 0x3000_0000), n, num_classes)
             .into_iter()
             .map(|l| l + 1)

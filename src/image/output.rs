@@ -70,7 +70,13 @@ pub fn write_samples(
         to_image(&images[i * c * h * w..(i + 1) * c * h * w], shape)
             .save(&path)
             .map_err(|e| Error::bad_file(&path, format!("could not write PNG: {e}")))?;
-        csv.push_str(&format!("{name},{}\n", class_names[l - 1]));
+        if let Some(class) = l.checked_sub(1).and_then(|k| class_names.get(k)) {
+            csv.push_str(&format!("{name},{class}\n"));
+        }
+    }
+    // An unconditional model's samples have no classes, so no labels.csv.
+    if class_names.is_empty() {
+        return Ok(());
     }
     write_atomic(&dir.join("labels.csv"), csv.as_bytes())
 }
@@ -99,6 +105,11 @@ pub fn write_class_grid(
     shape: (usize, usize, usize),
 ) -> Result<()> {
     let per = shape.0 * shape.1 * shape.2;
+    if k == 0 {
+        // Unconditional: the first 64 images, 8 per row.
+        let n = labels.len().min(64);
+        return save_grid(path, &images[..n * per], shape, 8);
+    }
     let mut rows = Vec::new();
     for c in 1..=k {
         let idx: Vec<usize> = labels

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::metrics_log::{MetricsLog, Record};
 use super::{model_shape, save_grid, Generator, ImageTrainConfig};
 use crate::checkpoint::background::{times_requested, Writer};
 use crate::checkpoint::image::{restore, OptimState, RunState, Snapshot};
@@ -21,7 +23,7 @@ use crate::nn::unet::{drop_labels, labels_tensor, UNet};
 use crate::rng::{normal_vec, seeded, uniform_ints};
 use crate::sampling::SamplerSpec;
 use crate::schedule::{eps_mse, NoiseSchedule};
-use crate::train::{autocast, clip_grads, interrupted, progress_bar, Ema, LossReader};
+use crate::train::{autocast, clip_params, grad_norm, interrupted, progress_bar, Ema, LossReader};
 use crate::{Error, Result};
 
 /// Training steps between two reads of the losses back to the host (each read waits for the
@@ -69,8 +71,48 @@ impl TrainOutcome {
     }
 }
 
-/// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`.
-/// Checkpoints, previews and the loss curve go to `out`.
+/// How [`train`] runs, beyond the run's config.
+pub struct TrainOptions<'e> {
+    /// Continue the run in the folder from its newest checkpoint.
+    pub resume: bool,
+    /// Progress on stderr: a bar on a terminal, plain lines (one per log line) otherwise.
+    pub show: bool,
+    /// Steps between two lines of `metrics.jsonl` (at least 1).
+    pub log_every: usize,
+    /// An evaluation run during training (FID), its value logged.
+    pub evaluator: Option<&'e mut dyn Evaluate>,
+    /// Keep the checkpoint with the best evaluation under `RUN/best/`.
+    pub keep_best: bool,
+}
+
+impl Default for TrainOptions<'_> {
+    fn default() -> Self {
+        Self {
+            resume: false,
+            show: false,
+            log_every: 100,
+            evaluator: None,
+            keep_best: false,
+        }
+    }
+}
+
+/// A metric computed from the sampling weights during training; lower is better.
+pub trait Evaluate {
+    /// Its key in `metrics.jsonl` (e.g. `fid`).
+    fn name(&self) -> &str;
+    /// Steps between two evaluations (0: never).
+    fn every(&self) -> usize;
+    /// The metric of `model` (the EMA weights when trained with EMA) after `step` steps.
+    fn evaluate(&mut self, model: &UNet, step: usize) -> Result<f64>;
+}
+
+/// The folder under a run where `keep_best` keeps the best checkpoint (a run folder of its own,
+/// so `image sample --ckpt RUN/best` samples it).
+pub const BEST: &str = "best";
+
+/// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`, logging
+/// every 100 steps and evaluating nothing: [`train_with`] with those options.
 pub fn train(
     cfg: &ImageTrainConfig,
     data: Arc<ImageSet>,
@@ -79,30 +121,89 @@ pub fn train(
     device: &Device,
     show: bool,
 ) -> Result<TrainOutcome> {
+    let opts = TrainOptions {
+        resume,
+        show,
+        ..TrainOptions::default()
+    };
+    train_with(cfg, data, out, device, opts)
+}
+
+/// Trains (or resumes, when `out` holds a checkpoint and `opts.resume` is set) on `data`.
+/// Checkpoints, previews, `metrics.jsonl` and the loss curve go to `out`.
+pub fn train_with(
+    cfg: &ImageTrainConfig,
+    data: Arc<ImageSet>,
+    out: &Path,
+    device: &Device,
+    mut opts: TrainOptions,
+) -> Result<TrainOutcome> {
     validate(cfg, &data)?;
-    let mut run = Run::set_up(cfg, out, resume, device, show)?;
+    let show = opts.show;
+    let mut run = Run::set_up(cfg, out, opts.resume, device, show)?;
+    let log_every = opts.log_every.max(1);
     // Batches are gathered on a helper thread, ahead of the network.
-    let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, run.step)?;
-    let pb = if show {
+    let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, run.step, cfg.xflip)?;
+    // A bar on a terminal; plain lines at the log's cadence when stderr is a file or a pipe.
+    let lines = show && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let pb = if show && !lines {
         progress_bar(cfg.steps as u64, "train")
     } else {
         indicatif::ProgressBar::hidden()
     };
     pb.set_position(run.step as u64);
     let t0 = Instant::now();
+    let mut window = (Instant::now(), run.step);
     let mut was_interrupted = false;
     while run.step < cfg.steps {
         let batch = batches
             .next()
             .ok_or_else(|| Error::invalid("data", "the batch producer stopped"))?;
-        run.optimize(batch)?;
+        let next = run.step + 1;
+        let log_due = next.is_multiple_of(log_every) || next == cfg.steps;
+        let eval_due = opts.evaluator.as_ref().is_some_and(|e| {
+            e.every() > 0 && (next.is_multiple_of(e.every()) || next == cfg.steps)
+        });
+        let norm = run.optimize_logged(batch, log_due || eval_due)?;
         pb.set_position(run.step as u64);
         let stop = interrupted();
         // The losses come back to the host together (one wait for the device) every few
-        // steps, and always before anything is saved or previewed.
-        if run.loss_reader.due() || stop || run.checkpoint_due() || run.preview_due() {
+        // steps, and always before anything is saved, logged or previewed.
+        if run.loss_reader.due()
+            || stop
+            || log_due
+            || eval_due
+            || run.checkpoint_due()
+            || run.preview_due()
+        {
             if let Some(lv) = run.loss_reader.flush(&mut run.losses)? {
                 pb.set_message(format!("loss {lv:.4}"));
+            }
+        }
+        if (log_due || eval_due) && !stop {
+            let mut eval = std::collections::BTreeMap::new();
+            let mut best_now = false;
+            if let (true, Some(ev)) = (eval_due, opts.evaluator.as_deref_mut()) {
+                let te = Instant::now();
+                let v = ev.evaluate(&run.sampling_model(), run.step)?;
+                let name = ev.name().to_string();
+                best_now = opts.keep_best
+                    && v.is_finite()
+                    && run.log.best(&name).is_none_or(|(_, b)| v < b);
+                eval.insert(format!("{name}_seconds"), te.elapsed().as_secs_f64());
+                eval.insert(name, v);
+            }
+            let record = run.record(norm, window, eval)?;
+            window = (Instant::now(), run.step);
+            let line = progress_line(&record, cfg.steps, t0, run.step);
+            if lines {
+                eprintln!("{line}");
+            } else if show && !record.eval.is_empty() {
+                pb.println(line);
+            }
+            run.log.append(record)?;
+            if best_now {
+                run.save_best(&data.class_names)?;
             }
         }
         if run.checkpoint_due() || stop {
@@ -117,6 +218,12 @@ pub fn train(
                 "interrupted at step {}; saved (resume the run to continue)",
                 run.step
             ));
+            if lines {
+                eprintln!(
+                    "interrupted at step {}; saved (resume the run to continue)",
+                    run.step
+                );
+            }
             break;
         }
     }
@@ -134,6 +241,35 @@ pub fn train(
         checkpoint_seconds: run.checkpoint_seconds,
         interrupted: was_interrupted,
     })
+}
+
+/// The plain progress line of a log record: step, loss, speed, ETA and any evaluation.
+fn progress_line(r: &Record, total: usize, t0: Instant, step: usize) -> String {
+    let left = total.saturating_sub(step) as f64 * r.sec_per_step;
+    let mut line = format!(
+        "step {}/{total} loss {:.4} {:.2} it/s {:.0} img/s elapsed {} ETA {}",
+        r.step,
+        r.loss,
+        if r.sec_per_step > 0.0 {
+            1.0 / r.sec_per_step
+        } else {
+            0.0
+        },
+        r.images_per_sec,
+        hms(t0.elapsed().as_secs_f64()),
+        hms(left)
+    );
+    for (k, v) in &r.eval {
+        if !k.ends_with("_seconds") {
+            line.push_str(&format!(" {k} {v:.4}"));
+        }
+    }
+    line
+}
+
+fn hms(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Checks the config, and the data against the network it configures.
@@ -195,6 +331,8 @@ pub struct Run<'a> {
     writer: Writer,
     /// Time the training thread spent on checkpoints (snapshots and waits for the writer).
     pub checkpoint_seconds: f64,
+    /// `metrics.jsonl`.
+    pub log: MetricsLog,
 }
 
 impl<'a> Run<'a> {
@@ -242,6 +380,8 @@ impl<'a> Run<'a> {
         if show {
             eprintln!("UNet: {} parameters", model.num_params());
         }
+        // A resumed run keeps its log up to the checkpoint; a fresh one starts it empty.
+        let log = MetricsLog::open(out, (step > 0).then_some(step))?;
         let fused = crate::train::FusedAdam::for_model(&cfg.optim, &optim, &model)?;
         if fused.is_some() {
             // The state lives in `fused` from here on; do not keep a second copy of a resumed one.
@@ -261,6 +401,7 @@ impl<'a> Run<'a> {
             loss_reader: LossReader::new(LOSS_READ_EVERY),
             writer: Writer::from_env(),
             checkpoint_seconds: 0.0,
+            log,
         })
     }
 
@@ -269,6 +410,12 @@ impl<'a> Run<'a> {
     /// EMA. Everything random comes from streams of (seed, step), so a resumed run draws what
     /// the uninterrupted one would have.
     pub fn optimize(&mut self, batch: HostBatch) -> Result<()> {
+        self.optimize_logged(batch, false).map(|_| ())
+    }
+
+    /// [`Run::optimize`], also returning the global gradient norm (before clipping, read back
+    /// to the host) when `norm` is set.
+    pub fn optimize_logged(&mut self, batch: HostBatch, norm: bool) -> Result<Option<f64>> {
         let (cfg, device, step) = (self.cfg, self.device, self.step);
         let b = batch.labels.len();
         let mut rng = seeded(cfg.seed, 0x5eed_0000_0000 + step as u64);
@@ -290,7 +437,12 @@ impl<'a> Run<'a> {
         // The loss in f32 whatever the precision (PyTorch's autocast computes mse_loss in f32).
         let loss = eps_mse(noise, predict_eps(&model, cfg.precision, x_t, t_f, labels));
         self.loss_reader.push(step, loss.clone());
-        let grads = clip_grads(loss.backward(), &model, cfg.optim.grad_clip);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = match norm.then(|| grad_norm(&grads, &model)).flatten() {
+            Some(t) => Some(scalar(t)?),
+            None => None,
+        };
+        let grads = clip_params(grads, &model, cfg.optim.grad_clip);
         let model = crate::train::adam_ema_step(
             &mut self.optim,
             self.fused.as_mut(),
@@ -301,6 +453,58 @@ impl<'a> Run<'a> {
         )?;
         self.model = Some(model);
         self.step += 1;
+        Ok(norm)
+    }
+
+    /// The weights sampling uses: the EMA when trained with it.
+    pub fn sampling_model(&self) -> UNet {
+        crate::train::sampling_weights(self.model(), self.ema.as_ref())
+    }
+
+    /// The log record of the steps since `window` (its start time and step): the mean of their
+    /// losses (read back already), the learning rate, the speed.
+    fn record(
+        &self,
+        grad_norm: Option<f64>,
+        window: (Instant, usize),
+        eval: std::collections::BTreeMap<String, f64>,
+    ) -> Result<Record> {
+        let from = self.log.last_step().unwrap_or(0);
+        let losses: Vec<f64> = self
+            .losses
+            .iter()
+            .filter(|(s, _)| *s >= from && *s < self.step)
+            .map(|&(_, l)| l)
+            .collect();
+        let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        let steps = self.step.saturating_sub(window.1).max(1) as f64;
+        let secs = window.0.elapsed().as_secs_f64();
+        let sec_per_step = secs / steps;
+        Ok(Record {
+            step: self.step,
+            loss,
+            lr: self.cfg.optim.lr_at(self.step - 1, self.cfg.steps),
+            grad_norm,
+            sec_per_step,
+            images_per_sec: if secs > 0.0 {
+                steps * self.cfg.batch_size as f64 / secs
+            } else {
+                0.0
+            },
+            eval,
+        })
+    }
+
+    /// Saves the current state as the run's best checkpoint, `RUN/best/` (a run folder that
+    /// keeps one checkpoint), on this thread.
+    pub fn save_best(&mut self, class_names: &[String]) -> Result<()> {
+        let t = Instant::now();
+        self.finish()?;
+        let snap = self
+            .snapshot_into(&self.out.join(BEST), class_names)?
+            .keep_only(1);
+        snap.write()?;
+        self.checkpoint_seconds += t.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -349,15 +553,26 @@ impl<'a> Run<'a> {
     fn hand_over(&mut self, class_names: &[String]) -> Result<()> {
         let snap = self.snapshot(class_names)?;
         let out = self.out.to_path_buf();
+        // The curve is drawn from the log (its mean loss per line), as it stands now.
+        let curve: Vec<(usize, f64)> = self
+            .log
+            .records()
+            .iter()
+            .map(|r| (r.step, r.loss))
+            .collect();
         self.writer.submit(snap.target(), move || {
-            let losses = snap.losses().to_vec();
             snap.write()?;
-            plot_losses(&out, &losses)
+            plot_losses(&out, &curve)
         })
     }
 
     /// The state after the current step, read back to the host: what [`Run::save`] writes.
     pub fn snapshot(&self, class_names: &[String]) -> Result<Snapshot> {
+        self.snapshot_into(self.out, class_names)
+    }
+
+    /// [`Run::snapshot`] as a checkpoint of the run folder `dir`.
+    fn snapshot_into(&self, dir: &Path, class_names: &[String]) -> Result<Snapshot> {
         let optim = match &self.fused {
             Some(f) => OptimState::Moments(f.moments(self.model())?),
             None => OptimState::Record(self.optim.to_record()),
@@ -369,7 +584,7 @@ impl<'a> Run<'a> {
             step: self.step,
             losses: &self.losses,
         };
-        Snapshot::take(self.out, self.cfg, class_names, state)
+        Snapshot::take(dir, self.cfg, class_names, state)
     }
 
     /// Replaces the checkpoint writer (e.g. by a synchronous one), after waiting for the
@@ -395,7 +610,12 @@ impl<'a> Run<'a> {
         let model = crate::train::sampling_weights(self.model(), self.ema.as_ref());
         let cfg = self.cfg;
         let k = class_names.len().min(10);
-        let labels: Vec<usize> = (1..=k).flat_map(|c| std::iter::repeat_n(c, 4)).collect();
+        let labels: Vec<usize> = if k == 0 {
+            // Unconditional: four rows of the null label.
+            vec![0; 16]
+        } else {
+            (1..=k).flat_map(|c| std::iter::repeat_n(c, 4)).collect()
+        };
         let spec = SamplerSpec {
             steps: cfg.preview_steps.min(self.schedule.num_steps()),
             clip_x0: true,
@@ -416,7 +636,20 @@ impl<'a> Run<'a> {
     }
 }
 
+/// A scalar tensor's value on the host.
+fn scalar(t: Tensor<1>) -> Result<f64> {
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::invalid("training", format!("could not read a value back: {e:?}")))?;
+    Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
+}
+
 fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {
+    if losses.is_empty() {
+        return Ok(());
+    }
     let pts: Vec<(f64, f64)> = losses.iter().map(|&(s, l)| (s as f64, l)).collect();
     crate::plot::lines(
         &out.join("loss.png"),

@@ -115,7 +115,8 @@ impl FidOptions {
         Ok(s)
     }
 
-    fn meta(&self, size: u32) -> serde_json::Value {
+    /// The metadata saved with statistics computed under these options.
+    pub fn meta(&self, size: u32) -> serde_json::Value {
         serde_json::json!({
             "mode": self.mode.name(),
             "image_size": size,

@@ -730,13 +730,14 @@ impl UNet {
             .map_or(0, |e| e.weight.dims()[0] - 1)
     }
 
-    /// Errors unless every label is a valid row of the class table (0 … K).
+    /// Errors unless every label is a valid row of the class table (0 … K); an unconditional
+    /// network takes only 0.
     pub fn check_labels(&self, labels: &[usize]) -> Result<()> {
         let k = self.num_classes();
-        if k == 0 {
+        if k == 0 && labels.iter().any(|&l| l != 0) {
             return Err(Error::invalid(
                 "labels",
-                "this network is unconditional (no class table)",
+                "this network is unconditional (no class table): every label must be 0",
             ));
         }
         match labels.iter().find(|&&l| l > k) {

@@ -74,6 +74,12 @@ fn sweep(a: &CfgSweepArgs) -> Result<()> {
     }
     let points = points(a)?;
     let (model, meta) = img::load(&a.ckpt, false, &dev)?;
+    if meta.class_names.is_empty() {
+        bail!(
+            "{} is unconditional (trained without classes): a guidance sweep needs a class-conditional model",
+            a.ckpt.display()
+        );
+    }
     let guide = load_guide(&a.params, &a.guidance, &meta, false, &dev)?;
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let spec = img::image_spec(a.sampler, a.steps, 0.0, true);

@@ -39,7 +39,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
 
 fn demo(a: &RunArgs) -> Result<()> {
     let (train, n) = (&a.train, a.n);
-    if train.data.data != "digits" {
+    if train.data.data.as_deref().is_some_and(|d| d != "digits") {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
     }
     if a.guidance == GuidanceMethod::Auto {
@@ -65,6 +65,9 @@ fn demo(a: &RunArgs) -> Result<()> {
         floor.n
     );
     let (outcome, cfg, data) = train.train()?;
+    if data.class_names.len() != 10 || (cfg.unet.in_channels, cfg.unet.image_size) != (1, 8) {
+        bail!("`image run` is the digits demo: its --config must train on the bundled digits");
+    }
     let demo = Demo {
         judge: &judge,
         spec,

@@ -69,6 +69,23 @@ pub fn run(a: &SampleCmd) -> Result<()> {
         .params
         .config(a.guidance, Guidance::new(a.cfg_scale, a.convention)?)?;
     let (model, meta) = img::load(&a.ckpt, a.raw, &dev)?;
+    if meta.class_names.is_empty() {
+        // An unconditional model has no classes to ask for and no conditional prediction to
+        // steer towards.
+        if a.class.is_some() {
+            bail!(
+                "invalid value for --class: {} is unconditional (trained without classes)",
+                a.ckpt.display()
+            );
+        }
+        if a.cfg_scale != 0.0 || a.guidance != GuidanceMethod::Cfg || a.params.guide_ckpt.is_some()
+        {
+            bail!(
+                "{} is unconditional (trained without classes): guidance (--cfg-scale, --guidance, --guide-ckpt) needs a class-conditional model",
+                a.ckpt.display()
+            );
+        }
+    }
     let guide = load_guide(&a.params, &[a.guidance], &meta, a.raw, &dev)?;
     let schedule = NoiseSchedule::new(&meta.config.schedule)?;
     let spec = img::image_spec(a.sampler, a.steps, a.eta, a.clip_x0);
@@ -97,8 +114,13 @@ pub fn run(a: &SampleCmd) -> Result<()> {
     let grid = img::grid_path(&a.out);
     img::write_class_grid(&grid, &images, &labels, meta.class_names.len(), shape)?;
     println!(
-        "wrote {} images and labels.csv to {}; grid in {}",
+        "wrote {} images{} to {}; grid in {}",
         a.n,
+        if meta.class_names.is_empty() {
+            ""
+        } else {
+            " and labels.csv"
+        },
         a.out.display(),
         grid.display()
     );

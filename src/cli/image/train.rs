@@ -11,6 +11,11 @@ pub struct TrainCmd {
 }
 
 pub fn run(a: &TrainCmd) -> Result<()> {
+    if a.train.dry_run {
+        let (f, _) = a.train.prepare()?;
+        println!("{}", f.to_json());
+        return Ok(());
+    }
     let (outcome, _, _) = a.train.train()?;
     println!(
         "trained to step {} in {:.1} s ({:.2} s of it stalled on checkpoints); run folder {}",

@@ -1,0 +1,277 @@
+//! Evaluations run during training ([`super::train::Evaluate`]), configured by
+//! [`EvalSpec`](super::EvalSpec):
+//!
+//! - [`FidDuringTraining`]: FID of `n` samples against a reference folder or statistics file,
+//!   computed exactly as `image sample` + `diffuse fid` would (the samples are written as PNGs
+//!   to `RUN/fid-samples/` and read back through the FID pipeline). A reference folder's
+//!   statistics are computed at the first evaluation and cached in `RUN/fid-ref.stats`; later
+//!   evaluations (and a resumed run) read the cache, which records the reference's path and
+//!   file count and is recomputed when they change.
+//! - [`DigitFrechetDuringTraining`]: on the bundled digits, the Fréchet distance of `n` samples
+//!   to the real digits in the judge classifier's features (the metric of `image run`); the
+//!   judge and the real digits' statistics are built at the first evaluation and kept.
+//!
+//! Samples come from the weights sampling would use (EMA when trained with it), with labels and
+//! noise from a fixed seed, so evaluations differ only by the weights.
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+
+use super::generate::{draw_labels, model_shape, Generator};
+use super::output::write_samples;
+use super::train::Evaluate;
+use super::EvalSpec;
+use super::ImageTrainConfig;
+use crate::device::DeviceSpec;
+use crate::metrics::digit_frechet::DigitJudge;
+use crate::metrics::fid::{load_stats, save_stats};
+use crate::metrics::fid_pipeline::{fid_between, folder_stats, FidOptions};
+use crate::nn::unet::UNet;
+use crate::sampling::{Guidance, GuidanceConfig, GuidanceConvention, SamplerSpec};
+use crate::schedule::NoiseSchedule;
+use crate::{Error, Result};
+
+/// Labels and noise of the evaluation samples (fixed: evaluations differ only by the weights).
+const EVAL_SEED: u64 = 0x00e7_a100;
+
+/// The sampler and guidance of `spec`, checked.
+fn sampling(
+    spec: &EvalSpec,
+    schedule: &NoiseSchedule,
+    num_classes: usize,
+) -> Result<(SamplerSpec, GuidanceConfig)> {
+    if spec.n < 2 {
+        return Err(Error::invalid(
+            "eval.n",
+            "must be at least 2 (the Fréchet distance needs a covariance)",
+        ));
+    }
+    if num_classes == 0 && (spec.cfg_scale != 0.0 || spec.guidance != Default::default()) {
+        return Err(Error::invalid(
+            "eval.cfg_scale",
+            "the model is unconditional (no classes): guidance needs a class-conditional model",
+        ));
+    }
+    let sampler = super::image_spec(spec.sampler, spec.steps, 0.0, true);
+    sampler.validate(schedule.num_steps())?;
+    let guidance = GuidanceConfig {
+        method: spec.guidance,
+        scale: Guidance::new(spec.cfg_scale, GuidanceConvention::Reference)?,
+        ..GuidanceConfig::default()
+    };
+    guidance.validate()?;
+    Ok((sampler, guidance))
+}
+
+/// `spec.n` samples of `model` (values in [−1, 1], images of `shape`) and their labels.
+fn samples(
+    model: &UNet,
+    shape: (usize, usize, usize),
+    schedule: &NoiseSchedule,
+    sampler: SamplerSpec,
+    guidance: GuidanceConfig,
+    spec: &EvalSpec,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let labels = draw_labels(spec.n, model.num_classes(), None, EVAL_SEED);
+    let imgs = Generator::new(model, shape, schedule, sampler)
+        .guided(guidance, None)
+        .generate(&labels, EVAL_SEED, spec.batch.max(1), None)?;
+    Ok((imgs, labels))
+}
+
+/// FID during training against a folder or statistics file (see the module docs).
+pub struct FidDuringTraining {
+    spec: EvalSpec,
+    schedule: NoiseSchedule,
+    shape: (usize, usize, usize),
+    class_names: Vec<String>,
+    opts: FidOptions,
+    run: PathBuf,
+    sampler: SamplerSpec,
+    guidance: GuidanceConfig,
+}
+
+/// The cache of the reference statistics in a run folder.
+pub const FID_REF_CACHE: &str = "fid-ref.stats";
+/// Where the evaluation samples are written (replaced at each evaluation).
+pub const FID_SAMPLES: &str = "fid-samples";
+
+impl FidDuringTraining {
+    pub fn new(
+        spec: &EvalSpec,
+        cfg: &ImageTrainConfig,
+        class_names: &[String],
+        run: &Path,
+        device: DeviceSpec,
+    ) -> Result<Self> {
+        let schedule = NoiseSchedule::new(&cfg.schedule)?;
+        let reference = spec.reference.clone().ok_or_else(|| {
+            Error::invalid(
+                "eval.reference",
+                "FID during training needs the reference images (a folder or a statistics file)",
+            )
+        })?;
+        if !reference.exists() {
+            return Err(Error::bad_file(
+                &reference,
+                "no such folder or statistics file",
+            ));
+        }
+        let weights = spec.weights.clone().ok_or_else(|| {
+            Error::invalid(
+                "eval.weights",
+                "FID during training needs the Inception weights (the course's afhq_inception_v3.ckpt)",
+            )
+        })?;
+        if !weights.is_file() {
+            return Err(Error::bad_file(&weights, "no such weights file"));
+        }
+        let (sampler, guidance) = sampling(spec, &schedule, class_names.len())?;
+        let opts = FidOptions {
+            weights,
+            progress: false,
+            device,
+            ..FidOptions::default()
+        };
+        Ok(Self {
+            spec: spec.clone(),
+            schedule,
+            shape: model_shape(&cfg.unet),
+            class_names: class_names.to_vec(),
+            opts,
+            run: run.to_path_buf(),
+            sampler,
+            guidance,
+        })
+    }
+
+    /// The reference as a statistics file: the file itself, or the run's cache of the folder's
+    /// statistics (computed now if missing or stale).
+    fn reference_stats(&self) -> Result<PathBuf> {
+        let reference = self.spec.reference.as_ref().expect("checked in new");
+        if reference.is_file() {
+            return Ok(reference.clone());
+        }
+        let cache = self.run.join(FID_REF_CACHE);
+        let count = crate::data::image_io::list_images(reference)?.len();
+        let key = serde_json::json!({
+            "reference": reference.canonicalize().unwrap_or(reference.clone()),
+            "files": count,
+        });
+        if cache.is_file() {
+            if let Ok((_, meta)) = load_stats(&cache) {
+                if meta.get("reference") == key.get("reference")
+                    && meta.get("files") == key.get("files")
+                {
+                    return Ok(cache);
+                }
+            }
+        }
+        let stats = folder_stats(reference, &self.opts)?;
+        let mut meta = self.opts_meta();
+        if let (Some(m), Some(k)) = (meta.as_object_mut(), key.as_object()) {
+            for (a, b) in k {
+                m.insert(a.clone(), b.clone());
+            }
+        }
+        save_stats(&cache, &stats, &meta)?;
+        Ok(cache)
+    }
+
+    fn opts_meta(&self) -> serde_json::Value {
+        let size = self
+            .opts
+            .resolved_image_size()
+            .expect("the default size is valid");
+        self.opts.meta(size)
+    }
+}
+
+impl Evaluate for FidDuringTraining {
+    fn name(&self) -> &str {
+        "fid"
+    }
+    fn every(&self) -> usize {
+        self.spec.every
+    }
+    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<f64> {
+        let reference = self.reference_stats()?;
+        let (imgs, labels) = samples(
+            model,
+            self.shape,
+            &self.schedule,
+            self.sampler,
+            self.guidance,
+            &self.spec,
+        )?;
+        let dir = self.run.join(FID_SAMPLES);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        write_samples(&dir, &imgs, &labels, &self.class_names, self.shape)?;
+        Ok(fid_between(&reference, &dir, &self.opts)?.fid)
+    }
+}
+
+/// The digits' Fréchet distance during training (see the module docs).
+pub struct DigitFrechetDuringTraining {
+    spec: EvalSpec,
+    schedule: NoiseSchedule,
+    shape: (usize, usize, usize),
+    device: Device,
+    judge: Option<DigitJudge>,
+    sampler: SamplerSpec,
+    guidance: GuidanceConfig,
+}
+
+impl DigitFrechetDuringTraining {
+    pub fn new(spec: &EvalSpec, cfg: &ImageTrainConfig, device: &Device) -> Result<Self> {
+        let schedule = NoiseSchedule::new(&cfg.schedule)?;
+        if (cfg.unet.in_channels, cfg.unet.image_size) != (1, 8) {
+            return Err(Error::invalid(
+                "eval",
+                "the digits' Fréchet distance needs the digits at 8×8 (the judge's input)",
+            ));
+        }
+        if spec.reference.is_some() || spec.weights.is_some() {
+            return Err(Error::invalid(
+                "eval.reference",
+                "on the digits the reference is the real digits and the features the judge \
+                 classifier's: leave out the reference and the weights",
+            ));
+        }
+        let (sampler, guidance) = sampling(spec, &schedule, 10)?;
+        Ok(Self {
+            spec: spec.clone(),
+            schedule,
+            shape: model_shape(&cfg.unet),
+            device: device.clone(),
+            judge: None,
+            sampler,
+            guidance,
+        })
+    }
+}
+
+impl Evaluate for DigitFrechetDuringTraining {
+    fn name(&self) -> &str {
+        "digit_fd"
+    }
+    fn every(&self) -> usize {
+        self.spec.every
+    }
+    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<f64> {
+        if self.judge.is_none() {
+            self.judge = Some(DigitJudge::standard(&self.device)?);
+        }
+        let (imgs, _) = samples(
+            model,
+            self.shape,
+            &self.schedule,
+            self.sampler,
+            self.guidance,
+            &self.spec,
+        )?;
+        self.judge.as_ref().expect("built above").frechet(&imgs)
+    }
+}
