@@ -104,7 +104,16 @@ pub trait Evaluate {
     /// Steps between two evaluations (0: never).
     fn every(&self) -> usize;
     /// The metric of `model` (the EMA weights when trained with EMA) after `step` steps.
-    fn evaluate(&mut self, model: &UNet, step: usize) -> Result<f64>;
+    fn evaluate(&mut self, model: &UNet, step: usize) -> Result<Evaluation>;
+}
+
+/// What one evaluation measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluation {
+    pub value: f64,
+    /// Of the evaluation's time, the seconds spent on the reference (its statistics computed,
+    /// or read from the cache): logged as `<name>_ref_seconds`.
+    pub reference_seconds: f64,
 }
 
 /// The folder under a run where `keep_best` keeps the best checkpoint (a run folder of its own,
@@ -185,12 +194,13 @@ pub fn train_with(
             let mut best_now = false;
             if let (true, Some(ev)) = (eval_due, opts.evaluator.as_deref_mut()) {
                 let te = Instant::now();
-                let v = ev.evaluate(&run.sampling_model(), run.step)?;
-                let name = ev.name().to_string();
+                let r = ev.evaluate(&run.sampling_model(), run.step)?;
+                let (name, v) = (ev.name().to_string(), r.value);
                 best_now = opts.keep_best
                     && v.is_finite()
                     && run.log.best(&name).is_none_or(|(_, b)| v < b);
                 eval.insert(format!("{name}_seconds"), te.elapsed().as_secs_f64());
+                eval.insert(format!("{name}_ref_seconds"), r.reference_seconds);
                 eval.insert(name, v);
             }
             let record = run.record(norm, window, eval)?;

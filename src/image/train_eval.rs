@@ -19,7 +19,7 @@ use burn::prelude::Device;
 
 use super::generate::{draw_labels, model_shape, Generator};
 use super::output::write_samples;
-use super::train::Evaluate;
+use super::train::{Evaluate, Evaluation};
 use super::EvalSpec;
 use super::ImageTrainConfig;
 use crate::device::DeviceSpec;
@@ -194,8 +194,10 @@ impl Evaluate for FidDuringTraining {
     fn every(&self) -> usize {
         self.spec.every
     }
-    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<f64> {
+    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<Evaluation> {
+        let t = std::time::Instant::now();
         let reference = self.reference_stats()?;
+        let reference_seconds = t.elapsed().as_secs_f64();
         let (imgs, labels) = samples(
             model,
             self.shape,
@@ -209,7 +211,10 @@ impl Evaluate for FidDuringTraining {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         write_samples(&dir, &imgs, &labels, &self.class_names, self.shape)?;
-        Ok(fid_between(&reference, &dir, &self.opts)?.fid)
+        Ok(Evaluation {
+            value: fid_between(&reference, &dir, &self.opts)?.fid,
+            reference_seconds,
+        })
     }
 }
 
@@ -260,10 +265,12 @@ impl Evaluate for DigitFrechetDuringTraining {
     fn every(&self) -> usize {
         self.spec.every
     }
-    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<f64> {
+    fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<Evaluation> {
+        let t = std::time::Instant::now();
         if self.judge.is_none() {
             self.judge = Some(DigitJudge::standard(&self.device)?);
         }
+        let reference_seconds = t.elapsed().as_secs_f64();
         let (imgs, _) = samples(
             model,
             self.shape,
@@ -272,6 +279,9 @@ impl Evaluate for DigitFrechetDuringTraining {
             self.guidance,
             &self.spec,
         )?;
-        self.judge.as_ref().expect("built above").frechet(&imgs)
+        Ok(Evaluation {
+            value: self.judge.as_ref().expect("built above").frechet(&imgs)?,
+            reference_seconds,
+        })
     }
 }
