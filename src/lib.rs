@@ -17,7 +17,7 @@
 //!      method;
 //!    - [`nn`]: the networks (SimpleNet, the UNet, Inception-v3, the digits judge), which
 //!      never see the schedule; their CPU kernels are in the `diffuse-kernels` crate.
-//! 3. Data and measurements: [`data`] (2D toys, the bundled digits, image folders; JPEG
+//! 3. Data and measurements: [`data`] (2D toys, the bundled digits, image data sets in four layouts; JPEG
 //!    through the `diffuse-jpeg` crate), [`metrics`] (Chamfer, FID, the digits' Fréchet
 //!    distance), [`stats`] (summaries over seeds).
 //! 4. Training and checkpoints: [`train`] (optimizer, learning-rate schedule, EMA, mixed

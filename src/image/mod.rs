@@ -3,14 +3,16 @@
 //! `ImageTrainConfig::reference()` is the course's AFHQ protocol.
 //!
 //! - [`config`]: the run's settings and presets;
-//! - [`train`]: the training loop in named steps;
+//! - [`train`]: the training loop in named steps; [`metrics_log`]: `RUN/metrics.jsonl`;
+//!   [`train_eval`]: FID (digits: Fréchet distance) during training;
 //! - [`generate`]: labels → images through a sampler and a guidance method;
 //! - [`output`]: sample folders and grids;
 //! - [`demo`], [`sweep`], [`cfg_sweep`], [`invert`], [`judge`]: the workflows behind
 //!   `image run`, `image sweep`, `image cfg-sweep`, `image invert` and `image judge`.
 //!
 //! A run folder holds its checkpoints ([`crate::checkpoint::image`]: each step's weights,
-//! config and resume state as one unit), `loss.png` and `preview/`.
+//! config and resume state as one unit), `config.json` ([`RunFile`]), `metrics.jsonl`,
+//! `loss.png` and `preview/`.
 pub mod cfg_sweep;
 pub mod config;
 pub mod demo;
