@@ -325,8 +325,13 @@ pub fn weights_file(ckpt: &Path) -> Result<PathBuf> {
     Ok(ckpt.to_path_buf())
 }
 
-/// Loads a run's model (EMA weights when present, unless `raw`) and its metadata.
+/// Loads a run's model (EMA weights when present, unless `raw`) and its metadata; also a file
+/// in the course's layout ([`super::export::load_course`]).
 pub fn load(ckpt: &Path, raw: bool, device: &Device) -> Result<(UNet, ImageCheckpointMeta)> {
+    // The course's PyTorch files and our course exports: weights without our metadata.
+    if super::export::is_course_file(ckpt) {
+        return super::export::load_course(ckpt, device);
+    }
     let ckpt = weights_file(ckpt)?;
     let meta_path = config_path(&ckpt);
     if !meta_path.is_file() {

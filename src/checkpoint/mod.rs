@@ -8,7 +8,8 @@
 //!   rename, described by a manifest);
 //! - [`background`]: the thread that writes a run's checkpoints while training goes on;
 //! - [`optimizer`]: the optimizer state and the parameter ids that key it;
-//! - [`toy`], [`image`]: what the 2D and the image workflows save and load.
+//! - [`toy`], [`image`]: what the 2D and the image workflows save and load;
+//! - [`export`]: an image run for the course's PyTorch code, and the course's files read back.
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use crate::files::{ensure_parent, tmp_path};
 use crate::{Error, Result};
 
 pub mod background;
+pub mod export;
 pub mod image;
 pub mod optimizer;
 pub mod report;

@@ -225,6 +225,12 @@ const FLAGS: &[(&str, &str)] = &[
     ("fid.batch_size", "--batch"),
     ("classifier.image_size", "--image-size"),
     ("eval.size", "--size"),
+    ("eval.n", "--fid-n"),
+    ("eval.cfg_scale", "--fid-cfg-scale"),
+    ("eval.reference", "--fid-ref"),
+    ("eval.weights", "--weights"),
+    ("export.format", "--format"),
+    ("export.ema", "--ema"),
     ("device", "--device"),
 ];
 

@@ -825,68 +825,222 @@ fn torch_key(path: &str) -> String {
     k
 }
 
-/// Loads a PyTorch state dict of the reference layout (`torch.save(net.state_dict())`, or a
-/// checkpoint dict holding it under `state_dict`) into a network of `config`. Every missing,
-/// unexpected or mis-shaped tensor is named (by its PyTorch key) in the error.
+/// Our module path → the course's PyTorch key (regex, replacement): the inverse of
+/// [`KEY_REMAP`], applied on export after burn's PyTorch adapter (which transposes Linear
+/// weights and names GroupNorm's γ/β `weight`/`bias`).
+pub const TO_COURSE_KEYS: &[(&str, &str)] = &[
+    (r"^time_embedding\.linear1\.", "time_embedding.mlp.0."),
+    (r"^time_embedding\.linear2\.", "time_embedding.mlp.2."),
+    (r"\.block1_norm\.", ".block1.0."),
+    (r"\.block1_conv\.", ".block1.2."),
+    (r"\.temb_proj\.", ".temb_proj.1."),
+    (r"\.block2_norm\.", ".block2.0."),
+    (r"\.block2_conv\.", ".block2.3."),
+    (r"^tail_norm\.", "tail.0."),
+    (r"^tail_conv\.", "tail.2."),
+];
+
+/// The course's `DiffusionModule` state dict holds the UNet under `network.` and the noise
+/// schedule's buffers under `var_scheduler.`; a bare `UNet.state_dict()` has neither.
+const COURSE_PREFIX: &str = r"^network\.";
+const SCHEDULER_PREFIX: &str = "var_scheduler.";
+
+/// The tensor names (course keys, `network.` stripped, the scheduler's buffers left out) and
+/// shapes of a PyTorch file (`.pt/.pth/.ckpt/.bin`, weights at the top or under `state_dict`)
+/// or of a safetensors file in the course's key layout.
+pub fn course_file_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+    // Read in our names and named back, as `load_pytorch` reports them.
+    let mut src = CourseSource::open(path, KEY_REMAP)?;
+    src.tensors(path)
+}
+
+/// A course-layout weights file opened with the given key remapping.
+enum CourseSource {
+    Torch(PytorchStore),
+    Safetensors(burn::store::SafetensorsStore),
+}
+
+impl CourseSource {
+    fn open(path: &Path, remap: &[(&str, &str)]) -> Result<Self> {
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(Error::io(path, e));
+        }
+        let safetensors = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if safetensors {
+            let mut s = burn::store::SafetensorsStore::from_file(path)
+                .with_from_adapter(burn::store::PyTorchToBurnAdapter)
+                .skip_enum_variants(true)
+                .allow_partial(true)
+                .validate(false)
+                .with_key_remapping(COURSE_PREFIX, "");
+            for (from, to) in remap {
+                s = s.with_key_remapping(*from, *to);
+            }
+            return Ok(CourseSource::Safetensors(s));
+        }
+        let store = |top: Option<&str>| {
+            let mut s = PytorchStore::from_file(path)
+                .map_indices_contiguous(false)
+                .allow_partial(true)
+                .validate(false)
+                .with_key_remapping(COURSE_PREFIX, "");
+            if let Some(k) = top {
+                s = s.with_top_level_key(k);
+            }
+            for (from, to) in remap {
+                s = s.with_key_remapping(*from, *to);
+            }
+            s
+        };
+        let mut s = store(None);
+        let keys = s.keys().map_err(|e| unreadable(path, &e.to_string()))?;
+        if !keys.iter().any(|k| k.starts_with("head."))
+            && keys.iter().any(|k| k.starts_with("state_dict."))
+        {
+            s = store(Some("state_dict"));
+        }
+        Ok(CourseSource::Torch(s))
+    }
+
+    fn tensors(&mut self, path: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+        let all = match self {
+            CourseSource::Torch(s) => s
+                .get_all_tensors()
+                .map_err(|e| unreadable(path, &e.to_string()))?,
+            CourseSource::Safetensors(s) => s
+                .get_all_tensors()
+                .map_err(|e| unreadable(path, &e.to_string()))?,
+        };
+        Ok(all
+            .values()
+            .filter(|t| !t.name.starts_with(SCHEDULER_PREFIX))
+            .map(|t| (torch_key(&t.name), t.shape.to_vec()))
+            .collect())
+    }
+
+    fn load_into(&mut self, net: UNet, path: &Path) -> Result<(UNet, burn::store::ApplyResult)> {
+        let mut net = net;
+        let res = match self {
+            CourseSource::Torch(s) => net.load_from(s).map_err(|e| e.to_string()),
+            CourseSource::Safetensors(s) => net.load_from(s).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: checkpoint_report::tidy_store_error(&e),
+        })?;
+        Ok((net, res))
+    }
+}
+
+fn unreadable(path: &Path, e: &str) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: format!(
+            "cannot read as a PyTorch or safetensors file: {}",
+            checkpoint_report::tidy_store_error(e)
+        ),
+    }
+}
+
+/// The UNet configuration that a course-layout state dict implies (course keys and shapes, as
+/// [`course_file_tensors`] lists them): channels, levels and their multipliers, blocks per
+/// level, attention levels, classes and the time-feature width come from the tensors;
+/// `image_size` (which no weight depends on) and `dropout` are left at the course's 64 and 0.1.
+/// GroupNorm uses the course's 32 groups. An error names the key that is missing or odd.
+pub fn infer_course_config(tensors: &[(String, Vec<usize>)]) -> Result<UNetConfig> {
+    let shape = |k: &str| tensors.iter().find(|(n, _)| n == k).map(|(_, s)| s.clone());
+    let need = |k: &str| {
+        shape(k).ok_or_else(|| {
+            Error::invalid(
+                "architecture",
+                format!("the weights have no `{k}`, so the architecture cannot be read from them"),
+            )
+        })
+    };
+    let head = need("head.weight")?;
+    let (ch, in_ch) = (head[0], head[1]);
+    let freq = need("time_embedding.mlp.0.weight")?[1];
+    let num_classes = shape("class_embedding.weight").map_or(0, |s| s[0].saturating_sub(1));
+    // Walk the down path: ResBlocks (block1.2 is their first conv) until a DownSample (`main`).
+    let mut mult = Vec::new();
+    let mut attn = Vec::new();
+    let mut per_level = Vec::new();
+    let (mut level, mut blocks, mut width) = (0usize, 0usize, ch);
+    for i in 0.. {
+        let p = format!("downblocks.{i}.");
+        if let Some(s) = shape(&format!("{p}block1.2.weight")) {
+            width = s[0];
+            blocks += 1;
+            if shape(&format!("{p}attn.proj_q.weight")).is_some() && !attn.contains(&level) {
+                attn.push(level);
+            }
+        } else if shape(&format!("{p}main.weight")).is_some() {
+            mult.push(width / ch.max(1));
+            per_level.push(blocks);
+            (level, blocks) = (level + 1, 0);
+        } else {
+            break;
+        }
+    }
+    mult.push(width / ch.max(1));
+    per_level.push(blocks);
+    let num_res_blocks = per_level[0];
+    if num_res_blocks == 0 || per_level.iter().any(|&b| b != num_res_blocks) {
+        return Err(Error::invalid(
+            "architecture",
+            format!("the down path has {per_level:?} ResBlocks per level; the course's UNet has the same number at every level"),
+        ));
+    }
+    let cfg = UNetConfig {
+        image_size: 64,
+        in_channels: in_ch,
+        channels: ch,
+        channel_mult: mult,
+        num_res_blocks,
+        attn_levels: attn,
+        dropout: 0.1,
+        num_classes,
+        num_groups: 32,
+        norm_eps: 1e-5,
+        time_freq_dim: freq,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Loads a PyTorch state dict of the reference layout (`torch.save(net.state_dict())`, a
+/// checkpoint dict holding it under `state_dict`, the course's `{hparams, state_dict}` file
+/// whose `DiffusionModule` state dict holds it under `network.`, or a safetensors file of
+/// those keys) into a network of `config`. Pickled objects in the file are never executed.
+/// Every missing, unexpected or mis-shaped tensor is named (by its PyTorch key) in the error.
 pub fn load_pytorch(path: impl AsRef<Path>, config: &UNetConfig, device: &Device) -> Result<UNet> {
     let path = path.as_ref();
     config.validate()?;
-    if let Err(e) = std::fs::metadata(path) {
-        return Err(Error::io(path, e));
-    }
     let ckpt = |msg: String| Error::Checkpoint {
         path: path.to_path_buf(),
         msg,
     };
-    let store = |top: Option<&str>| {
-        let mut s = PytorchStore::from_file(path)
-            .map_indices_contiguous(false)
-            .allow_partial(true)
-            .validate(false);
-        if let Some(k) = top {
-            s = s.with_top_level_key(k);
-        }
-        for (from, to) in KEY_REMAP {
-            s = s.with_key_remapping(*from, *to);
-        }
-        s
-    };
-    let mut s = store(None);
-    let keys = s.keys().map_err(|e| {
-        ckpt(format!(
-            "cannot read as a PyTorch file: {}",
-            checkpoint_report::tidy_store_error(&e.to_string())
-        ))
-    })?;
-    if !keys.iter().any(|k| k.starts_with("head."))
-        && keys.iter().any(|k| k.starts_with("state_dict."))
-    {
-        s = store(Some("state_dict"));
-    }
-    let mut net = UNet::build(config, device, &mut Init::<rand_chacha::ChaCha8Rng>::Zeros);
+    let mut s = CourseSource::open(path, KEY_REMAP)?;
+    let net = UNet::build(config, device, &mut Init::<rand_chacha::ChaCha8Rng>::Zeros);
     let params = checkpoint_report::model_tensors(&net);
-    let file: Vec<(String, Vec<usize>)> = s
-        .get_all_tensors()
-        .map_err(|e| {
-            ckpt(format!(
-                "cannot read as a PyTorch file: {}",
-                checkpoint_report::tidy_store_error(&e.to_string())
-            ))
-        })?
-        .values()
-        .map(|t| (torch_key(&t.name), t.shape.to_vec()))
-        .collect();
+    let file = s.tensors(path)?;
     checkpoint_report::guard_sizes(
         &file,
         checkpoint_report::largest(&params),
         checkpoint_report::UNET,
     )
     .map_err(ckpt)?;
-    let res = net
-        .load_from(&mut s)
-        .map_err(|e| ckpt(checkpoint_report::tidy_store_error(&e.to_string())))?;
+    let (net, res) = s.load_into(net, path)?;
     let mut misfit = checkpoint_report::Misfit::from_apply(&res, torch_key);
-    misfit.unexpected = misfit.unexpected.iter().map(|p| torch_key(p)).collect();
+    misfit.unexpected = misfit
+        .unexpected
+        .iter()
+        .filter(|p| !p.starts_with(SCHEDULER_PREFIX))
+        .map(|p| torch_key(p))
+        .collect();
     // Linear weights are compared in burn's [in, out] layout; report PyTorch's.
     for (name, found, expected) in misfit.misshaped.iter_mut() {
         if is_linear_weight(name) {

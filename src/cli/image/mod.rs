@@ -20,6 +20,7 @@ use diffuse::sampling::{GuidanceMethod, SamplerKind};
 use super::args::{CommonArgs, GuidanceParams, OptimArgs};
 
 mod cfg_sweep;
+mod export;
 mod invert;
 mod judge;
 mod run;
@@ -51,6 +52,9 @@ pub enum ImageCommand {
     /// The digits demo: train, sample at w = 0 and a guided scale, judge the samples with a
     /// classifier trained on the real digits (accuracy and Fréchet distance).
     Run(run::RunArgs),
+    /// Export a run's network for the course's PyTorch code (unet.safetensors + unet.json) or
+    /// as plain weights; the course's own checkpoints load in every --ckpt.
+    Export(export::ExportArgs),
 }
 
 pub fn run(cmd: ImageCommand) -> Result<()> {
@@ -62,6 +66,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         ImageCommand::CfgSweep(a) => cfg_sweep::run(&a),
         ImageCommand::Judge(a) => judge::run(&a),
         ImageCommand::Run(a) => run::run(&a),
+        ImageCommand::Export(a) => export::run(&a),
     }
 }
 
