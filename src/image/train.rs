@@ -116,8 +116,8 @@ pub struct Evaluation {
     pub reference_seconds: f64,
 }
 
-/// The folder under a run where `keep_best` keeps the best checkpoint (a run folder of its own,
-/// so `image sample --ckpt RUN/best` samples it).
+/// The folder under a run where `keep_best` keeps the best checkpoint (a run folder of its own
+/// whose newest checkpoint is the best, so `image sample --ckpt RUN/best` samples it).
 pub const BEST: &str = "best";
 
 /// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`, logging
@@ -150,6 +150,7 @@ pub fn train_with(
     validate(cfg, &data)?;
     let show = opts.show;
     let mut run = Run::set_up(cfg, out, opts.resume, device, show)?;
+    drop_stale_best(out, run.step)?;
     let log_every = opts.log_every.max(1);
     // Batches are gathered on a helper thread, ahead of the network.
     let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, run.step, cfg.xflip)?;
@@ -251,6 +252,43 @@ pub fn train_with(
         checkpoint_seconds: run.checkpoint_seconds,
         interrupted: was_interrupted,
     })
+}
+
+/// `RUN/best/` keeps every best checkpoint saved since the last regular checkpoint, and the
+/// newest one at or before it ([`prune_best`]), so that whatever checkpoint a run resumes
+/// from, the best checkpoint up to it is still there. At start-up the ones after the resumed
+/// step (saved by a process that was killed, whose log lines after that step are dropped too)
+/// are removed — all of them for a fresh run — so `RUN/best` always holds the best value that
+/// `metrics.jsonl` shows.
+fn drop_stale_best(out: &Path, step: usize) -> Result<()> {
+    let best = out.join(BEST);
+    if !best.exists() {
+        return Ok(());
+    }
+    if step == 0 {
+        return std::fs::remove_dir_all(&best).map_err(|e| Error::io(&best, e));
+    }
+    for (s, dir) in run_checkpoint::list(&best)? {
+        if s > step {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// After the regular checkpoint of `step` is committed: the best checkpoints older than the
+/// newest one at or before `step` can no longer be needed by a resume.
+fn prune_best(out: &Path, step: usize) -> Result<()> {
+    let list = run_checkpoint::list(&out.join(BEST))?;
+    let Some(keep) = list.iter().map(|e| e.0).find(|&s| s <= step) else {
+        return Ok(());
+    };
+    for (s, dir) in list {
+        if s < keep {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The plain progress line of a log record: step, loss, speed, ETA and any evaluation.
@@ -505,14 +543,15 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Saves the current state as the run's best checkpoint, `RUN/best/` (a run folder that
-    /// keeps one checkpoint), on this thread.
+    /// Saves the current state as the run's best checkpoint in `RUN/best/` (see
+    /// `prune_best`), on this thread.
     pub fn save_best(&mut self, class_names: &[String]) -> Result<()> {
         let t = Instant::now();
         self.finish()?;
+        // Nothing pruned here: see `prune_best`.
         let snap = self
             .snapshot_into(&self.out.join(BEST), class_names)?
-            .keep_only(1);
+            .keep_only(usize::MAX);
         snap.write()?;
         self.checkpoint_seconds += t.elapsed().as_secs_f64();
         Ok(())
@@ -570,8 +609,10 @@ impl<'a> Run<'a> {
             .iter()
             .map(|r| (r.step, r.loss))
             .collect();
+        let step = self.step;
         self.writer.submit(snap.target(), move || {
             snap.write()?;
+            prune_best(&out, step)?;
             plot_losses(&out, &curve)
         })
     }
@@ -669,4 +710,38 @@ fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {
         true,
         &[("loss".into(), pts)],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(out: &Path) -> Vec<usize> {
+        let mut v: Vec<usize> = run_checkpoint::list(&out.join(BEST))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_best_checkpoint_up_to_any_resume_point_is_kept() {
+        let out = std::env::temp_dir().join(format!("diffuse-best-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        for s in [1, 3, 5, 6] {
+            std::fs::create_dir_all(run_checkpoint::step_dir(&out.join(BEST), s)).unwrap();
+        }
+        // Regular checkpoint at 4 committed: 3 is the best up to it, 1 is no longer needed.
+        prune_best(&out, 4).unwrap();
+        assert_eq!(steps(&out), [3, 5, 6]);
+        // Killed before the checkpoint of 6 was committed: resuming at 4 keeps the best up to 4.
+        drop_stale_best(&out, 4).unwrap();
+        assert_eq!(steps(&out), [3]);
+        // A fresh run starts without one.
+        drop_stale_best(&out, 0).unwrap();
+        assert!(!out.join(BEST).exists());
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }
