@@ -190,10 +190,12 @@ pub fn train_with(
                 pb.set_message(format!("loss {lv:.4}"));
             }
         }
-        if (log_due || eval_due) && !stop {
+        // Logged even when interrupted (the checkpoint below holds this step, so a resumed run
+        // will not log it); only the evaluation is skipped then, to stop promptly.
+        if log_due || eval_due {
             let mut eval = std::collections::BTreeMap::new();
             let mut best_now = false;
-            if let (true, Some(ev)) = (eval_due, opts.evaluator.as_deref_mut()) {
+            if let (true, false, Some(ev)) = (eval_due, stop, opts.evaluator.as_deref_mut()) {
                 let te = Instant::now();
                 let r = ev.evaluate(&run.sampling_model(), run.step)?;
                 let (name, v) = (ev.name().to_string(), r.value);
