@@ -217,6 +217,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("study.eval_points", "--eval-points"),
     ("study.recipes", "--recipes"),
     ("study.seeds", "--seeds"),
+    ("study.n", "-n"),
     ("sweep.samplers", "--samplers"),
     ("sweep.steps", "--steps"),
     ("sweep.seeds", "--seeds"),

@@ -21,6 +21,7 @@ pub mod invert;
 pub mod judge;
 pub mod metrics_log;
 pub mod output;
+pub mod study;
 pub mod sweep;
 pub mod train;
 pub mod train_eval;

@@ -25,6 +25,7 @@ mod invert;
 mod judge;
 mod run;
 mod sample;
+mod study;
 mod sweep;
 mod train;
 
@@ -55,6 +56,9 @@ pub enum ImageCommand {
     /// Export a run's network for the course's PyTorch code (unet.safetensors + unet.json) or
     /// as plain weights; the course's own checkpoints load in every --ckpt.
     Export(export::ExportArgs),
+    /// One digits model per seed and recipe, judged at w = 0 and APG w = 7.5: accuracy,
+    /// Fréchet distance and its real-vs-real floor, training CPU time (study.csv, summary.csv).
+    Study(study::StudyArgs),
 }
 
 pub fn run(cmd: ImageCommand) -> Result<()> {
@@ -67,6 +71,7 @@ pub fn run(cmd: ImageCommand) -> Result<()> {
         ImageCommand::Judge(a) => judge::run(&a),
         ImageCommand::Run(a) => run::run(&a),
         ImageCommand::Export(a) => export::run(&a),
+        ImageCommand::Study(a) => study::run(&a),
     }
 }
 
