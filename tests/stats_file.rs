@@ -216,3 +216,86 @@ fn huge_npy_header_length_is_refused() {
         "{e}"
     );
 }
+
+/// A version-1 `.npy` member: magic, header length, the given header dict, then `data`.
+fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{dict}\n").into_bytes();
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.append(&mut header);
+    b.extend_from_slice(data);
+    b
+}
+
+fn write_zip(path: &Path, members: &[(&str, Vec<u8>)]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, bytes) in members {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, bytes).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// Shapes that claim more data than the member holds are refused before anything that size
+/// is allocated (a 10¹²-element array in a file of a few hundred bytes), and so are feature
+/// counts beyond any extractor's.
+#[test]
+fn shapes_claiming_more_than_the_file_holds_are_refused() {
+    let f8 = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mu = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+        &f8(&[1.0, 2.0]),
+    );
+    let sigma = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
+        &f8(&[1.0, 0.0, 0.0, 1.0]),
+    );
+    // The valid pair loads (the helpers write what numpy reads).
+    let ok = scratch("two.npz");
+    write_zip(&ok, &[("mu.npy", mu.clone()), ("sigma.npy", sigma.clone())]);
+    assert_eq!(load_stats(&ok).unwrap().0.dim(), 2);
+
+    let huge_meta = npy(
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (1000000000000,), }",
+        b"{}",
+    );
+    let p = scratch("huge_meta.npz");
+    write_zip(
+        &p,
+        &[
+            ("mu.npy", mu.clone()),
+            ("sigma.npy", sigma.clone()),
+            ("diffuse_meta.npy", huge_meta),
+        ],
+    );
+    let e = load_stats(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("huge_meta.npz") && e.contains("diffuse_meta"),
+        "{e}"
+    );
+
+    let huge_sigma = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }",
+        &f8(&[1.0; 4]),
+    );
+    let p = scratch("huge_sigma.npz");
+    write_zip(&p, &[("mu.npy", mu), ("sigma.npy", huge_sigma)]);
+    let e = load_stats(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("huge_sigma.npz") && e.contains("no more data"),
+        "{e}"
+    );
+
+    let wide_mu = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (20000,), }",
+        &vec![0u8; 8 * 20000],
+    );
+    let p = scratch("wide.npz");
+    write_zip(&p, &[("mu.npy", wide_mu), ("sigma.npy", sigma)]);
+    let e = load_stats(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("wide.npz") && e.contains("16384 features"),
+        "{e}"
+    );
+}

@@ -188,6 +188,11 @@ fn load_npz(path: &Path, bytes: Vec<u8>) -> Result<(FeatureStats, serde_json::Va
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("not a readable zip archive ({e})")))?;
     let (mu_shape, mu) = read_array(&mut zip, "mu", file_len).map_err(&bad)?;
+    if mu_shape.first().is_some_and(|&d| d > MAX_DIM) {
+        return Err(bad(format!(
+            "`mu` has shape {mu_shape:?}, more than the {MAX_DIM} features accepted"
+        )));
+    }
     let (sigma_shape, sigma) = read_array(&mut zip, "sigma", file_len).map_err(&bad)?;
     let d = match (mu_shape.as_slice(), sigma_shape.as_slice()) {
         (&[d], &[r, c]) if d > 0 && r == d && c == d => d as usize,
@@ -203,8 +208,17 @@ fn load_npz(path: &Path, bytes: Vec<u8>) -> Result<(FeatureStats, serde_json::Va
     }
     let mut meta = match zip.by_name("diffuse_meta.npy") {
         Ok(entry) => {
-            let json = open_npy(entry)
-                .and_then(|f| f.into_vec::<u8>())
+            let size = entry.size();
+            let npy = open_npy(entry)
+                .map_err(|e| bad(format!("array `diffuse_meta` is not a valid .npy ({e})")))?;
+            // Checked before reading: the header's shape must not claim more than the member.
+            if npy.len() > size {
+                return Err(bad(
+                    "array `diffuse_meta` claims more data than it holds".into()
+                ));
+            }
+            let json = npy
+                .into_vec::<u8>()
                 .map_err(|e| bad(format!("array `diffuse_meta` is not uint8 ({e})")))?;
             let v: serde_json::Value = serde_json::from_slice(&json)
                 .map_err(|e| bad(format!("array `diffuse_meta` is not JSON ({e})")))?;
@@ -267,11 +281,6 @@ fn read_array<R: Read + std::io::Seek>(
     }
     let npy = open_npy(entry).map_err(|e| format!("array `{name}` is not a valid .npy ({e})"))?;
     let shape = npy.shape().to_vec();
-    if shape.iter().any(|&s| s > MAX_DIM * MAX_DIM) {
-        return Err(format!(
-            "array `{name}` has shape {shape:?}, larger than any feature statistics"
-        ));
-    }
     let count = shape.iter().try_fold(1u64, |a, &s| a.checked_mul(s));
     let fortran = matches!(npy.order(), npyz::Order::Fortran);
     let npyz::DType::Plain(ts) = npy.dtype() else {
