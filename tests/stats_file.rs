@@ -280,10 +280,24 @@ fn shapes_claiming_more_than_the_file_holds_are_refused() {
         &f8(&[1.0; 4]),
     );
     let p = scratch("huge_sigma.npz");
-    write_zip(&p, &[("mu.npy", mu), ("sigma.npy", huge_sigma)]);
+    write_zip(&p, &[("mu.npy", mu.clone()), ("sigma.npy", huge_sigma)]);
     let e = load_stats(&p).unwrap_err().to_string();
     assert!(
         e.contains("huge_sigma.npz") && e.contains("no more data"),
+        "{e}"
+    );
+
+    // 2⁴⁰ × 2⁴⁰ elements: the count overflows 64 bits (npyz alone would panic on it in a
+    // build with overflow checks).
+    let overflow = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
+        &f8(&[1.0; 4]),
+    );
+    let p = scratch("overflow.npz");
+    write_zip(&p, &[("mu.npy", mu.clone()), ("sigma.npy", overflow)]);
+    let e = load_stats(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("overflow.npz") && e.contains("not a countable size"),
         "{e}"
     );
 

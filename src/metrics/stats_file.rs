@@ -325,8 +325,9 @@ fn read_array<R: Read + std::io::Seek>(
 /// numpy's own limit on the `.npy` header's length (`_MAX_HEADER_SIZE`).
 const MAX_NPY_HEADER: usize = 10_000;
 
-/// The `.npy` reader of a member, after checking the header length it declares: npyz would
-/// allocate whatever the 2- or 4-byte length field says (up to 4 GiB) before reading it.
+/// The `.npy` reader of a member, after checking the header length it declares (npyz would
+/// allocate whatever the 2- or 4-byte length field says, up to 4 GiB, before reading it) and
+/// that its shape's element count fits in 64 bits.
 fn open_npy<R: Read>(mut member: R) -> std::io::Result<npyz::NpyFile<impl Read>> {
     let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
     // Magic (6 bytes), version (2), then the header length: u16 in version 1, u32 after.
@@ -351,5 +352,24 @@ fn open_npy<R: Read>(mut member: R) -> std::io::Result<npyz::NpyFile<impl Read>>
             "header of {len} bytes, numpy's limit is {MAX_NPY_HEADER}"
         )));
     }
-    npyz::NpyFile::new(Cursor::new(pre[..pre_len].to_vec()).chain(member))
+    let mut head = pre[..pre_len].to_vec();
+    head.resize(pre_len + len, 0);
+    member.read_exact(&mut head[pre_len..])?;
+    // npyz multiplies the shape's numbers unchecked, which panics in builds with overflow
+    // checks: refuse a shape whose element count does not fit in 64 bits first.
+    let text = String::from_utf8_lossy(&head[pre_len..]);
+    if let Some(tuple) = text
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
+        .map(|(inside, _)| inside)
+    {
+        let dims = tuple.split(',').map(str::trim).filter(|t| !t.is_empty());
+        let count = dims
+            .map(|t| t.trim_end_matches('L').parse::<u64>().ok())
+            .try_fold(1u64, |acc, d| acc.checked_mul(d?));
+        if count.is_none() {
+            return Err(invalid(format!("shape ({tuple}) is not a countable size")));
+        }
+    }
+    npyz::NpyFile::new(Cursor::new(head).chain(member))
 }
