@@ -18,8 +18,9 @@
 //!    - [`nn`]: the networks (SimpleNet, the UNet, Inception-v3, the digits judge), which
 //!      never see the schedule; their CPU kernels are in the `diffuse-kernels` crate.
 //! 3. Data and measurements: [`data`] (2D toys, the bundled digits, image data sets in four layouts; JPEG
-//!    through the `diffuse-jpeg` crate), [`metrics`] (Chamfer, FID, the digits' Fréchet
-//!    distance), [`stats`] (summaries over seeds).
+//!    through the `diffuse-jpeg` crate), [`metrics`] (Chamfer, FID and its statistics files —
+//!    `metrics::stats_file::load_stats` reads NumPy `.npz` and diffuse's own —, the digits'
+//!    Fréchet distance), [`stats`] (summaries over seeds).
 //! 4. Training and checkpoints: [`train`] (optimizer, learning-rate schedule, EMA, mixed
 //!    precision, Ctrl-C), [`checkpoint`] (weights and metadata, a run's checkpoint as one
 //!    unit, per-workflow save/load).

@@ -181,3 +181,39 @@ fn unavailable_gpu_and_bad_precision_are_clear_errors() {
         "--precision",
     );
 }
+
+/// `diffuse fid` with statistics files: a broken or mismatched `.npz` is an error naming the
+/// file and the problem, before any network is loaded (so `--weights` need not exist).
+#[test]
+fn fid_statistics_file_errors_name_the_file() {
+    let g = |n: &str| format!("{}/tests/golden/fid_npz/{n}", env!("CARGO_MANIFEST_DIR"));
+    let (missing, edm, pf) = (
+        g("bad_missing_sigma.npz"),
+        g("edm.npz"),
+        g("pytorch_fid.npz"),
+    );
+    fails_with(
+        &["fid", &missing, &edm, "--weights", "none.pth"],
+        "bad_missing_sigma.npz: not a usable FID statistics .npz: no array `sigma`",
+    );
+    // Valid files, but 5-d: FID compares 2048-d Inception features.
+    fails_with(
+        &["fid", &pf, &edm, "--weights", "none.pth"],
+        "pytorch_fid.npz: holds 5-dimensional statistics",
+    );
+}
+
+/// `diffuse completions` and `diffuse man` through the binary (their content is tested in
+/// src/cli/completions.rs): output on stdout, exit 0, a bad shell named.
+#[test]
+fn completions_and_man_page_print() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = common::ok(&["completions", shell]);
+        assert!(
+            out.contains("diffuse") && out.contains("prepare-eval"),
+            "{shell}"
+        );
+    }
+    assert!(common::ok(&["man"]).contains(".TH diffuse 1"));
+    fails_with(&["completions", "tcsh"], "tcsh");
+}

@@ -224,6 +224,47 @@ fn fid_between_folders_and_errors() {
         .to_string()
         .contains("a.stats"));
 
+    // `--save-stats X.npz`: NumPy's format, the same FID from it, and the same mode check.
+    let npz = root.join("a.npz");
+    fid_between(
+        &a,
+        &b,
+        &FidOptions {
+            save_stats: Some(npz.clone()),
+            ..no_save.clone()
+        },
+    )
+    .unwrap();
+    let r3 = fid_between(&npz, &b, &no_save).unwrap();
+    assert!(rel(r3.fid, r.fid) < 1e-9, "{} vs {}", r3.fid, r.fid);
+    assert_eq!(r3.n_gt, 4);
+    let e = fid_between(&npz, &b, &std_opts).unwrap_err().to_string();
+    assert!(e.contains("a.npz") && e.contains("mode"), "{e}");
+    // The same arrays as pytorch-fid writes them (only `mu` and `sigma`, no metadata): taken
+    // as computed like this run, in either mode; the sample count is unknown (0).
+    let (s, _) = load_stats(&npz).unwrap();
+    let foreign = root.join("pytorch_fid.npz");
+    write_mu_sigma_npz(&foreign, &s);
+    let r4 = fid_between(&foreign, &b, &no_save).unwrap();
+    assert!(rel(r4.fid, r.fid) < 1e-9, "{} vs {}", r4.fid, r.fid);
+    assert_eq!(r4.n_gt, 0);
+    let desc = diffuse::metrics::fid_pipeline::describe_input(&foreign).unwrap();
+    assert!(
+        desc.contains("NumPy .npz") && desc.contains("no mode"),
+        "{desc}"
+    );
+    assert!(fid_between(&foreign, &b, &std_run).is_ok());
+    // Statistics of another feature size cannot be compared with Inception features.
+    let small = root.join("d5.npz");
+    save_stats(
+        &small,
+        &FeatureStats::from_features(&feature_set(8, 5, 1, 0.0), 5).unwrap(),
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    let e = fid_between(&small, &b, &no_save).unwrap_err().to_string();
+    assert!(e.contains("d5.npz") && e.contains("5-dimensional"), "{e}");
+
     // Empty folder, single image, corrupt image, garbage weights.
     let empty = root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -288,4 +329,32 @@ fn exactly_zero_features_both_routes_agree() {
         fac.is_finite() && rel(full, fac) < 1e-7,
         "factored {fac} vs d-dim {full}"
     );
+}
+
+/// An `.npz` with only `mu` and `sigma`, laid out as `np.savez` writes them (pytorch-fid and
+/// EDM files carry nothing else).
+fn write_mu_sigma_npz(path: &Path, s: &FeatureStats) {
+    use npyz::WriterBuilder;
+    let d = s.dim() as u64;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    let sigma: Vec<f64> = (0..s.dim())
+        .flat_map(|r| (0..s.dim()).map(move |c| (r, c)))
+        .map(|rc| s.sigma[rc])
+        .collect();
+    for (name, shape, data) in [
+        ("mu.npy", vec![d], s.mu.as_slice().to_vec()),
+        ("sigma.npy", vec![d, d], sigma),
+    ] {
+        z.start_file(name, opts).unwrap();
+        let mut w = npyz::WriteOptions::<f64>::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(&mut z)
+            .begin_nd()
+            .unwrap();
+        w.extend(data).unwrap();
+        w.finish().unwrap();
+    }
+    z.finish().unwrap();
 }

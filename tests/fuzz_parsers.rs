@@ -261,6 +261,18 @@ fn corpus(target: &str) -> Vec<Seed> {
             diffuse::metrics::fid::save_stats(&p, &s, &serde_json::json!({"mode": "reference"}))
                 .unwrap();
             seeds.push(generated("d3.stats", std::fs::read(&p).unwrap()));
+            // The same statistics as NumPy .npz (stored members), and numpy's own files
+            // (deflate as pytorch-fid writes them, Fortran order, float32) from the goldens.
+            let p = targets::scratch().join("seed.npz");
+            diffuse::metrics::fid::save_stats(&p, &s, &serde_json::json!({"mode": "reference"}))
+                .unwrap();
+            seeds.push(generated("d3.npz", std::fs::read(&p).unwrap()));
+            for name in ["pytorch_fid.npz", "edm.npz", "fortran.npz", "float32.npz"] {
+                let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/golden/fid_npz")
+                    .join(name);
+                seeds.push(generated(name, std::fs::read(p).unwrap()));
+            }
         }
         _ => {}
     }

@@ -7,9 +7,10 @@ use diffuse::metrics::fid_pipeline::{describe_input, fid_between, FidMode, FidOp
 
 #[derive(Args)]
 pub struct FidArgs {
-    /// Ground-truth images (folder, searched recursively) or a statistics file from --save-stats.
+    /// Ground-truth images (folder, searched recursively) or a statistics file: one from
+    /// --save-stats, or a NumPy .npz with arrays `mu` and `sigma` (pytorch-fid's, EDM's).
     pub gt: PathBuf,
-    /// Generated images (folder) or a statistics file.
+    /// Generated images (folder) or a statistics file (as for GT).
     pub generated: PathBuf,
     /// Inception weights: the course's `afhq_inception_v3.ckpt`, pytorch-fid's
     /// `pt_inception-2015-12-05-*.pth`, or a safetensors file from `classifier train`.
@@ -24,7 +25,9 @@ pub struct FidArgs {
     /// Input size override (default 256 reference, 299 standard).
     #[arg(long)]
     pub image_size: Option<u32>,
-    /// Save the ground-truth statistics here, to pass instead of GT_DIR next time.
+    /// Save the ground-truth statistics here, to pass instead of GT next time: a NumPy .npz
+    /// that pytorch-fid and EDM read (`mu`, `sigma`) when the name ends in .npz, else diffuse's
+    /// own format.
     #[arg(long)]
     pub save_stats: Option<PathBuf>,
     /// Also report KID (mean ± std over subsets).
@@ -55,9 +58,18 @@ pub fn run(a: &FidArgs) -> Result<()> {
         eprintln!("{name}: {}: {}", p.display(), describe_input(p)?);
     }
     let r = fid_between(&a.gt, &a.generated, &opts)?;
+    // 0: a statistics file from another tool, which does not record its sample count.
+    let count = |n: usize| match n {
+        0 => "?".to_string(),
+        n => n.to_string(),
+    };
     eprintln!(
         "{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s",
-        r.n_gt, r.n_gen, r.mode, r.image_size, r.images_per_second
+        count(r.n_gt),
+        count(r.n_gen),
+        r.mode,
+        r.image_size,
+        r.images_per_second
     );
     if let Some(k) = &r.kid {
         println!("kid: {:.6} ± {:.6}", k.mean, k.std);

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod args;
 mod bench;
 mod classifier;
+mod completions;
 mod fid;
 mod image;
 mod prepare_eval;
@@ -40,7 +41,7 @@ enum Command {
         #[command(subcommand)]
         cmd: Box<image::ImageCommand>,
     },
-    /// FID (and optionally KID) between two image folders.
+    /// FID (and optionally KID) between two image folders or statistics files (.npz).
     Fid(fid::FidArgs),
     /// The FID feature network.
     Classifier {
@@ -56,6 +57,10 @@ enum Command {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
     },
+    /// Shell completions for bash, zsh, fish, elvish or PowerShell, on stdout.
+    Completions(completions::CompletionsArgs),
+    /// The manual page (roff) on stdout, or one page per command with --out DIR.
+    Man(completions::ManArgs),
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
         /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
@@ -75,6 +80,8 @@ pub fn run() -> Result<()> {
         Command::Fid(a) => fid::run(&a),
         Command::Classifier { cmd } => classifier::run(cmd),
         Command::Bench { cmd } => bench::run(cmd),
+        Command::Completions(a) => completions::completions(&a),
+        Command::Man(a) => completions::man(&a),
         Command::Doctor { threads } => doctor(threads),
     };
     r.map_err(|e| args::to_flags(e, &[]))

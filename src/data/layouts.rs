@@ -255,7 +255,10 @@ fn edm_items(path: &Path, cap: usize) -> Result<Items> {
             if f.is_dir() {
                 continue;
             }
-            let name = f.name().to_string();
+            let name = f
+                .name()
+                .map_err(|e| Error::bad_file(path, format!("zip entry {i}: {e}")))?
+                .to_string();
             let wanted = name == "dataset.json" || is_image_name(&name);
             if !wanted {
                 continue;

@@ -20,7 +20,6 @@
 //! of about a minute for d = 2048 (two 2048² eigendecompositions with nalgebra on this CPU).
 //! The result is finite for any PSD input; a final value below zero can only come from
 //! rounding and is clamped to 0.
-use std::path::Path;
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use rand::seq::index::sample;
@@ -234,83 +233,9 @@ pub fn kid(
     })
 }
 
-/// Magic bytes of a statistics file.
-const STATS_MAGIC: &[u8; 8] = b"DFIDSTAT";
-
-/// Saves statistics as a small binary file: `DFIDSTAT`, a u32 little-endian length and that
-/// many bytes of JSON metadata (`{"n", "dim", …extra}`), then μ (d f64) and Σ (d×d f64,
-/// row-major), all little-endian. `meta` records what produced the features (mode, image size,
-/// weights) so that incompatible statistics are not compared.
-pub fn save_stats(path: &Path, stats: &FeatureStats, meta: &serde_json::Value) -> Result<()> {
-    let d = stats.dim();
-    let mut header = serde_json::json!({ "n": stats.n, "dim": d });
-    if let (Some(h), Some(m)) = (header.as_object_mut(), meta.as_object()) {
-        for (k, v) in m {
-            h.insert(k.clone(), v.clone());
-        }
-    }
-    let header = serde_json::to_vec(&header).expect("JSON of plain values");
-    let mut out = Vec::with_capacity(12 + header.len() + 8 * (d + d * d));
-    out.extend_from_slice(STATS_MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&header);
-    for v in stats.mu.iter() {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    for r in 0..d {
-        for c in 0..d {
-            out.extend_from_slice(&stats.sigma[(r, c)].to_le_bytes());
-        }
-    }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
-}
-
-/// Reads a file written by [`save_stats`]: the statistics and the JSON metadata.
-pub fn load_stats(path: &Path) -> Result<(FeatureStats, serde_json::Value)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad =
-        |msg: &str| Error::bad_file(path, format!("not a diffuse FID statistics file: {msg}"));
-    if bytes.len() < 12 || &bytes[..8] != STATS_MAGIC {
-        return Err(bad("missing DFIDSTAT header"));
-    }
-    let hl = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let header_bytes = 12usize
-        .checked_add(hl)
-        .and_then(|end| bytes.get(12..end))
-        .ok_or_else(|| bad("truncated header"))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(header_bytes).map_err(|_| bad("bad JSON header"))?;
-    let d = header["dim"].as_u64().ok_or_else(|| bad("no dim"))? as usize;
-    let n = header["n"].as_u64().ok_or_else(|| bad("no n"))? as usize;
-    let body = &bytes[12 + hl..];
-    // Checked: a header claiming a huge `dim` must not wrap around to the body's length
-    // (and then allocate d + d² values).
-    let want = d
-        .checked_mul(d)
-        .and_then(|dd| dd.checked_add(d))
-        .and_then(|v| v.checked_mul(8));
-    if want != Some(body.len()) {
-        return Err(bad("wrong data length"));
-    }
-    if body
-        .chunks_exact(8)
-        .any(|c| !f64::from_le_bytes(c.try_into().unwrap()).is_finite())
-    {
-        return Err(bad("non-finite values"));
-    }
-    let f = |i: usize| f64::from_le_bytes(body[8 * i..8 * i + 8].try_into().unwrap());
-    let mu = DVector::from_fn(d, |i, _| f(i));
-    let sigma = DMatrix::from_fn(d, d, |r, c| f(d + r * d + c));
-    Ok((
-        FeatureStats {
-            mu,
-            sigma,
-            n,
-            factor: None,
-        },
-        header,
-    ))
-}
+// Statistics files live in `stats_file` (diffuse's format and NumPy .npz); re-exported here,
+// where they were first defined, so existing callers keep their paths.
+pub use super::stats_file::{load_stats, save_stats};
 
 #[cfg(test)]
 mod tests {

@@ -132,7 +132,7 @@ pub struct FidReport {
     pub fid: f64,
     /// KID mean and standard deviation over subsets, when requested.
     pub kid: Option<Kid>,
-    /// Images (or samples behind a statistics file) in the first set.
+    /// Images (or samples behind a statistics file; 0 when the file does not say) in the first set.
     pub n_gt: usize,
     /// Images (or samples behind a statistics file) in the second set.
     pub n_gen: usize,
@@ -209,7 +209,23 @@ pub fn resize_bilinear_torch(src: &[f32], w: usize, h: usize, ow: usize, oh: usi
 /// extension and the number of folders they sit in, e.g. `12 files (12 .png) in 1 folder`.
 pub fn describe_input(path: &Path) -> Result<String> {
     if path.is_file() {
-        return Ok("a statistics file".into());
+        let (stats, m) = load_stats(path)?;
+        let kind = match m["format"].as_str() {
+            Some("npz") => "NumPy .npz statistics",
+            _ => "diffuse statistics",
+        };
+        let n = match stats.n {
+            0 => "sample count not recorded".to_string(),
+            n => format!("{n} samples"),
+        };
+        let how = match (m["mode"].as_str(), m["image_size"].as_u64()) {
+            (Some(mode), Some(size)) => format!("{mode} mode at {size} px"),
+            // pytorch-fid's and EDM's files say nothing about how they were computed.
+            _ => "no mode or image size recorded (written by another tool): \
+                  assumed computed like this run"
+                .to_string(),
+        };
+        return Ok(format!("{kind}, {}-d, {n}, {how}", stats.dim()));
     }
     let files = list_images(path)?;
     let mut by_ext = std::collections::BTreeMap::<String, usize>::new();
@@ -318,8 +334,10 @@ enum Side {
 
 /// FID (and optionally KID) between two image folders, `gt` and `gen`.
 ///
-/// Either argument may instead be a statistics file written by `opts.save_stats` (then KID is
-/// not available for that pair and the file's mode and image size must match `opts`).
+/// Either argument may instead be a statistics file ([`super::stats_file::load_stats`]): one
+/// written by `opts.save_stats`, whose mode and image size must match `opts`, or a NumPy `.npz`
+/// from pytorch-fid or EDM, which records neither and is taken as matching. KID is then not
+/// available for that pair. `opts.save_stats` writes `.npz` when its extension is `.npz`.
 pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport> {
     let size = opts.resolved_image_size()?;
     if opts.batch_size == 0 {
@@ -331,12 +349,26 @@ pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport
     for p in [gt, gen] {
         if p.is_file() {
             let (stats, m) = load_stats(p)?;
-            if m["mode"] != meta["mode"] || m["image_size"] != meta["image_size"] {
+            // A file from another tool (pytorch-fid, EDM) records no mode or size: it is taken
+            // as computed like this run (`describe_input` says so). diffuse's own files must
+            // match, so that reference and standard statistics are never compared.
+            let foreign = m.get("mode").is_none();
+            if !foreign && (m["mode"] != meta["mode"] || m["image_size"] != meta["image_size"]) {
                 return Err(Error::bad_file(
                     p,
                     format!(
                         "statistics were computed with mode {} at {} px, but this run uses mode {} at {} px",
                         m["mode"], m["image_size"], meta["mode"], meta["image_size"]
+                    ),
+                ));
+            }
+            if stats.dim() != FEATURE_DIM {
+                return Err(Error::bad_file(
+                    p,
+                    format!(
+                        "holds {}-dimensional statistics, but FID compares {FEATURE_DIM}-d \
+                         Inception-v3 features",
+                        stats.dim()
                     ),
                 ));
             }
