@@ -387,3 +387,78 @@ fn a_config_file_runs_the_same_bytes_as_flags_and_unknown_keys_are_refused() {
         "num_classes",
     );
 }
+
+#[test]
+fn an_image_study_trains_judges_and_summarises_each_recipe_and_seed() {
+    let dir = TempDir::new("image-study");
+    let short = dir.0.join("short.toml");
+    std::fs::write(&short, "[train]\nsteps = 2\nbatch_size = 8\n").unwrap();
+    let longer = dir.0.join("longer.toml");
+    std::fs::write(&longer, "[train]\nsteps = 4\nbatch_size = 8\n").unwrap();
+    let out = dir.0.join("study");
+    let recipes = format!("{},{}", short.display(), longer.display());
+    ok(&[
+        "image",
+        "study",
+        "--recipes",
+        &recipes,
+        "--seeds",
+        "3-4",
+        "-n",
+        "12",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--threads",
+        "1",
+    ]);
+    let study = std::fs::read_to_string(out.join("study.csv")).unwrap();
+    let rows: Vec<&str> = study.lines().collect();
+    assert!(
+        rows[0].starts_with("recipe,seed,train_cpu_seconds,"),
+        "{}",
+        rows[0]
+    );
+    // Seed 3 trains short then longer, seed 4 the other way round.
+    let order: Vec<(&str, &str)> = rows[1..]
+        .iter()
+        .map(|r| {
+            let mut f = r.split(',');
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("short", "3"),
+            ("longer", "3"),
+            ("longer", "4"),
+            ("short", "4")
+        ]
+    );
+    for r in &rows[1..] {
+        let v: Vec<f64> = r.split(',').skip(2).map(|x| x.parse().unwrap()).collect();
+        assert!(
+            v[0] > 0.0 && (0.0..=1.0).contains(&v[3]) && v[4] > 0.0 && v[7] > 0.0,
+            "{r}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.contains("short,frechet_w0,"), "{summary}");
+    assert!(
+        summary.contains("longer,train_cpu_ratio_vs_short,"),
+        "{summary}"
+    );
+    assert!(out.join("longer-seed4/checkpoints").is_dir());
+    fails_with(
+        &[
+            "image",
+            "study",
+            "--recipes",
+            "nonsense",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "nonsense",
+    );
+}
