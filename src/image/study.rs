@@ -131,6 +131,30 @@ const METRICS: [&str; 9] = [
     "frechet_w0_over_floor",
 ];
 
+/// median, min, max of a metric of a recipe over the seeds.
+#[derive(Debug, Clone)]
+pub struct SummaryLine {
+    pub recipe: String,
+    pub metric: String,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: usize,
+}
+
+impl SummaryLine {
+    fn new(recipe: &str, metric: &str, (median, min, max): (f64, f64, f64), count: usize) -> Self {
+        Self {
+            recipe: recipe.into(),
+            metric: metric.into(),
+            median,
+            min,
+            max,
+            count,
+        }
+    }
+}
+
 /// The guided setting the study judges: the demo's default, APG at w = 7.5.
 pub fn guided_default() -> GuidanceConfig {
     GuidanceConfig {
@@ -289,7 +313,7 @@ impl ImageStudy {
             for (j, m) in METRICS.iter().enumerate() {
                 let vals: Vec<f64> = of.iter().map(|x| x.values()[j]).collect();
                 let (med, min, max) = median_min_max(&vals);
-                lines.push((r.name.clone(), m.to_string(), med, min, max, vals.len()));
+                lines.push(SummaryLine::new(&r.name, m, (med, min, max), vals.len()));
             }
         }
         let first = &self.recipes[0].name;
@@ -319,12 +343,12 @@ impl ImageStudy {
         for l in &lines {
             csv.push_str(&format!(
                 "{},{},{:.6},{:.6},{:.6},{}\n",
-                csv_field(&l.0),
-                l.1,
-                l.2,
-                l.3,
-                l.4,
-                l.5
+                csv_field(&l.recipe),
+                l.metric,
+                l.median,
+                l.min,
+                l.max,
+                l.count
             ));
         }
         write_atomic(&self.out.join("summary.csv"), csv.as_bytes())?;

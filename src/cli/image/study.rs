@@ -60,8 +60,11 @@ pub fn run(a: &StudyArgs) -> Result<()> {
         )
     })?;
     println!("\nmedian [min, max] over seeds");
-    for (recipe, metric, med, min, max, n) in study.summarize(&rows)? {
-        println!("{recipe:>12} {metric:<28} {med:>10.4} [{min:.4}, {max:.4}] ({n} seeds)");
+    for l in study.summarize(&rows)? {
+        println!(
+            "{:>12} {:<28} {:>10.4} [{:.4}, {:.4}] ({} seeds)",
+            l.recipe, l.metric, l.median, l.min, l.max, l.count
+        );
     }
     println!("tables in {}", a.out.join("study.csv").display());
     Ok(())
