@@ -298,12 +298,8 @@ impl ImageStudy {
     }
 
     /// Median, min and max per recipe and metric, then every later recipe's training CPU time
-    /// relative to the first's, paired by seed; written to `summary.csv`. (recipe, metric,
-    /// median, min, max, count) per line.
-    pub fn summarize(
-        &self,
-        rows: &[ImageStudyRow],
-    ) -> Result<Vec<(String, String, f64, f64, f64, usize)>> {
+    /// relative to the first's, paired by seed; written to `summary.csv`.
+    pub fn summarize(&self, rows: &[ImageStudyRow]) -> Result<Vec<SummaryLine>> {
         let mut lines = Vec::new();
         for r in &self.recipes {
             let of: Vec<&ImageStudyRow> = rows.iter().filter(|x| x.recipe == r.name).collect();
@@ -329,12 +325,11 @@ impl ImageStudy {
                 .collect();
             if !ratios.is_empty() {
                 let (med, min, max) = median_min_max(&ratios);
-                lines.push((
-                    r.name.clone(),
-                    format!("train_cpu_ratio_vs_{first}"),
-                    med,
-                    min,
-                    max,
+                let metric = format!("train_cpu_ratio_vs_{first}");
+                lines.push(SummaryLine::new(
+                    &r.name,
+                    &metric,
+                    (med, min, max),
                     ratios.len(),
                 ));
             }
