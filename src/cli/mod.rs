@@ -10,6 +10,7 @@ mod classifier;
 mod fid;
 mod image;
 mod prepare_eval;
+mod report;
 mod toy;
 
 #[derive(Parser)]
@@ -56,6 +57,9 @@ enum Command {
         #[command(subcommand)]
         cmd: bench::BenchCommand,
     },
+    /// One self-contained HTML page of a run folder (RUN/report.html): config, loss curve,
+    /// samples, metrics, timings and the machine; prints its path.
+    Report(report::ReportArgs),
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
         /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
@@ -75,6 +79,7 @@ pub fn run() -> Result<()> {
         Command::Fid(a) => fid::run(&a),
         Command::Classifier { cmd } => classifier::run(cmd),
         Command::Bench { cmd } => bench::run(cmd),
+        Command::Report(a) => report::run(&a),
         Command::Doctor { threads } => doctor(threads),
     };
     r.map_err(|e| args::to_flags(e, &[]))
