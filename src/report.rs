@@ -827,7 +827,12 @@ fn fmt_f64(x: f64) -> String {
     }
 }
 
+/// A fraction as a percentage; null (e.g. the accuracy of a class no sample asked for, NaN in
+/// the run) as a dash.
 fn pct(v: &Value) -> String {
+    if v.is_null() {
+        return dash();
+    }
     v.as_f64()
         .map_or_else(|| str_of(Some(v)), |a| format!("{:.1}%", 100.0 * a))
 }

@@ -201,7 +201,9 @@ fn digits_report_has_metrics_per_scale_grids_previews_and_sweep() {
         "frechet_floor": {"at_n": 22.22, "halves": 3.37, "n": 100},
         "frechet_guided": 58.359, "frechet_w0": 74.93,
         "guidance": "apg",
-        "per_class_guided": {"0": 1.0, "1": 0.5}, "per_class_w0": {"0": 0.25, "1": 0.75},
+        // Class 2 was never asked for: its accuracy is NaN, null in JSON.
+        "per_class_guided": {"0": 1.0, "1": 0.5, "2": null},
+        "per_class_w0": {"0": 0.25, "1": 0.75, "2": null},
         "sample_seconds_guided": 1.8, "sample_seconds_w0": 0.9,
         "sampler": "ddim-10", "total_seconds": 55.2, "train_seconds": 50.1,
         "w_guided": 7.5, "w_w0": 0.0
@@ -255,6 +257,8 @@ fn digits_report_has_metrics_per_scale_grids_previews_and_sweep() {
         "Best digit_fd: 60.5 at step 200",
         "<td>apg</td><td>7.5</td><td>95.0%</td><td>41.5</td>",
         "step 300",
+        "<td>1</td><td>75.0%</td><td>50.0%</td>",
+        "<td>2</td><td>—</td><td>—</td>",
         "train.unet.channel_mult",
     ] {
         assert!(html.contains(text), "no {text:?} in the report");

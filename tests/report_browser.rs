@@ -107,7 +107,8 @@ struct Rendered {
 
 /// Renders `html` twice: a copy with a probe script that writes, after the load event, how
 /// many images there are and how many failed to decode into the DOM (read back with
-/// `--dump-dom`), then the page itself, unchanged, as a full-height screenshot.
+/// `--dump-dom`; at the screenshot's width, so the height it measures is the page's), then the
+/// page itself, unchanged, as a full-height screenshot.
 fn render(browser: &Path, html: &Path, name: &str) -> (Rendered, PathBuf) {
     let dir = out_dir();
     let profile = dir.join(format!("profile-{name}"));
@@ -122,7 +123,12 @@ fn render(browser: &Path, html: &Path, name: &str) -> (Rendered, PathBuf) {
     };
     let probe_page = dir.join(format!("{name}.probe.html"));
     fs::write(&probe_page, probed).unwrap();
-    let (dom, mut console) = chromium_run(browser, &profile, &["--dump-dom".into()], &probe_page);
+    let (dom, mut console) = chromium_run(
+        browser,
+        &profile,
+        &["--dump-dom".into(), "--window-size=1200,800".into()],
+        &probe_page,
+    );
     let attr = dom
         .split("data-probe=\"")
         .nth(1)
