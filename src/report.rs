@@ -256,9 +256,9 @@ impl Page<'_> {
     }
 
     fn section(&mut self, id: &str, title: &str, content: &str) {
-        let _ = write!(
+        let _ = writeln!(
             self.body,
-            "<section id=\"{id}\"><h2>{}</h2>{content}</section>\n",
+            "<section id=\"{id}\"><h2>{}</h2>{content}</section>",
             esc(title)
         );
     }
