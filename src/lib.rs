@@ -25,7 +25,8 @@
 //!    precision, Ctrl-C), [`checkpoint`] (weights and metadata, a run's checkpoint as one
 //!    unit, per-workflow save/load).
 //! 5. Workflows: [`toy`] (the 2D study) and [`image`] (class-conditional images), each with
-//!    its config, trainer and the studies behind the commands; [`doctor`] (self-check).
+//!    its config, trainer and the studies behind the commands; [`doctor`] (self-check);
+//!    [`report`] (`RUN/report.html`, one self-contained page of a run folder).
 //!
 //! The optional `cli` feature (on by default, needed by the binary) derives `clap::ValueEnum`
 //! for the library's enums; without it the library does not depend on `clap`.
@@ -41,6 +42,7 @@ pub mod image;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod report;
 pub mod rng;
 pub mod sampling;
 pub mod schedule;

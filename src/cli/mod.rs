@@ -11,6 +11,7 @@ mod completions;
 mod fid;
 mod image;
 mod prepare_eval;
+mod report;
 mod toy;
 
 #[derive(Parser)]
@@ -61,6 +62,9 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// The manual page (roff) on stdout, or one page per command with --out DIR.
     Man(completions::ManArgs),
+    /// One self-contained HTML page of a run folder (RUN/report.html): config, loss curve,
+    /// samples, metrics, timings and the machine; prints its path.
+    Report(report::ReportArgs),
     /// Build, backend, CPU features, threads and a few-second self-check, for bug reports.
     Doctor {
         /// Worker threads [default: all cores, or RAYON_NUM_THREADS].
@@ -82,6 +86,7 @@ pub fn run() -> Result<()> {
         Command::Bench { cmd } => bench::run(cmd),
         Command::Completions(a) => completions::completions(&a),
         Command::Man(a) => completions::man(&a),
+        Command::Report(a) => report::run(&a),
         Command::Doctor { threads } => doctor(threads),
     };
     r.map_err(|e| args::to_flags(e, &[]))

@@ -81,6 +81,15 @@ pub fn run(cfg: &ToyConfig, opts: &RunOptions, out: &Path, device: &Device) -> R
         ..SamplerSpec::default()
     };
     let mut results = serde_json::Map::new();
+    // The samplers' labels, so that reports name the few-step sampler and its spacing.
+    let spacing = serde_json::to_value(opts.ddim.spacing).expect("an enum serialises");
+    results.insert(
+        "samplers".into(),
+        serde_json::json!({
+            "ddpm": ddpm.label(schedule.num_steps()),
+            "ddim": format!("{}, {} spacing", opts.ddim.label(schedule.num_steps()), spacing.as_str().unwrap_or("?")),
+        }),
+    );
     let mut sample_seconds = serde_json::Map::new();
     for (name, spec) in [("ddpm", ddpm), ("ddim", opts.ddim)] {
         let t = Instant::now();

@@ -100,5 +100,7 @@ fn demo(a: &RunArgs) -> Result<()> {
         summary.join("; "),
         train.out.display()
     );
+    let report = diffuse::report::write_after_run(&train.out, "image run")?;
+    println!("report: {}", report.display());
     Ok(())
 }

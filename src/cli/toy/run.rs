@@ -53,5 +53,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         r.total_seconds,
         a.out.display()
     );
+    let report = diffuse::report::write_after_run(&a.out, "toy run")?;
+    println!("report: {}", report.display());
     Ok(())
 }
