@@ -151,6 +151,19 @@ fn bad_data_sets_are_refused_naming_the_layouts() {
     std::fs::write(&fake, "not a zip").unwrap();
     let e = load(&fake, &opts(4)).err().unwrap().to_string();
     assert!(e.contains("fake.zip") && e.contains("zip"), "{e}");
+    // A zip bomb: a small archive whose image entry inflates past the 256 MiB entry limit.
+    let bomb = dir.0.join("bomb.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
+    zip.start_file("big.png", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..257 {
+        zip.write_all(&zeros).unwrap();
+    }
+    zip.finish().unwrap();
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 4 << 20);
+    let e = load(&bomb, &opts(4)).err().unwrap().to_string();
+    assert!(e.contains("big.png") && e.contains("inflates"), "{e}");
     let edm = dir.0.join("edm");
     save(&edm.join("a.png"), 1);
     save(&edm.join("b.png"), 2);

@@ -239,6 +239,9 @@ struct DatasetJson {
     labels: Option<Vec<(String, i64)>>,
 }
 
+/// Largest zip entry read (an image file, or `dataset.json`), uncompressed.
+const ENTRY_LIMIT: u64 = 256 << 20;
+
 /// EDM's data set: a zip archive (read in place, never unpacked) or a folder.
 fn edm_items(path: &Path, cap: usize) -> Result<Items> {
     // (relative name with `/` separators, source), sorted by name as EDM sorts its file list.
@@ -263,9 +266,19 @@ fn edm_items(path: &Path, cap: usize) -> Result<Items> {
             if !wanted {
                 continue;
             }
+            // Read at most ENTRY_LIMIT bytes: a zip entry may inflate far beyond what its
+            // header claims (a zip bomb), and nothing is decoded before it is all read.
             let mut bytes = Vec::with_capacity(f.size().min(1 << 26) as usize);
-            f.read_to_end(&mut bytes)
+            (&mut f)
+                .take(ENTRY_LIMIT + 1)
+                .read_to_end(&mut bytes)
                 .map_err(|e| Error::bad_file(path, format!("zip entry {name}: {e}")))?;
+            if bytes.len() as u64 > ENTRY_LIMIT {
+                return Err(Error::bad_file(
+                    path,
+                    format!("zip entry {name} inflates to more than {ENTRY_LIMIT} bytes"),
+                ));
+            }
             if name == "dataset.json" {
                 json = Some(bytes);
             } else {
