@@ -196,6 +196,8 @@ const FLAGS: &[(&str, &str)] = &[
     ("train.checkpoint_every", "--checkpoint-every"),
     ("train.keep_checkpoints", "--keep-checkpoints"),
     ("train.resume", "--resume"),
+    ("train.out", "--out"),
+    ("train.overwrite", "--overwrite"),
     ("train.precision", "--precision"),
     ("optim.lr", "--lr"),
     ("optim.grad_clip", "--grad-clip"),
@@ -240,8 +242,14 @@ pub fn to_flags(e: anyhow::Error, overrides: &[(&str, &str)]) -> anyhow::Error {
         .chain(FLAGS)
         .find(|(field, _)| field == name)
         .map(|(_, flag)| *flag);
+    // A message may name other fields too, in backquotes (`train.resume`): those become flags.
+    let mut text = msg.clone();
+    for (field, f) in overrides.iter().chain(FLAGS) {
+        text = text.replace(&format!("`{field}`"), &format!("`{f}`"));
+    }
     match flag {
-        Some(flag) => anyhow::Error::new(diffuse::Error::invalid(flag, msg.clone())),
+        Some(flag) => anyhow::Error::new(diffuse::Error::invalid(flag, text)),
+        None if text != *msg => anyhow::Error::new(diffuse::Error::invalid(name.clone(), text)),
         None => e,
     }
 }

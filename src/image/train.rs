@@ -11,7 +11,9 @@ use burn::prelude::*;
 
 use super::{model_shape, save_grid, Generator, ImageTrainConfig};
 use crate::checkpoint::background::{times_requested, Writer};
-use crate::checkpoint::image::{restore, OptimState, RunState, Snapshot};
+use crate::checkpoint::image::{
+    config_sha256, existing_run, restore, OptimState, RunState, Snapshot,
+};
 use crate::checkpoint::optimizer::{param_ids, set_param_ids};
 use crate::checkpoint::run as run_checkpoint;
 use crate::data::image_set::{HostBatch, ImageSet};
@@ -69,18 +71,42 @@ impl TrainOutcome {
     }
 }
 
-/// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`.
-/// Checkpoints, previews and the loss curve go to `out`.
+/// How a training call treats the run folder it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: refused when the folder holds another run's checkpoints.
+    Fresh,
+    /// Continue the run in the folder from its newest checkpoint (from step 0 if it has none).
+    Resume,
+    /// A new run; a run already in the folder is first moved aside to a sibling
+    /// `DIR.old-N` (never deleted).
+    Overwrite,
+}
+
+impl From<bool> for Start {
+    /// `true` = [`Start::Resume`], `false` = [`Start::Fresh`] (the former `resume` flag).
+    fn from(resume: bool) -> Self {
+        if resume {
+            Start::Resume
+        } else {
+            Start::Fresh
+        }
+    }
+}
+
+/// Trains (or resumes, when `out` holds a checkpoint and `start` is [`Start::Resume`]) on
+/// `data`. Checkpoints, previews and the loss curve go to `out`, which is locked against a
+/// second trainer for the duration ([`run_checkpoint::RunLock`]).
 pub fn train(
     cfg: &ImageTrainConfig,
     data: Arc<ImageSet>,
     out: &Path,
-    resume: bool,
+    start: impl Into<Start>,
     device: &Device,
     show: bool,
 ) -> Result<TrainOutcome> {
     validate(cfg, &data)?;
-    let mut run = Run::set_up(cfg, out, resume, device, show)?;
+    let mut run = Run::set_up(cfg, out, start, device, show)?;
     // Batches are gathered on a helper thread, ahead of the network.
     let mut batches = data.batches(cfg.batch_size, cfg.seed, 2, run.step)?;
     let pb = if show {
@@ -195,19 +221,27 @@ pub struct Run<'a> {
     writer: Writer,
     /// Time the training thread spent on checkpoints (snapshots and waits for the writer).
     pub checkpoint_seconds: f64,
+    /// The run the checkpoints belong to ([`run_checkpoint::Manifest::run_sha256`]).
+    run_sha256: String,
+    /// Keeps a second trainer out of `out` while this run lives. Declared after `writer`, so
+    /// it is released after the writer's thread has finished with the folder.
+    _lock: run_checkpoint::RunLock,
 }
 
 impl<'a> Run<'a> {
     /// A fresh run of `cfg` in `out`, or the run in `out` at its newest checkpoint when
-    /// `resume` is set. Staging folders left by dead processes are removed first.
+    /// `start` is [`Start::Resume`]. `out` is locked first; staging folders left by dead
+    /// processes are removed. A fresh run refuses a folder that holds another run's
+    /// checkpoints ([`Start::Overwrite`] moves that run aside instead).
     pub fn set_up(
         cfg: &'a ImageTrainConfig,
         out: &'a Path,
-        resume: bool,
+        start: impl Into<Start>,
         device: &'a Device,
         show: bool,
     ) -> Result<Self> {
-        ensure_dir(out)?;
+        let start = start.into();
+        let lock = claim_folder(out, start)?;
         let schedule = NoiseSchedule::new(&cfg.schedule)?;
         cfg.precision.check(device)?;
         let mut model = cfg.unet.init(device, &mut seeded(cfg.seed, 2))?;
@@ -223,10 +257,12 @@ impl<'a> Run<'a> {
             }
         }
         let (mut step, mut losses) = (0, Vec::new());
-        if resume {
+        let mut run_sha256 = config_sha256(cfg);
+        if start == Start::Resume {
             match restore(out, cfg, model.clone(), optim.clone(), ema.clone())? {
                 Some(r) => {
                     (model, optim, ema, step, losses) = (r.model, r.optim, r.ema, r.step, r.losses);
+                    run_sha256 = r.run_sha256;
                     if show {
                         eprintln!("resuming {} at step {step}", out.display());
                     }
@@ -261,6 +297,8 @@ impl<'a> Run<'a> {
             loss_reader: LossReader::new(LOSS_READ_EVERY),
             writer: Writer::from_env(),
             checkpoint_seconds: 0.0,
+            run_sha256,
+            _lock: lock,
         })
     }
 
@@ -368,6 +406,7 @@ impl<'a> Run<'a> {
             optim,
             step: self.step,
             losses: &self.losses,
+            run_sha256: &self.run_sha256,
         };
         Snapshot::take(self.out, self.cfg, class_names, state)
     }
@@ -414,6 +453,67 @@ impl<'a> Run<'a> {
             .join(format!("step-{:06}.png", self.step));
         save_grid(&path, &imgs, shape, 4)
     }
+}
+
+/// Creates and locks `out` for a run started as `start`: a fresh run refuses a folder that holds
+/// another run's checkpoints; an overwriting one moves that run aside to `OUT.old-N` first.
+/// A stale lock (its process is gone) is taken over with a message.
+fn claim_folder(out: &Path, start: Start) -> Result<run_checkpoint::RunLock> {
+    ensure_dir(out)?;
+    let lock = lock_folder(out)?;
+    if start == Start::Resume {
+        return Ok(lock);
+    }
+    let Some(what) = existing_run(out)? else {
+        return Ok(lock);
+    };
+    if start == Start::Fresh {
+        return Err(Error::invalid(
+            "train.out",
+            format!(
+                "{} already holds another run ({what}); a new run would mix with it. Continue that run with `train.resume`, or give a new `train.out` (`train.overwrite` moves the old run aside)",
+                out.display()
+            ),
+        ));
+    }
+    let aside = aside_name(out)?;
+    // The lock goes with the folder; drop it there and lock the new folder.
+    drop(lock);
+    std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
+    crate::files::sync_dir(aside.parent().unwrap_or(Path::new(".")))?;
+    eprintln!(
+        "moved the run that was in {} aside to {}",
+        out.display(),
+        aside.display()
+    );
+    ensure_dir(out)?;
+    lock_folder(out)
+}
+
+fn lock_folder(out: &Path) -> Result<run_checkpoint::RunLock> {
+    let (lock, stale) = run_checkpoint::RunLock::acquire(out)?;
+    if let Some(pid) = stale {
+        eprintln!(
+            "{}: took over the lock of process {pid}, which is no longer running",
+            out.display()
+        );
+    }
+    Ok(lock)
+}
+
+/// The first free sibling `OUT.old-N` (N = 1, 2, …) of `out`.
+fn aside_name(out: &Path) -> Result<std::path::PathBuf> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| {
+            Error::invalid("train.out", format!("{} has no folder name", out.display()))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    (1..)
+        .map(|n| out.with_file_name(format!("{name}.old-{n}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| Error::invalid("train.out", "no free name"))
 }
 
 fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {

@@ -262,7 +262,7 @@ pub fn save_stats(path: &Path, stats: &FeatureStats, meta: &serde_json::Value) -
             out.extend_from_slice(&stats.sigma[(r, c)].to_le_bytes());
         }
     }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    crate::files::write_atomic(path, &out)
 }
 
 /// Reads a file written by [`save_stats`]: the statistics and the JSON metadata.

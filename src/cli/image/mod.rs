@@ -135,8 +135,12 @@ pub struct ImageTrainArgs {
     #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Start a new run in --out even if it holds another run: that run is moved aside to
+    /// OUT.old-N (never deleted).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Keep the newest N checkpoints in --out/checkpoints [default: 2].
     #[arg(long)]
     keep_checkpoints: Option<usize>,
@@ -188,7 +192,13 @@ impl ImageTrainArgs {
             &cfg,
             Arc::clone(&data),
             &self.out,
-            self.resume,
+            if self.resume {
+                diffuse::image::Start::Resume
+            } else if self.overwrite {
+                diffuse::image::Start::Overwrite
+            } else {
+                diffuse::image::Start::Fresh
+            },
             &dev.autodiff(),
             !self.common.quiet,
         )?;
