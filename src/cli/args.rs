@@ -151,7 +151,8 @@ pub struct GuidanceParams {
     /// apg: momentum β (Sadat et al. 2025 recommend a negative value).
     #[arg(long, default_value_t = ApgConfig::default().momentum, allow_negative_numbers = true)]
     apg_momentum: f64,
-    /// apg: bound r on the per-image L2 norm of the x̂₀ update (0 = none).
+    /// apg: bound r on the per-value RMS of the x̂₀ update (its L2 norm / √(values per
+    /// image); 0 = none). One r for every resolution; the paper's L2 bound is r·√(values).
     #[arg(long, default_value_t = ApgConfig::default().norm_threshold)]
     apg_norm: f64,
     /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
