@@ -740,7 +740,7 @@ pub fn self_check() -> Vec<Check> {
         ),
         ("conv2d weight gradient vs f64", Box::new(check_conv_grad)),
         (
-            "conv2d 32→32 ch (Winograd): fwd, dx, dw vs f64",
+            "conv2d 32 ch (Winograd) fwd/dx/dw vs f64",
             Box::new(check_conv_winograd),
         ),
         (

@@ -30,6 +30,9 @@ pub struct FidArgs {
     /// Also report KID (mean ± std over subsets).
     #[arg(long)]
     pub kid: bool,
+    /// Fail on the first unreadable image instead of skipping it with a warning.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub common: super::args::CommonArgs,
 }
@@ -48,6 +51,7 @@ pub fn run(a: &FidArgs) -> Result<()> {
         kid: a.kid,
         progress: !a.common.quiet,
         device: a.common.device,
+        strict: a.strict,
         ..FidOptions::default()
     };
     // Say what is read, so a stray file (a grid, a figure) in a folder shows up in the count.
@@ -55,9 +59,18 @@ pub fn run(a: &FidArgs) -> Result<()> {
         eprintln!("{name}: {}: {}", p.display(), describe_input(p)?);
     }
     let r = fid_between(&a.gt, &a.generated, &opts)?;
+    for s in &r.skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
     eprintln!(
-        "{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s",
-        r.n_gt, r.n_gen, r.mode, r.image_size, r.images_per_second
+        "{} ground-truth and {} generated images ({} unreadable skipped{}), {:?} mode at {} px, {:.1} images/s",
+        r.n_gt,
+        r.n_gen,
+        r.skipped.len(),
+        if r.skipped.is_empty() { "" } else { "; --strict makes them an error" },
+        r.mode,
+        r.image_size,
+        r.images_per_second
     );
     if let Some(k) = &r.kid {
         println!("kid: {:.6} ± {:.6}", k.mean, k.std);
