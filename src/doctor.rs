@@ -495,12 +495,12 @@ fn check_conv_winograd() -> (bool, String) {
     let (mut dx64, mut mdx) = (vec![0f64; size], vec![0f64; size]);
     let (mut dw64, mut mdw) = (vec![0f64; c * c * 9], vec![0f64; c * c * 9]);
     for b in 0..n {
-        for o in 0..c {
+        for (o, &bo) in bias.iter().enumerate() {
             for yy in 0..h {
                 for xx in 0..w {
                     let oi = ((b * c + o) * h + yy) * w + xx;
-                    y64[oi] += bias[o] as f64;
-                    my[oi] += (bias[o] as f64).abs();
+                    y64[oi] += bo as f64;
+                    my[oi] += (bo as f64).abs();
                     let rv = r[oi] as f64;
                     for ci in 0..c {
                         for dy in 0..3 {
