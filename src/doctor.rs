@@ -161,6 +161,7 @@ fn x86_features() -> Vec<(&'static str, bool)> {
 }
 
 /// AMX tiles, which the standard library cannot detect on stable Rust yet: the kernel's flags.
+#[cfg(target_arch = "x86_64")]
 fn amx_flags() -> Vec<(&'static str, bool)> {
     let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
