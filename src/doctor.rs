@@ -1,7 +1,8 @@
 //! `diffuse doctor`: what a bug report needs — the build (version, profile, features), the
 //! backend, the CPU and the SIMD paths its kernels take, the thread count — and a short
 //! self-check of the numerics (a few seconds): products, convolutions and a convolution
-//! gradient against brute force in f64, the noise schedule against its closed form, a short
+//! gradient against brute force in f64, the kernels the dispatch picks for the real networks
+//! (Winograd at ≥ 32 channels with both gradients, fused GroupNorm+SiLU, softmax) against f64, the noise schedule against its closed form, a short
 //! training run twice (finite, falling, bit-identical), an image encode/decode round trip.
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -160,6 +161,7 @@ fn x86_features() -> Vec<(&'static str, bool)> {
 }
 
 /// AMX tiles, which the standard library cannot detect on stable Rust yet: the kernel's flags.
+#[cfg(target_arch = "x86_64")]
 fn amx_flags() -> Vec<(&'static str, bool)> {
     let flags = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -456,6 +458,191 @@ fn check_conv_grad() -> (bool, String) {
     ratio_check(worst_ratio(&got, &want, &bound), "")
 }
 
+/// The 3×3 convolution at the channel counts of the real networks (≥ 32 in and out, where
+/// burn-flex dispatches to Winograd, F(4×4, 3×3) by default), through autodiff so that the
+/// input gradient (a forward convolution of the transposed filters, Winograd too) and the
+/// weight gradient (Winograd's adjoint) run as in training, each against f64 brute force.
+/// Bound per output: c·ε·n·S as in vendor/burn-flex/tests/conv_winograd.rs (n the accumulation
+/// length, S the largest Σ|a·b| of the tensor, c = 4 for F(4×4)'s larger transform entries).
+fn check_conv_winograd() -> (bool, String) {
+    let (n, c, h, w) = (1usize, 32usize, 8usize, 8usize);
+    let mut rng = seeded(13, 0);
+    let x = normal_vec(&mut rng, n * c * h * w);
+    let k = normal_vec(&mut rng, c * c * 9);
+    let bias = normal_vec(&mut rng, c);
+    let r = normal_vec(&mut rng, n * c * h * w);
+    let dev = Device::flex().autodiff();
+    let t4 =
+        |v: &[f32], s: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), s), &dev);
+    let tx = t4(&x, [n, c, h, w]).require_grad();
+    let tk = t4(&k, [c, c, 3, 3]).require_grad();
+    let tb: Tensor<1> = Tensor::from_data(TensorData::new(bias.clone(), [c]), &dev);
+    let y = conv2d(
+        tx.clone(),
+        tk.clone(),
+        Some(tb),
+        ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+    );
+    let got_y = to_vec(y.clone());
+    let grads = (y * t4(&r, [n, c, h, w])).sum().backward();
+    let (Some(gx), Some(gk)) = (tx.grad(&grads), tk.grad(&grads)) else {
+        return (false, "no gradient".into());
+    };
+    let (got_dx, got_dw) = (to_vec(gx), to_vec(gk));
+    // One pass over every (output, input channel, tap) product gives all three in f64, with the
+    // magnitudes Σ|a·b| of each sum.
+    let size = n * c * h * w;
+    let (mut y64, mut my) = (vec![0f64; size], vec![0f64; size]);
+    let (mut dx64, mut mdx) = (vec![0f64; size], vec![0f64; size]);
+    let (mut dw64, mut mdw) = (vec![0f64; c * c * 9], vec![0f64; c * c * 9]);
+    for b in 0..n {
+        for (o, &bo) in bias.iter().enumerate() {
+            for yy in 0..h {
+                for xx in 0..w {
+                    let oi = ((b * c + o) * h + yy) * w + xx;
+                    y64[oi] += bo as f64;
+                    my[oi] += (bo as f64).abs();
+                    let rv = r[oi] as f64;
+                    for ci in 0..c {
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                let (iy, ix) = (yy + dy, xx + dx);
+                                if iy < 1 || ix < 1 || iy > h || ix > w {
+                                    continue;
+                                }
+                                let ii = ((b * c + ci) * h + iy - 1) * w + ix - 1;
+                                let ki = ((o * c + ci) * 3 + dy) * 3 + dx;
+                                let (xv, kv) = (x[ii] as f64, k[ki] as f64);
+                                y64[oi] += xv * kv;
+                                my[oi] += (xv * kv).abs();
+                                dx64[ii] += rv * kv;
+                                mdx[ii] += (rv * kv).abs();
+                                dw64[ki] += rv * xv;
+                                mdw[ki] += (rv * xv).abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let variant = burn_flex::tuning::winograd_options().variant;
+    let cfac = match variant {
+        burn_flex::tuning::WinogradVariant::F4 => 4.0,
+        _ => 1.0,
+    };
+    let ratio = |got: &[f32], want: &[f64], mag: &[f64], len: usize| {
+        let s = mag.iter().cloned().fold(0.0, f64::max);
+        let tol = cfac * f32::EPSILON as f64 / 2.0 * len as f64 * s + 1e-30;
+        worst_ratio(got, want, &vec![tol; want.len()])
+    };
+    let ry = ratio(&got_y, &y64, &my, 9 * c + 1);
+    let rdx = ratio(&got_dx, &dx64, &mdx, 9 * c);
+    let rdw = ratio(&got_dw, &dw64, &mdw, n * h * w);
+    let worst = ry.max(rdx).max(rdw);
+    (
+        worst <= 1.0,
+        format!(
+            "Winograd {variant:?}: forward {ry:.3}, input gradient {rdx:.3}, weight gradient {rdw:.3} of the bound"
+        ),
+    )
+}
+
+/// GroupNorm → SiLU as the networks call it (the fused kernel when `KernelOptions` has it on,
+/// which is the default), 64 channels in 32 groups, random affine parameters, against f64.
+/// Bound per element: (m + 8)·ε·(|γ x̂| + |β| + 1), m the group's size: the mean and variance
+/// are sums of m terms, each rounding by at most ε relative.
+fn check_group_norm_silu() -> (bool, String) {
+    use burn::module::Param;
+    let (n, c, g, h, w) = (2usize, 64usize, 32usize, 8usize, 8usize);
+    let dev = Device::flex();
+    let mut rng = seeded(14, 0);
+    // An offset mean, as activations have: the variance is then a difference of large terms.
+    let x: Vec<f32> = normal_vec(&mut rng, n * c * h * w)
+        .into_iter()
+        .map(|v| 1.5 * v + 0.5)
+        .collect();
+    let gamma = normal_vec(&mut rng, c);
+    let beta = normal_vec(&mut rng, c);
+    let mut norm = burn::nn::GroupNormConfig::new(g, c).init(&dev);
+    let p1 = |v: &[f32]| {
+        Param::from_tensor(Tensor::<1>::from_data(
+            TensorData::new(v.to_vec(), [c]),
+            &dev,
+        ))
+    };
+    norm.gamma = Some(p1(&gamma));
+    norm.beta = Some(p1(&beta));
+    let eps = norm.epsilon;
+    let tx: Tensor<4> = Tensor::from_data(TensorData::new(x.clone(), [n, c, h, w]), &dev);
+    let got = to_vec(diffuse_kernels::group_norm::group_norm_act(&norm, tx, true));
+    let (cg, hw) = (c / g, h * w);
+    let m = cg * hw;
+    let mut want = vec![0f64; x.len()];
+    let mut bound = vec![0f64; x.len()];
+    for b in 0..n {
+        for gi in 0..g {
+            let base = (b * c + gi * cg) * hw;
+            let vals = &x[base..base + m];
+            let mean = vals.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
+            let var = vals.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (j, &v) in vals.iter().enumerate() {
+                let ch = gi * cg + j / hw;
+                let xh = (v as f64 - mean) * inv;
+                let pre = gamma[ch] as f64 * xh + beta[ch] as f64;
+                want[base + j] = pre / (1.0 + (-pre).exp());
+                bound[base + j] = (m as f64 + 8.0)
+                    * f32::EPSILON as f64
+                    * ((gamma[ch] as f64 * xh).abs() + (beta[ch] as f64).abs() + 1.0);
+            }
+        }
+    }
+    let path = if diffuse_kernels::options().fused_group_norm {
+        "fused kernel"
+    } else {
+        "composed ops (fused kernel switched off)"
+    };
+    ratio_check(worst_ratio(&got, &want, &bound), &format!(" ({path})"))
+}
+
+/// Softmax over the last axis as attention calls it (the fused kernel when it applies), on
+/// rows of 64 logits of spread ±6, against f64. Bound per element: (L + 8)·ε·p, L the row
+/// length: the normaliser is a sum of L positive terms, each exponential correct to a few ε.
+fn check_softmax() -> (bool, String) {
+    let (rows, len) = (16usize, 64usize);
+    let dev = Device::flex();
+    let mut rng = seeded(15, 0);
+    let x: Vec<f32> = normal_vec(&mut rng, rows * len)
+        .into_iter()
+        .map(|v| 2.0 * v)
+        .collect();
+    let t: Tensor<2> = Tensor::from_data(TensorData::new(x.clone(), [rows, len]), &dev);
+    let fused = diffuse_kernels::softmax::fused_applies(&t);
+    let got = to_vec(if fused {
+        diffuse_kernels::softmax::softmax_last_fused(t)
+    } else {
+        burn::tensor::activation::softmax(t, 1)
+    });
+    let mut want = Vec::with_capacity(x.len());
+    let mut bound = Vec::with_capacity(x.len());
+    for row in x.chunks(len) {
+        let mx = row.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        let e: Vec<f64> = row.iter().map(|&v| (v as f64 - mx).exp()).collect();
+        let s: f64 = e.iter().sum();
+        for v in e {
+            want.push(v / s);
+            bound.push((len as f64 + 8.0) * f32::EPSILON as f64 * (v / s) + 1e-30);
+        }
+    }
+    let path = if fused {
+        "fused kernel"
+    } else {
+        "burn's softmax"
+    };
+    ratio_check(worst_ratio(&got, &want, &bound), &format!(" ({path})"))
+}
+
 /// ᾱ_t of the default (DDPM linear) schedule against exp(Σ ln(1 − β_s)) and the published
 /// ᾱ_999 = 4.0358e-5 (Ho et al. 2020's schedule, as tabulated by diffusers).
 fn check_schedule() -> (bool, String) {
@@ -553,6 +740,15 @@ pub fn self_check() -> Vec<Check> {
             Box::new(|| check_conv(&Device::flex())),
         ),
         ("conv2d weight gradient vs f64", Box::new(check_conv_grad)),
+        (
+            "conv2d 32 ch (Winograd) fwd/dx/dw vs f64",
+            Box::new(check_conv_winograd),
+        ),
+        (
+            "GroupNorm+SiLU 64 ch / 32 groups vs f64",
+            Box::new(check_group_norm_silu),
+        ),
+        ("softmax 16×64 vs f64", Box::new(check_softmax)),
         ("noise schedule ᾱ_t", Box::new(check_schedule)),
         ("toy training, 300 steps ×2", Box::new(check_train)),
         ("PNG encode/decode", Box::new(check_image_io)),

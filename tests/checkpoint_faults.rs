@@ -237,3 +237,32 @@ fn resume_refuses_a_mixed_checkpoint() {
         "the error says which piece is wrong: {err}"
     );
 }
+
+/// Through the binary: a fresh run into a folder that holds another run is refused with a
+/// message naming the folder and the ways out, and leaves the old run as it was; `--overwrite`
+/// moves the old run aside to `OUT.old-1`, intact, and trains the new one alone.
+#[test]
+fn a_fresh_run_into_a_used_folder_is_refused_or_moved_aside() {
+    let root = TempDir::new("clobber");
+    let out = root.0.join("run");
+    assert!(run(train(&out, &[])).status.success());
+    let before = common::folder_files(&step_dir(&out, 4));
+    let o = run(train_seeded(&out, 6, &[]));
+    let err = text(&o);
+    assert!(!o.status.success(), "a used folder must be refused");
+    assert!(
+        err.contains(&out.display().to_string())
+            && err.contains("`--resume`")
+            && err.contains("`--out`")
+            && err.contains("`--overwrite`"),
+        "{err}"
+    );
+    assert_eq!(common::folder_files(&step_dir(&out, 4)), before);
+    let o = run(train_seeded(&out, 6, &["--overwrite"]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("aside"), "{}", text(&o));
+    let aside = root.0.join("run.old-1");
+    assert_eq!(common::folder_files(&step_dir(&aside, 4)), before);
+    assert_ne!(common::folder_files(&step_dir(&out, 4)), before);
+    assert!(!out.join("train.lock").exists() && !aside.join("train.lock").exists());
+}

@@ -28,7 +28,24 @@ fn doctor_reports_and_self_check_passes() {
     #[cfg(target_arch = "x86_64")]
     assert!(text.contains("sse4.2"), "{text}");
     let checks = text.lines().filter(|l| l.starts_with("  ok   ")).count();
-    assert!(checks >= 7, "{text}");
+    assert!(checks >= 10, "{text}");
+    // The kernels the real networks run are among them, on the path the dispatch picks.
+    for name in ["Winograd", "GroupNorm+SiLU", "softmax"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("  ok   ") && l.contains(name)),
+            "no passing {name} check:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("Winograd F4"),
+        "the default variant runs: {text}"
+    );
+    assert!(text.contains("(fused kernel)"), "{text}");
+    for f in ["wgpu", "vulkan", "cuda"] {
+        let line = text.lines().find(|l| l.starts_with("features:")).unwrap();
+        assert!(line.contains(f), "the features line names {f}: {line}");
+    }
     assert!(
         text.contains(&format!("all {checks} checks passed")),
         "{text}"

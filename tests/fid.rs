@@ -274,8 +274,18 @@ fn fid_between_folders_and_errors() {
     write_images(&one, 1, 3);
     let e = fid_between(&a, &one, &no_save).unwrap_err().to_string();
     assert!(e.contains("one") && e.contains("at least 2"), "{e}");
+    // An unreadable image is skipped and counted (the FID of the rest is unchanged), or with
+    // `strict` is an error naming it.
     std::fs::write(b.join("broken.png"), b"not a png").unwrap();
-    let e = fid_between(&a, &b, &no_save).unwrap_err().to_string();
+    let rb = fid_between(&a, &b, &no_save).unwrap();
+    assert_eq!((rb.n_gen, rb.skipped.len()), (3, 1));
+    assert!(rb.skipped[0].path.ends_with("broken.png"));
+    assert!(rel(rb.fid, r.fid) < 1e-5, "{} vs {}", rb.fid, r.fid);
+    let strict = FidOptions {
+        strict: true,
+        ..no_save.clone()
+    };
+    let e = fid_between(&a, &b, &strict).unwrap_err().to_string();
     assert!(e.contains("broken.png"), "{e}");
     let junk = root.join("weights.pth");
     std::fs::write(&junk, vec![7u8; 1000]).unwrap();

@@ -31,8 +31,51 @@ use diffuse::error::MAX_MESSAGE_CHARS;
 const ALLOC_LIMIT: usize = 64 << 20;
 
 /// Slowest an input may be before it counts as a hang: far above the milliseconds a real
-/// input takes, so a loaded machine never trips it.
+/// input takes, so a loaded machine never trips it. `DIFFUSE_FUZZ_TIME_LIMIT_S` overrides it
+/// (the watchdog's own test uses 1 s).
 const TIME_LIMIT: Duration = Duration::from_secs(20);
+
+fn time_limit() -> Duration {
+    std::env::var("DIFFUSE_FUZZ_TIME_LIMIT_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(TIME_LIMIT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hang watchdog
+// ---------------------------------------------------------------------------------------------
+
+/// The input being parsed: (target, input name, its bytes, when it started).
+type Running = (&'static str, String, Vec<u8>, Instant);
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// Starts (once) the thread that watches [`RUNNING`]: an input still running past the time
+/// limit is a hang. A test thread cannot be stopped from outside, and a hung one would hang
+/// the suite, so the watchdog saves the input, names it on stderr and ends the test process
+/// with a failure status (cargo then reports the test binary as failed, with that message).
+fn start_watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let limit = time_limit();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let guard = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((target, input, data, since)) = guard.as_ref() {
+                let took = since.elapsed();
+                if took > limit {
+                    let p = save_crash(target, data);
+                    eprintln!(
+                        "fuzz watchdog: {target}: {input} (saved as {}) still running after {took:.1?} (limit {limit:?}): a hang; failing the test",
+                        p.display()
+                    );
+                    std::process::exit(101);
+                }
+            }
+        });
+    });
+}
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -91,15 +134,21 @@ struct Crash {
 /// Runs `f` on `data` and checks everything the module docs promise; `Err` says what broke.
 fn run_one(
     target: &'static str,
+    input: &str,
     f: fn(&[u8]) -> targets::Outcome,
     data: &[u8],
 ) -> Result<targets::Outcome, String> {
+    start_watchdog();
+    // The copy for the watchdog is made before the allocation baseline is taken.
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((target, input.to_string(), data.to_vec(), Instant::now()));
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
     let start = Instant::now();
     let r = std::panic::catch_unwind(|| f(data));
     let took = start.elapsed();
     let extra = PEAK.load(Relaxed).saturating_sub(base);
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).take();
     let outcome = r.map_err(|p| {
         let msg = p
             .downcast_ref::<&str>()
@@ -115,7 +164,8 @@ fn run_one(
             ALLOC_LIMIT >> 20
         ));
     }
-    if took > TIME_LIMIT {
+    // The watchdog stops an input that never returns; one that returns late fails here.
+    if took > time_limit() {
         return Err(format!("took {took:?}"));
     }
     if let Err(msg) = &outcome {
@@ -411,7 +461,7 @@ fn fuzz_target(
     let (mut tried, mut rejected) = (0usize, 0usize);
     let mut record = |input: String, data: &[u8], crashes: &mut Vec<Crash>| -> Option<bool> {
         tried += 1;
-        match run_one(name, f, data) {
+        match run_one(name, &input, f, data) {
             Ok(outcome) => {
                 rejected += outcome.is_err() as usize;
                 Some(outcome.is_err())
@@ -481,6 +531,39 @@ fn every_parser_survives_its_corpus_and_mutations() {
     );
 }
 
+/// A parser that never returns (test-only, below) fails the test within the time limit, naming
+/// the input: the test runs itself as a child process with a 1 s limit, since the watchdog
+/// ends the process it runs in.
+#[test]
+fn a_hanging_parser_is_stopped_by_the_watchdog() {
+    const NAME: &str = "a_hanging_parser_is_stopped_by_the_watchdog";
+    fn hangs(_: &[u8]) -> targets::Outcome {
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if std::env::var_os("DIFFUSE_FUZZ_HANG_CHILD").is_some() {
+        let _ = run_one("hang", "deliberately hanging input", hangs, b"x");
+        panic!("the hanging parser returned");
+    }
+    let t = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env("DIFFUSE_FUZZ_HANG_CHILD", "1")
+        .env("DIFFUSE_FUZZ_TIME_LIMIT_S", "1")
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a hang must fail the test: {err}");
+    assert!(
+        err.contains("fuzz watchdog: hang: deliberately hanging input") && err.contains("a hang"),
+        "the failure names the input: {err}"
+    );
+    // 1 s limit, checked every 0.1 s; the rest is process start-up.
+    assert!(took < Duration::from_secs(15), "stopped after {took:?}");
+}
+
 /// A checkpoint whose pickle calls `os.system` is refused, and the command never runs.
 #[test]
 fn pickle_code_execution_payload_is_refused_without_running() {
@@ -545,7 +628,7 @@ fn bombs_are_refused_with_a_reason() {
     for (file, f, why) in cases {
         let (target, name) = file.split_once('/').expect("target/file");
         let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
-        let outcome = run_one("bomb", f, &data).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let outcome = run_one("bomb", file, f, &data).unwrap_or_else(|e| panic!("{file}: {e}"));
         let err = outcome.expect_err(file);
         eprintln!("{file}: {err}");
         assert!(err.contains(why), "{file}: {err}");

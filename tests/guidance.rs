@@ -180,20 +180,97 @@ fn apg_projects_clips_and_carries_momentum() {
     // η = 1 without clipping is plain CFG: x_c + w (x_c − x_u) = (3, −2).
     let (out, _) = rules::apg(xc.clone(), xu.clone(), w, &cfg(1.0, 0.0), None);
     assert_close(&vec2(out), &[3.0, -2.0]);
-    // r = √2/2 halves Δ (‖Δ‖ = √2): x_c + w (0.5, −0.5) with η = 1 = (2, −1).
-    let (out, _) = rules::apg(
-        xc.clone(),
-        xu.clone(),
-        w,
-        &cfg(1.0, std::f64::consts::FRAC_1_SQRT_2),
-        None,
-    );
+    // r bounds the RMS: RMS(Δ) = 1, so r = 0.5 halves Δ: x_c + w (0.5, −0.5) with η = 1 = (2, −1).
+    let (out, _) = rules::apg(xc.clone(), xu.clone(), w, &cfg(1.0, 0.5), None);
     assert_close(&vec2(out), &[2.0, -1.0]);
     // Momentum: Δ = (1, −1) + β (2, 0) = (0, −1), all orthogonal: x_c + w (0, −1) = (1, −2);
     // the running Δ is the unclipped sum.
     let (out, running) = rules::apg(xc, xu, w, &cfg(0.0, 0.0), Some(rows(&[2.0, 0.0], 2)));
     assert_close(&vec2(out), &[1.0, -2.0]);
     assert_close(&vec2(running), &[0.0, -1.0]);
+}
+
+/// The bound is per value (RMS): Δ with the same per-pixel statistics is clipped by the same
+/// factor at 8×8 (digits) and at 3×64×64 (AFHQ), so one default guides both with the same
+/// relative strength. (The former absolute L2 bound would clip the large image 48× harder.)
+/// At 8×8 the default is the former L2 bound 0.15: the digits behave as before.
+#[test]
+fn apg_bound_is_per_value_so_strength_does_not_depend_on_resolution() {
+    use diffuse::sampling::guidance::ApgConfig as Apg;
+    let cfg = Apg {
+        eta: 1.0,
+        momentum: 0.0,
+        ..Apg::default()
+    };
+    let w = 3.0;
+    // Relative strength: RMS of the applied update over w RMS(Δ) (η = 1: the update is the
+    // clipped Δ, whatever its direction).
+    let strength = |n: usize| {
+        let xc: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
+            .collect();
+        // Δ = ±0.1 per value: RMS 0.1 at every size.
+        let xu: Vec<f32> = xc
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - if i % 3 == 0 { 0.1 } else { -0.1 })
+            .collect();
+        let (out, _) = rules::apg(rows(&xc, n), rows(&xu, n), w, &cfg, None);
+        let out = vec2(out);
+        let rms = |v: &[f32]| {
+            (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
+        let upd: Vec<f32> = out.iter().zip(&xc).map(|(o, c)| o - c).collect();
+        rms(&upd) / (w * 0.1)
+    };
+    let (small, large) = (strength(64), strength(3 * 64 * 64));
+    // r / RMS(Δ) = 0.01875 / 0.1.
+    assert!((small - 0.1875).abs() < 1e-4, "8×8: {small}");
+    assert!(
+        (large - small).abs() < 1e-4,
+        "3×64×64: {large} vs 8×8: {small}"
+    );
+    // 8×8 as before: the former rule min(1, 0.15/‖Δ‖), ‖Δ‖ = 0.1 √64 = 0.8.
+    assert!((small - 0.15 / 0.8).abs() < 1e-4);
+    assert_eq!(Apg::default().norm_threshold * 8.0, 0.15);
+}
+
+/// Heun evaluates twice per step, its corrector at the next timestep, where the next step's
+/// predictor evaluates again: APG's momentum must advance once per step, so the predictor
+/// calls see what a one-call-per-step sampler's calls see.
+#[test]
+fn apg_momentum_advances_once_per_step_under_heun() {
+    let s = schedule();
+    let cfg = GuidanceConfig {
+        apg: ApgConfig {
+            eta: 0.0,
+            momentum: -0.5,
+            norm_threshold: 0.0,
+        },
+        ..config(GuidanceMethod::Apg, 2.0)
+    };
+    // x depends on the call, so the corrector's Δ differs from the predictor's at the same t.
+    let at = |g: &Guided<'_, Shifted>, t: usize, k: f32| {
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![0.1 * k, -0.2, 0.3, 0.05 * k], [2, 2]),
+            &Device::flex(),
+        );
+        g.eps(x, t, Some(&[1, 2])).into_data().try_to_vec().unwrap()
+    };
+    let one = Guided::new(&Shifted, None, &s, &cfg).unwrap();
+    let two = Guided::new(&Shifted, None, &s, &cfg).unwrap();
+    let mut pairs = Vec::new();
+    for (t, t_next) in [(600, 400), (400, 200), (200, 100)] {
+        pairs.push((at(&one, t, 1.0), at(&two, t, 1.0)));
+        // Heun's corrector at t_next (another x: the predicted point).
+        at(&two, t_next, 5.0);
+    }
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        assert!(max_diff(a, b) < 1e-6, "step {i}: {a:?} vs {b:?}");
+    }
+    // The check can fail: without momentum the second step differs from the first's run.
+    let fresh = Guided::new(&Shifted, None, &s, &cfg).unwrap();
+    assert!(max_diff(&at(&fresh, 400, 1.0), &pairs[1].0) > 1e-4);
 }
 
 #[test]

@@ -143,3 +143,85 @@ fn checkpoint_from_another_configuration_is_rejected() {
         "{err}"
     );
 }
+
+/// A run folder knows its run: a fresh run into a folder that holds another run's checkpoints
+/// is refused (and writes nothing); `Start::Overwrite` moves the old run aside intact; a second
+/// trainer is kept out while the folder is locked; a lock left by a dead process is taken over.
+#[test]
+fn a_run_folder_is_never_shared_by_two_runs() {
+    use diffuse::checkpoint::run::{self as rc, RunLock, LOCK};
+    use img::Start;
+    let data = Arc::new(load_digits(8).unwrap());
+    let dev = Device::flex().autodiff();
+    let root = common::TempDir::new("img-clobber");
+    let dir = root.0.join("run");
+    img::train(&tiny(4), Arc::clone(&data), &dir, Start::Fresh, &dev, false).unwrap();
+    let first = common::folder_files(&rc::step_dir(&dir, 4));
+    assert!(
+        !dir.join(LOCK).exists(),
+        "the lock is released when training returns"
+    );
+
+    // Another (seed 9) fresh run into it: refused before it writes a checkpoint.
+    let other = ImageTrainConfig { seed: 9, ..tiny(2) };
+    let err = img::train(&other, Arc::clone(&data), &dir, Start::Fresh, &dev, false)
+        .err()
+        .expect("a used folder must be refused")
+        .to_string();
+    assert!(
+        err.contains(&dir.display().to_string())
+            && err.contains("`train.resume`")
+            && err.contains("`train.out`"),
+        "{err}"
+    );
+    let steps: Vec<usize> = rc::list(&dir).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(steps, [4, 2], "nothing was added or pruned");
+    assert_eq!(common::folder_files(&rc::step_dir(&dir, 4)), first);
+
+    // A trainer holding the folder keeps a second one out, resume or not.
+    let (held, _) = RunLock::acquire(&dir).unwrap();
+    for start in [Start::Resume, Start::Overwrite] {
+        let err = img::train(&tiny(4), Arc::clone(&data), &dir, start, &dev, false)
+            .err()
+            .expect("a locked folder must be refused")
+            .to_string();
+        assert!(err.contains("in use") && err.contains(LOCK), "{err}");
+    }
+    drop(held);
+
+    // Overwrite: the old run moves to a sibling, complete; the new run is alone in the folder.
+    img::train(
+        &other,
+        Arc::clone(&data),
+        &dir,
+        Start::Overwrite,
+        &dev,
+        false,
+    )
+    .unwrap();
+    let aside = root.0.join("run.old-1");
+    assert_eq!(common::folder_files(&rc::step_dir(&aside, 4)), first);
+    let steps: Vec<usize> = rc::list(&dir).unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(steps, [2]);
+    assert_ne!(
+        rc::latest(&dir).unwrap().unwrap().1.run_sha256,
+        rc::latest(&aside).unwrap().unwrap().1.run_sha256
+    );
+
+    // A lock left by a process that is gone (pid beyond any pid_max) is taken over.
+    std::fs::write(dir.join(LOCK), "999999999 0\n").unwrap();
+    let resumed = img::train(
+        &ImageTrainConfig { seed: 9, ..tiny(4) },
+        Arc::clone(&data),
+        &dir,
+        Start::Resume,
+        &dev,
+        false,
+    )
+    .unwrap();
+    assert_eq!(resumed.step, 4);
+    assert!(!dir.join(LOCK).exists());
+    // A resumed run with a longer schedule (another config hash) is still the same run.
+    let m = rc::latest(&dir).unwrap().unwrap().1;
+    assert_ne!(m.config_sha256, m.run_sha256);
+}

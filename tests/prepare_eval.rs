@@ -113,6 +113,7 @@ fn png_format_keeps_the_lossless_class_prefixed_folder() {
     let cfg = PrepareEvalConfig {
         size: 16,
         format: EvalFormat::Png,
+        ..Default::default()
     };
     let report = prepare_eval(&dir.0, &cfg).unwrap();
     assert_eq!(report.written, 6);
@@ -154,9 +155,19 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
     std::fs::remove_file(dir.0.join("val/dog/x.jpg")).unwrap();
-    // An unreadable image is named.
+    // An unreadable image is skipped and reported, as training does; with `strict` it is an
+    // error naming it.
     std::fs::write(dir.0.join("val/dog/broken.jpg"), b"not a jpeg").unwrap();
-    let err = prepare_eval(&dir.0, &cfg).unwrap_err().to_string();
+    let report = prepare_eval(&dir.0, &cfg).unwrap();
+    assert_eq!(report.written, 1);
+    assert_eq!(report.skipped.len(), 1);
+    assert!(report.skipped[0].path.ends_with("broken.jpg"));
+    assert!(!dir.0.join("eval/broken.jpg").exists());
+    let strict = PrepareEvalConfig {
+        strict: true,
+        ..cfg.clone()
+    };
+    let err = prepare_eval(&dir.0, &strict).unwrap_err().to_string();
     assert!(err.contains("broken.jpg"), "{err}");
     std::fs::remove_file(dir.0.join("val/dog/broken.jpg")).unwrap();
     // Size 0.

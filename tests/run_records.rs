@@ -25,8 +25,8 @@ fn the_log_has_every_step_once_across_a_kill_and_resume() {
     let dev = Device::flex().autodiff();
     let mut cfg = common::tiny_image_config(5);
     cfg.checkpoint_every = 2;
-    let opts = |resume| TrainOptions {
-        resume,
+    let opts = |resume: bool| TrainOptions {
+        start: resume.into(),
         log_every: 1,
         ..TrainOptions::default()
     };

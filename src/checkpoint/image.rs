@@ -56,7 +56,7 @@ struct TrainState {
 }
 
 /// SHA-256 of a run configuration, as recorded in the manifest.
-fn config_sha256(cfg: &ImageTrainConfig) -> String {
+pub fn config_sha256(cfg: &ImageTrainConfig) -> String {
     sha256_hex(
         serde_json::to_string(cfg)
             .expect("config serialises")
@@ -73,6 +73,8 @@ pub struct RunState<'a> {
     pub step: usize,
     /// (step, loss) of every step so far.
     pub losses: &'a [(usize, f64)],
+    /// The run it belongs to ([`run_checkpoint::Manifest::run_sha256`]).
+    pub run_sha256: &'a str,
 }
 
 /// The optimizer state of a run, read back to the host: burn's Adam as its record
@@ -101,6 +103,7 @@ pub fn save_checkpoint(
 pub struct Snapshot {
     out: PathBuf,
     config_sha256: String,
+    run_sha256: String,
     keep: usize,
     step: usize,
     weights: super::WeightsSnapshot,
@@ -133,6 +136,7 @@ impl Snapshot {
         Ok(Self {
             out: out.to_path_buf(),
             config_sha256: config_sha256(cfg),
+            run_sha256: state.run_sha256.to_string(),
             keep: cfg.keep_checkpoints,
             step,
             weights,
@@ -182,6 +186,7 @@ impl Snapshot {
         let Self {
             out,
             config_sha256,
+            run_sha256,
             keep,
             step,
             weights,
@@ -190,7 +195,7 @@ impl Snapshot {
             meta,
             state,
         } = self;
-        run_checkpoint::commit(&out, step, &config_sha256, keep, |stage| {
+        run_checkpoint::commit(&out, step, &config_sha256, &run_sha256, keep, |stage| {
             weights.write(&stage.path(WEIGHTS))?;
             stage.written(WEIGHTS)?;
             if let Some(e) = &ema {
@@ -216,6 +221,27 @@ pub struct Restored {
     pub ema: Option<Ema>,
     pub step: usize,
     pub losses: Vec<(usize, f64)>,
+    /// The run the checkpoint belongs to, which the resumed run's checkpoints carry on.
+    pub run_sha256: String,
+}
+
+/// What `out` holds of a training run, if anything: its newest checkpoint's step (a
+/// `checkpoints/step-*` folder, or the pieces of an earlier version's layout directly in
+/// `out`). A fresh run must not write into such a folder.
+pub fn existing_run(out: &Path) -> Result<Option<String>> {
+    if let Some((step, dir)) = run_checkpoint::list(out)?.into_iter().next() {
+        return Ok(Some(format!(
+            "a checkpoint of step {step} ({})",
+            dir.display()
+        )));
+    }
+    if out.join(STATE).is_file() {
+        return Ok(Some(format!(
+            "a checkpoint ({})",
+            out.join(STATE).display()
+        )));
+    }
+    Ok(None)
 }
 
 /// Loads the newest checkpoint of the run in `out` into a fresh `model`, `optim` and `ema`,
@@ -235,6 +261,10 @@ pub fn restore(
         None => return Ok(None),
     };
     let meta: ImageCheckpointMeta = read_json(&dir.join(META))?;
+    let run_sha256 = match &manifest {
+        Some(m) => m.run().to_string(),
+        None => config_sha256(&meta.config),
+    };
     if let Some(m) = manifest {
         if config_sha256(&meta.config) != m.config_sha256 {
             return Err(Error::Checkpoint {
@@ -290,6 +320,7 @@ pub fn restore(
         ema,
         step: st.step,
         losses: st.losses,
+        run_sha256,
     }))
 }
 

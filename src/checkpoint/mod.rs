@@ -10,7 +10,6 @@
 //! - [`optimizer`]: the optimizer state and the parameter ids that key it;
 //! - [`toy`], [`image`]: what the 2D and the image workflows save and load;
 //! - [`export`]: an image run for the course's PyTorch code, and the course's files read back.
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -45,7 +44,7 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
         path: path.into(),
         msg: format!("could not write weights: {e}"),
     })?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::files::rename_durable(&tmp, path)
 }
 
 /// A module's tensors read back to the host: what [`save_weights`] writes, held in memory so

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::files::{create_dir_durable, sync_dir, sync_file};
 use crate::{Error, Result};
 
 /// Folder of a run that holds its checkpoints.
@@ -38,8 +39,27 @@ pub struct Manifest {
     /// SHA-256 of the run's configuration (canonical JSON), so a checkpoint of another run
     /// configuration is recognised.
     pub config_sha256: String,
+    /// The run the checkpoint belongs to: the config hash of the run's first segment (a resumed
+    /// run keeps it although its config may change, e.g. more steps). A commit refuses a
+    /// checkpoint folder that holds another run's checkpoints. Empty in manifests written
+    /// before it existed (see [`Manifest::run`]).
+    #[serde(default)]
+    pub run_sha256: String,
     /// Every other file in the folder, sorted by name.
     pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// The run this checkpoint belongs to: `run_sha256`, or for a manifest written before that
+    /// field existed, its config hash (such a run was never resumed with another config by a
+    /// version that could record the difference).
+    pub fn run(&self) -> &str {
+        if self.run_sha256.is_empty() {
+            &self.config_sha256
+        } else {
+            &self.run_sha256
+        }
+    }
 }
 
 /// One file of a checkpoint.
@@ -94,18 +114,15 @@ fn fault_point(what: &str, path: &Path) {
                 path.display()
             );
             // SIGKILL, as an out-of-memory kill or a power cut would: no destructor runs.
+            #[cfg(unix)]
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
+            // Elsewhere the nearest: no destructor, no unwinding.
+            #[cfg(not(unix))]
+            std::process::abort();
         }
     }
-}
-
-/// Flushes a folder's entries (a rename or a new file in it) to disk.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// The staging folder a checkpoint's pieces are written into. Each write is flushed before
@@ -125,7 +142,8 @@ impl Stage {
         let path = self.path(name);
         let mut f = File::create(&path).map_err(|e| Error::io(&path, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&path, e))?;
-        f.sync_all().map_err(|e| Error::io(&path, e))?;
+        drop(f);
+        sync_file(&path)?;
         fault_point("writing", &path);
         Ok(())
     }
@@ -140,9 +158,7 @@ impl Stage {
     /// flushes it to disk.
     pub fn written(&self, name: &str) -> Result<()> {
         let path = self.path(name);
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&path, e))?;
+        sync_file(&path)?;
         fault_point("writing", &path);
         Ok(())
     }
@@ -183,15 +199,23 @@ pub fn list(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
 /// manifest is written and the folder made current by one rename. Keeps the newest `keep`
 /// checkpoints (at least 1). On an error the staging folder is removed and the previous
 /// checkpoint stays current.
+///
+/// `run_sha256` names the run ([`Manifest::run_sha256`]): a checkpoint folder that holds a
+/// checkpoint of another run is refused before anything is written, so two runs never mix
+/// (an old run's newer steps would otherwise win `latest` and prune the new run's files).
 pub fn commit(
     run: &Path,
     step: usize,
     config_sha256: &str,
+    run_sha256: &str,
     keep: usize,
     write: impl FnOnce(&Stage) -> Result<()>,
 ) -> Result<PathBuf> {
     let root = run.join(CHECKPOINTS);
-    fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    check_same_run(run, run_sha256)?;
+    // The checkpoints folder's entry in the run folder (and the run folder's own, when new)
+    // is flushed: a committed checkpoint must not vanish with a folder that was never on disk.
+    create_dir_durable(&root)?;
     let stage = Stage {
         dir: root.join(format!(
             "{TMP_PREFIX}{}-{}",
@@ -205,7 +229,7 @@ pub fn commit(
         }
         fs::create_dir(&stage.dir).map_err(|e| Error::io(&stage.dir, e))?;
         write(&stage)?;
-        let manifest = describe(&stage.dir, step, config_sha256)?;
+        let manifest = describe(&stage.dir, step, config_sha256, run_sha256)?;
         stage.write_json(MANIFEST, &manifest)?;
         sync_dir(&stage.dir)?;
         let target = root.join(step_dir_name(step));
@@ -238,15 +262,45 @@ pub fn commit(
             });
         }
     };
+    // The new checkpoint is committed: an old one that cannot be removed (a permission, a
+    // file held open on another system) costs disk space, not the run, so it is a warning.
     for (_, old) in list(run)?.into_iter().skip(keep.max(1)) {
-        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        fault_point("removing", &old);
+        match fs::remove_dir_all(&old) {
+            Ok(()) => fault_point("removing", &old),
+            Err(e) => eprintln!(
+                "warning: could not remove the old checkpoint {}: {e} (the new one, {}, is saved)",
+                old.display(),
+                target.display()
+            ),
+        }
     }
     Ok(target)
 }
 
+/// Refuses `run` when one of its checkpoint folders belongs to another run than `run_sha256`.
+/// Only the manifests are read (a few hundred bytes each). A folder whose manifest cannot be
+/// read is left to [`verify`] (it is not a checkpoint of another run, just a broken one).
+fn check_same_run(run: &Path, run_sha256: &str) -> Result<()> {
+    for (step, dir) in list(run)? {
+        let Ok(m) = crate::files::read_json::<Manifest>(&dir.join(MANIFEST)) else {
+            continue;
+        };
+        if m.run() != run_sha256 {
+            return Err(Error::Checkpoint {
+                path: dir,
+                msg: format!(
+                    "belongs to another run (run hash {}…, this run {}…; step {step}): nothing was written; resume that run, or train into another folder",
+                    &m.run()[..12.min(m.run().len())],
+                    &run_sha256[..12.min(run_sha256.len())]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Size and hash of every file in `dir` (but the manifest), sorted by name.
-fn describe(dir: &Path, step: usize, config_sha256: &str) -> Result<Manifest> {
+fn describe(dir: &Path, step: usize, config_sha256: &str, run_sha256: &str) -> Result<Manifest> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -266,6 +320,7 @@ fn describe(dir: &Path, step: usize, config_sha256: &str) -> Result<Manifest> {
         format: 1,
         step,
         config_sha256: config_sha256.into(),
+        run_sha256: run_sha256.into(),
         files,
     })
 }
@@ -365,10 +420,120 @@ fn orphan_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-fn process_alive(pid: u32) -> bool {
-    // kill(pid, 0) checks existence without sending anything; EPERM still means "exists".
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// Whether process `pid` is running. On Unix `kill(pid, 0)`; elsewhere unknown, so `true`:
+/// another process's leftovers are then kept and its lock is not taken over (the lock error
+/// says how to remove it by hand).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // kill(pid, 0) checks existence without sending anything; EPERM still means "exists".
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// The advisory lock file of a run folder: it holds the process id of the trainer using it.
+pub const LOCK: &str = "train.lock";
+
+/// A run folder held by this process for training: [`RunLock::acquire`] creates `RUN/train.lock`
+/// (exclusively) with the process id and a token; dropping it removes the file if it still
+/// holds the token. A second trainer, in another process or this one, is refused while it is
+/// held; a lock whose process is no longer running (killed, crashed) is taken over.
+///
+/// Advisory: it keeps `diffuse` processes apart, not other programs. Two processes that find
+/// the same stale lock at the same instant can both take it over (the window is one
+/// remove-and-create); that needs a crash and two restarts within microseconds.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    token: String,
+}
+
+impl RunLock {
+    /// Takes the lock of `run` (which must exist). Returns the lock and, when a stale lock was
+    /// taken over, the process id it named (the caller says so).
+    pub fn acquire(run: &Path) -> Result<(Self, Option<u32>)> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = run.join(LOCK);
+        let pid = std::process::id();
+        let token = format!("{pid} {}", N.fetch_add(1, Ordering::SeqCst));
+        let mut stale = None;
+        for _ in 0..3 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(format!("{token}\n").as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|e| Error::io(&path, e))?;
+                    return Ok((Self { path, token }, stale));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+            let held = fs::read_to_string(&path).unwrap_or_default();
+            let holder = held
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u32>().ok());
+            match holder {
+                Some(p) if process_alive(p) => {
+                    let who = if p == pid {
+                        "another trainer in this process".to_string()
+                    } else {
+                        format!("process {p}")
+                    };
+                    return Err(Error::Checkpoint {
+                        path: run.into(),
+                        msg: format!(
+                            "is in use by {who} (its lock file {} is held): wait for it to finish, or train into another folder; if no diffuse process is running there, remove {}",
+                            path.display(),
+                            path.display()
+                        ),
+                    });
+                }
+                // Dead process, or a file that is not a lock (empty: a crash between create and
+                // write): stale.
+                p => {
+                    stale = Some(p.unwrap_or(0));
+                    match fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io(&path, e)),
+                    }
+                }
+            }
+        }
+        Err(Error::Checkpoint {
+            path: run.into(),
+            msg: format!("could not take its lock file {}", path.display()),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Releases the lock now (as dropping it does).
+    pub fn release(self) {}
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Only our own lock: one taken over by another process after we were presumed dead
+        // stays.
+        if fs::read_to_string(&self.path).is_ok_and(|t| t.trim() == self.token) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,7 +553,7 @@ mod tests {
         let run = std::env::temp_dir().join(format!("diffuse-rc-{}", std::process::id()));
         let _ = fs::remove_dir_all(&run);
         let save = |step: usize, body: &'static [u8]| {
-            commit(&run, step, "cfg", 2, |s| s.write("a.bin", body)).unwrap()
+            commit(&run, step, "cfg", "run-a", 2, |s| s.write("a.bin", body)).unwrap()
         };
         for step in [1, 2, 3] {
             save(step, b"x");
@@ -412,6 +577,68 @@ mod tests {
         fs::create_dir_all(&orphan).unwrap();
         assert_eq!(clean_orphans(&run).unwrap(), vec![orphan.clone()]);
         assert!(!orphan.exists());
+        // Another run's commit into this folder is refused and writes nothing.
+        let err = commit(&run, 9, "cfg", "run-b", 2, |s| s.write("a.bin", b"b"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("belongs to another run"), "{err}");
+        assert!(!step_dir(&run, 9).exists());
+        assert_eq!(list(&run).unwrap().len(), 2);
+        let _ = fs::remove_dir_all(&run);
+    }
+
+    /// Recorded by the flush layer of `files`: every piece, the staging folder, the
+    /// checkpoints folder after the rename, and the new `checkpoints/` entry in the run folder
+    /// (the run folder's own entry in its parent is flushed too; other tests share that
+    /// parent, so it is not asserted here).
+    #[test]
+    fn commit_flushes_every_piece_and_folder_entry() {
+        let run = std::env::temp_dir().join(format!("diffuse-rcsync-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&run);
+        crate::files::record_syncs();
+        commit(&run, 1, "cfg", "r", 1, |s| s.write("a.bin", b"x")).unwrap();
+        let mine: Vec<PathBuf> = crate::files::synced_paths()
+            .into_iter()
+            .filter(|p| p.starts_with(&run))
+            .collect();
+        let root = run.join(CHECKPOINTS);
+        let stage = root.join(format!(".tmp-step-00000001-{}", std::process::id()));
+        assert_eq!(
+            mine,
+            [
+                run.clone(),
+                stage.join("a.bin"),
+                stage.join(MANIFEST),
+                stage.clone(),
+                root,
+            ]
+        );
+        let _ = fs::remove_dir_all(&run);
+    }
+
+    #[test]
+    fn a_run_lock_keeps_a_second_trainer_out_and_stale_locks_are_taken_over() {
+        let run = std::env::temp_dir().join(format!("diffuse-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&run);
+        fs::create_dir_all(&run).unwrap();
+        let (lock, stale) = RunLock::acquire(&run).unwrap();
+        assert_eq!(stale, None);
+        // Held by this process: refused, naming the folder and the lock file.
+        let err = RunLock::acquire(&run).unwrap_err().to_string();
+        assert!(err.contains("in use") && err.contains(LOCK), "{err}");
+        drop(lock);
+        assert!(!run.join(LOCK).exists(), "dropping releases it");
+        // A lock left by a process that is not running is taken over, and reported.
+        fs::write(run.join(LOCK), "999999999 0\n").unwrap();
+        let (lock, stale) = RunLock::acquire(&run).unwrap();
+        assert_eq!(stale, Some(999999999));
+        assert!(fs::read_to_string(lock.path())
+            .unwrap()
+            .starts_with(&std::process::id().to_string()));
+        // A lock that another process took over meanwhile is not removed by the old holder.
+        fs::write(run.join(LOCK), "1 0\n").unwrap();
+        drop(lock);
+        assert!(run.join(LOCK).exists());
         let _ = fs::remove_dir_all(&run);
     }
 }

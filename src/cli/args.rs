@@ -151,7 +151,8 @@ pub struct GuidanceParams {
     /// apg: momentum β (Sadat et al. 2025 recommend a negative value).
     #[arg(long, default_value_t = ApgConfig::default().momentum, allow_negative_numbers = true)]
     apg_momentum: f64,
-    /// apg: bound r on the per-image L2 norm of the x̂₀ update (0 = none).
+    /// apg: bound r on the per-value RMS of the x̂₀ update (its L2 norm / √(values per
+    /// image); 0 = none). One r for every resolution; the paper's L2 bound is r·√(values).
     #[arg(long, default_value_t = ApgConfig::default().norm_threshold)]
     apg_norm: f64,
     /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
@@ -196,6 +197,8 @@ const FLAGS: &[(&str, &str)] = &[
     ("train.checkpoint_every", "--checkpoint-every"),
     ("train.keep_checkpoints", "--keep-checkpoints"),
     ("train.resume", "--resume"),
+    ("train.out", "--out"),
+    ("train.overwrite", "--overwrite"),
     ("train.precision", "--precision"),
     ("optim.lr", "--lr"),
     ("optim.grad_clip", "--grad-clip"),
@@ -247,8 +250,14 @@ pub fn to_flags(e: anyhow::Error, overrides: &[(&str, &str)]) -> anyhow::Error {
         .chain(FLAGS)
         .find(|(field, _)| field == name)
         .map(|(_, flag)| *flag);
+    // A message may name other fields too, in backquotes (`train.resume`): those become flags.
+    let mut text = msg.clone();
+    for (field, f) in overrides.iter().chain(FLAGS) {
+        text = text.replace(&format!("`{field}`"), &format!("`{f}`"));
+    }
     match flag {
-        Some(flag) => anyhow::Error::new(diffuse::Error::invalid(flag, msg.clone())),
+        Some(flag) => anyhow::Error::new(diffuse::Error::invalid(flag, text)),
+        None if text != *msg => anyhow::Error::new(diffuse::Error::invalid(name.clone(), text)),
         None => e,
     }
 }

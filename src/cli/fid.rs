@@ -33,6 +33,9 @@ pub struct FidArgs {
     /// Also report KID (mean ± std over subsets).
     #[arg(long)]
     pub kid: bool,
+    /// Fail on the first unreadable image instead of skipping it with a warning.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub common: super::args::CommonArgs,
 }
@@ -51,6 +54,7 @@ pub fn run(a: &FidArgs) -> Result<()> {
         kid: a.kid,
         progress: !a.common.quiet,
         device: a.common.device,
+        strict: a.strict,
         ..FidOptions::default()
     };
     // Say what is read, so a stray file (a grid, a figure) in a folder shows up in the count.
@@ -58,15 +62,20 @@ pub fn run(a: &FidArgs) -> Result<()> {
         eprintln!("{name}: {}: {}", p.display(), describe_input(p)?);
     }
     let r = fid_between(&a.gt, &a.generated, &opts)?;
+    for s in &r.skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
     // 0: a statistics file from another tool, which does not record its sample count.
     let count = |n: usize| match n {
         0 => "?".to_string(),
         n => n.to_string(),
     };
     eprintln!(
-        "{} ground-truth and {} generated images, {:?} mode at {} px, {:.1} images/s",
+        "{} ground-truth and {} generated images ({} unreadable skipped{}), {:?} mode at {} px, {:.1} images/s",
         count(r.n_gt),
         count(r.n_gen),
+        r.skipped.len(),
+        if r.skipped.is_empty() { "" } else { "; --strict makes them an error" },
         r.mode,
         r.image_size,
         r.images_per_second

@@ -16,22 +16,35 @@ pub struct PrepareEvalArgs {
     /// `<class>_<stem>.png` resized bilinearly like the training data (not the course's FID).
     #[arg(long, value_enum, default_value_t = EvalFormat::default())]
     format: EvalFormat,
+    /// Fail on the first unreadable image instead of skipping it with a warning.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(a: &PrepareEvalArgs) -> Result<()> {
     let cfg = PrepareEvalConfig {
         size: a.size,
         format: a.format,
+        strict: a.strict,
     };
     let report = prepare_eval(&a.root, &cfg)?;
+    for s in &report.skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
     let what = match cfg.format {
         EvalFormat::Jpeg => "bicubic, JPEG q75: the course's folder",
         EvalFormat::Png => "bilinear, lossless PNG",
     };
     println!(
-        "wrote {} images ({s}×{s}, {what}) to {}",
+        "wrote {} images ({s}×{s}, {what}) to {}; skipped {} unreadable{}",
         report.written,
         report.out_dir.display(),
+        report.skipped.len(),
+        if report.skipped.is_empty() {
+            ""
+        } else {
+            " (listed above; --strict makes them an error)"
+        },
         s = cfg.size
     );
     Ok(())

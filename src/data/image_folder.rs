@@ -51,7 +51,7 @@ impl Default for ImageFolderConfig {
 }
 
 /// A file that was skipped, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,
@@ -255,6 +255,9 @@ pub struct PrepareEvalConfig {
     pub size: usize,
     /// The course's JPEG folder or a lossless PNG one.
     pub format: EvalFormat,
+    /// Fail on the first unreadable source image instead of skipping it (the policy of
+    /// [`ImageFolderConfig::strict`], the same `--strict` flag).
+    pub strict: bool,
 }
 
 impl Default for PrepareEvalConfig {
@@ -262,6 +265,7 @@ impl Default for PrepareEvalConfig {
         Self {
             size: 64,
             format: EvalFormat::default(),
+            strict: false,
         }
     }
 }
@@ -273,6 +277,8 @@ pub struct EvalReport {
     pub written: usize,
     /// The folder they were written to.
     pub out_dir: PathBuf,
+    /// Source images that could not be decoded and were skipped (empty with `strict`).
+    pub skipped: Vec<Skipped>,
 }
 
 /// Is `path` named like a JPEG (`.jpg`/`.jpeg`, any case)? Pillow's `save` picks the format
@@ -286,9 +292,8 @@ fn jpeg_named(path: &Path) -> bool {
 /// The course's step for one file: Pillow's `img.resize((size, size))` (bicubic) and
 /// `img.save(path)` with the format the name says: JPEG on Pillow's defaults (quality 75,
 /// 4:2:0, the source's JPEG comment carried over), or PNG (lossless, so only the pixels matter).
-fn write_course_image(src: &Path, dst: &Path, size: u32) -> Result<()> {
-    let img = load_rgb(src)?;
-    let small = resize_bicubic_pil(&img, size, size);
+fn write_course_image(src: &Path, img: &image::RgbImage, dst: &Path, size: u32) -> Result<()> {
+    let small = resize_bicubic_pil(img, size, size);
     if jpeg_named(dst) {
         let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
         let opts = EncodeOptions {
@@ -323,7 +328,9 @@ fn write_course_image(src: &Path, dst: &Path, size: u32) -> Result<()> {
 /// [`EvalFormat::Png`] writes lossless `<class>_<stem>.png` (numbered on collision) resized
 /// with the bilinear filter of the training data.
 ///
-/// An unreadable image is an error naming it. Existing files that this run writes are
+/// An image that cannot be decoded is skipped (returned in [`EvalReport::skipped`]), or with
+/// `strict` is an error naming it, as training treats its folders; a file that cannot be
+/// written is always an error. Existing files that this run writes are
 /// replaced; other images already in `ROOT/eval/` are an error, since FID would count them.
 pub fn prepare_eval(root: &Path, cfg: &PrepareEvalConfig) -> Result<EvalReport> {
     if cfg.size == 0 || cfg.size > 65535 {
@@ -401,16 +408,34 @@ pub fn prepare_eval(root: &Path, cfg: &PrepareEvalConfig) -> Result<EvalReport> 
     }
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let s = cfg.size as u32;
-    jobs.into_par_iter()
-        .map(|(src, dst)| match cfg.format {
-            EvalFormat::Jpeg => write_course_image(&src, &dst, s),
-            EvalFormat::Png => resize_bilinear_pil(&load_rgb(&src)?, s, s)
-                .save_with_format(&dst, image::ImageFormat::Png)
-                .map_err(|e| Error::bad_file(&dst, format!("cannot write PNG: {e}"))),
+    let skipped: Vec<Skipped> = jobs
+        .into_par_iter()
+        .map(|(src, dst)| {
+            let img = match load_rgb(&src) {
+                Ok(img) => img,
+                Err(e) if cfg.strict => return Err(e),
+                Err(e) => {
+                    return Ok(Some(Skipped {
+                        reason: e.to_string(),
+                        path: src,
+                    }))
+                }
+            };
+            match cfg.format {
+                EvalFormat::Jpeg => write_course_image(&src, &img, &dst, s),
+                EvalFormat::Png => resize_bilinear_pil(&img, s, s)
+                    .save_with_format(&dst, image::ImageFormat::Png)
+                    .map_err(|e| Error::bad_file(&dst, format!("cannot write PNG: {e}"))),
+            }?;
+            Ok(None)
         })
-        .collect::<Result<Vec<()>>>()?;
+        .collect::<Result<Vec<Option<Skipped>>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(EvalReport {
-        written: used.len(),
+        written: used.len() - skipped.len(),
         out_dir,
+        skipped,
     })
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::prelude::*;
 
 use super::{write_samples, Generator};
-use crate::files::{write_atomic, write_json};
+use crate::files::write_json;
 use crate::metrics::digit_frechet::{DigitJudge, RealFloor};
 use crate::metrics::fid_pipeline::{fid_between, folder_stats, FidOptions};
 use crate::sampling::{GuidanceConfig, GuidanceMethod};
@@ -188,18 +188,20 @@ pub fn write(
     } else {
         "fid"
     };
-    let mut csv = format!("method,w,accuracy,{dist_name},seconds\n");
-    for p in points {
-        csv.push_str(&format!(
-            "{},{},{},{:.4},{:.2}\n",
-            p.method,
-            p.w,
+    let table = points.iter().map(|p| {
+        vec![
+            p.method.to_string(),
+            p.w.to_string(),
             p.accuracy.map_or(String::new(), |v| format!("{v:.4}")),
-            p.distance,
-            p.seconds
-        ));
-    }
-    write_atomic(&out.join("cfg-sweep.csv"), csv.as_bytes())?;
+            format!("{:.4}", p.distance),
+            format!("{:.2}", p.seconds),
+        ]
+    });
+    crate::files::write_csv_table(
+        &out.join("cfg-sweep.csv"),
+        &["method", "w", "accuracy", dist_name, "seconds"],
+        table,
+    )?;
     write_json(
         &out.join("cfg-sweep.json"),
         &serde_json::json!({

@@ -1,7 +1,7 @@
 //! What the image commands write: sample folders (`DIR/{i}.png` + `labels.csv`) and grids.
 use std::path::{Path, PathBuf};
 
-use crate::files::{ensure_dir, ensure_parent, write_atomic};
+use crate::files::{ensure_dir, ensure_parent};
 use crate::{Error, Result};
 
 /// x ∈ [−1, 1] → round(clamp(x/2 + 1/2, 0, 1)·255), the reference's `tensor_to_pil_image`.
@@ -63,7 +63,7 @@ pub fn write_samples(
 ) -> Result<()> {
     ensure_dir(dir)?;
     let (c, h, w) = shape;
-    let mut csv = String::from("file,class\n");
+    let mut rows = Vec::with_capacity(labels.len());
     for (i, &l) in labels.iter().enumerate() {
         let name = format!("{i}.png");
         let path = dir.join(&name);
@@ -71,14 +71,15 @@ pub fn write_samples(
             .save(&path)
             .map_err(|e| Error::bad_file(&path, format!("could not write PNG: {e}")))?;
         if let Some(class) = l.checked_sub(1).and_then(|k| class_names.get(k)) {
-            csv.push_str(&format!("{name},{class}\n"));
+            rows.push(vec![name, class.clone()]);
         }
     }
     // An unconditional model's samples have no classes, so no labels.csv.
     if class_names.is_empty() {
         return Ok(());
     }
-    write_atomic(&dir.join("labels.csv"), csv.as_bytes())
+    // Class names come from folder names: quoted where they hold a comma, quote or newline.
+    crate::files::write_csv_table(&dir.join("labels.csv"), &["file", "class"], rows)
 }
 
 /// Where `image sample --out DIR` puts its grid: beside the folder, `DIR.grid.png`, so that the

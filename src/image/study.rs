@@ -17,7 +17,7 @@ use burn::prelude::*;
 use super::demo::Demo;
 use super::{image_spec, train, ImageTrainConfig, RunFile};
 use crate::data::digits::load_digits;
-use crate::files::{ensure_dir, write_atomic};
+use crate::files::{ensure_dir, write_csv_table};
 use crate::metrics::digit_frechet::DigitJudge;
 use crate::sampling::{Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, SamplerKind};
 use crate::stats::median_min_max;
@@ -284,17 +284,13 @@ impl ImageStudy {
     }
 
     fn write_rows(&self, rows: &[ImageStudyRow]) -> Result<()> {
-        let mut csv = format!("recipe,seed,{}\n", METRICS.join(","));
-        for r in rows {
-            let v: Vec<String> = r.values().iter().map(|x| format!("{x:.6}")).collect();
-            csv.push_str(&format!(
-                "{},{},{}\n",
-                csv_field(&r.recipe),
-                r.seed,
-                v.join(",")
-            ));
-        }
-        write_atomic(&self.out.join("study.csv"), csv.as_bytes())
+        let header: Vec<&str> = ["recipe", "seed"].into_iter().chain(METRICS).collect();
+        let table = rows.iter().map(|r| {
+            let mut v = vec![r.recipe.clone(), r.seed.to_string()];
+            v.extend(r.values().iter().map(|x| format!("{x:.6}")));
+            v
+        });
+        write_csv_table(&self.out.join("study.csv"), &header, table)
     }
 
     /// Median, min and max per recipe and metric, then every later recipe's training CPU time
@@ -334,28 +330,21 @@ impl ImageStudy {
                 ));
             }
         }
-        let mut csv = String::from("recipe,metric,median,min,max,seeds\n");
-        for l in &lines {
-            csv.push_str(&format!(
-                "{},{},{:.6},{:.6},{:.6},{}\n",
-                csv_field(&l.recipe),
-                l.metric,
-                l.median,
-                l.min,
-                l.max,
-                l.count
-            ));
-        }
-        write_atomic(&self.out.join("summary.csv"), csv.as_bytes())?;
+        let table = lines.iter().map(|l| {
+            vec![
+                l.recipe.clone(),
+                l.metric.clone(),
+                format!("{:.6}", l.median),
+                format!("{:.6}", l.min),
+                format!("{:.6}", l.max),
+                l.count.to_string(),
+            ]
+        });
+        write_csv_table(
+            &self.out.join("summary.csv"),
+            &["recipe", "metric", "median", "min", "max", "seeds"],
+            table,
+        )?;
         Ok(lines)
-    }
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use super::judge::DigitsRun;
 use super::{draw_labels, image_spec, model_shape, Generator};
-use crate::files::write_atomic;
 use crate::sampling::{steps_series, Guidance, SamplerKind, SamplerSpec, Spacing};
 use crate::schedule::NoiseSchedule;
 use crate::{Error, Result};
@@ -112,19 +111,21 @@ pub fn run(
 /// `sweep.csv` (sampler, steps, nfe, accuracy, frechet, seconds) and `sweep.png` (accuracy
 /// against steps, one line per sampler, DDPM as a flat reference line) in `out`.
 pub fn write(out: &Path, rows: &[SweepRow], opts: &SweepOptions, num_train: usize) -> Result<()> {
-    let mut csv = String::from("sampler,steps,nfe,accuracy,frechet,seconds\n");
-    for r in rows {
-        csv.push_str(&format!(
-            "{},{},{},{:.4},{:.3},{:.2}\n",
-            r.spec.kind.name(),
-            r.spec.steps,
-            r.nfe,
-            r.accuracy,
-            r.frechet,
-            r.seconds
-        ));
-    }
-    write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
+    let table = rows.iter().map(|r| {
+        vec![
+            r.spec.kind.name().to_string(),
+            r.spec.steps.to_string(),
+            r.nfe.to_string(),
+            format!("{:.4}", r.accuracy),
+            format!("{:.3}", r.frechet),
+            format!("{:.2}", r.seconds),
+        ]
+    });
+    crate::files::write_csv_table(
+        &out.join("sweep.csv"),
+        &["sampler", "steps", "nfe", "accuracy", "frechet", "seconds"],
+        table,
+    )?;
     let points: Vec<(SamplerSpec, f64)> =
         rows.iter().map(|r| (r.spec, 100.0 * r.accuracy)).collect();
     let series = steps_series(&points, &opts.samplers, &opts.steps, num_train);

@@ -13,7 +13,9 @@ use burn::prelude::*;
 use super::metrics_log::{MetricsLog, Record};
 use super::{model_shape, save_grid, Generator, ImageTrainConfig};
 use crate::checkpoint::background::{times_requested, Writer};
-use crate::checkpoint::image::{restore, OptimState, RunState, Snapshot};
+use crate::checkpoint::image::{
+    config_sha256, existing_run, restore, OptimState, RunState, Snapshot,
+};
 use crate::checkpoint::optimizer::{param_ids, set_param_ids};
 use crate::checkpoint::run as run_checkpoint;
 use crate::data::image_set::{HostBatch, ImageSet};
@@ -71,10 +73,33 @@ impl TrainOutcome {
     }
 }
 
+/// How a training call treats the run folder it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: refused when the folder holds another run's checkpoints.
+    Fresh,
+    /// Continue the run in the folder from its newest checkpoint (from step 0 if it has none).
+    Resume,
+    /// A new run; a run already in the folder is first moved aside to a sibling
+    /// `DIR.old-N` (never deleted).
+    Overwrite,
+}
+
+impl From<bool> for Start {
+    /// `true` = [`Start::Resume`], `false` = [`Start::Fresh`] (the former `resume` flag).
+    fn from(resume: bool) -> Self {
+        if resume {
+            Start::Resume
+        } else {
+            Start::Fresh
+        }
+    }
+}
+
 /// How [`train`] runs, beyond the run's config.
 pub struct TrainOptions<'e> {
-    /// Continue the run in the folder from its newest checkpoint.
-    pub resume: bool,
+    /// A new run, a resumed one, or a new one after moving the folder's run aside.
+    pub start: Start,
     /// Progress on stderr: a bar on a terminal, plain lines (one per log line) otherwise.
     pub show: bool,
     /// Steps between two lines of `metrics.jsonl` (at least 1).
@@ -88,7 +113,7 @@ pub struct TrainOptions<'e> {
 impl Default for TrainOptions<'_> {
     fn default() -> Self {
         Self {
-            resume: false,
+            start: Start::Fresh,
             show: false,
             log_every: 100,
             evaluator: None,
@@ -120,26 +145,27 @@ pub struct Evaluation {
 /// whose newest checkpoint is the best, so `image sample --ckpt RUN/best` samples it).
 pub const BEST: &str = "best";
 
-/// Trains (or resumes, when `out` holds a checkpoint and `resume` is set) on `data`, logging
-/// every 100 steps and evaluating nothing: [`train_with`] with those options.
+/// Trains (or resumes, when `out` holds a checkpoint and `start` is [`Start::Resume`]) on
+/// `data`, logging every 100 steps and evaluating nothing: [`train_with`] with those options.
 pub fn train(
     cfg: &ImageTrainConfig,
     data: Arc<ImageSet>,
     out: &Path,
-    resume: bool,
+    start: impl Into<Start>,
     device: &Device,
     show: bool,
 ) -> Result<TrainOutcome> {
     let opts = TrainOptions {
-        resume,
+        start: start.into(),
         show,
         ..TrainOptions::default()
     };
     train_with(cfg, data, out, device, opts)
 }
 
-/// Trains (or resumes, when `out` holds a checkpoint and `opts.resume` is set) on `data`.
-/// Checkpoints, previews, `metrics.jsonl` and the loss curve go to `out`.
+/// Trains (or resumes, when `out` holds a checkpoint and `opts.start` is [`Start::Resume`]) on
+/// `data`. Checkpoints, previews, `metrics.jsonl` and the loss curve go to `out`, which is
+/// locked against a second trainer for the duration ([`run_checkpoint::RunLock`]).
 pub fn train_with(
     cfg: &ImageTrainConfig,
     data: Arc<ImageSet>,
@@ -149,7 +175,7 @@ pub fn train_with(
 ) -> Result<TrainOutcome> {
     validate(cfg, &data)?;
     let show = opts.show;
-    let mut run = Run::set_up(cfg, out, opts.resume, device, show)?;
+    let mut run = Run::set_up(cfg, out, opts.start, device, show)?;
     drop_stale_best(out, run.step)?;
     let log_every = opts.log_every.max(1);
     // Batches are gathered on a helper thread, ahead of the network.
@@ -383,19 +409,27 @@ pub struct Run<'a> {
     pub checkpoint_seconds: f64,
     /// `metrics.jsonl`.
     pub log: MetricsLog,
+    /// The run the checkpoints belong to ([`run_checkpoint::Manifest::run_sha256`]).
+    run_sha256: String,
+    /// Keeps a second trainer out of `out` while this run lives. Declared after `writer`, so
+    /// it is released after the writer's thread has finished with the folder.
+    _lock: run_checkpoint::RunLock,
 }
 
 impl<'a> Run<'a> {
     /// A fresh run of `cfg` in `out`, or the run in `out` at its newest checkpoint when
-    /// `resume` is set. Staging folders left by dead processes are removed first.
+    /// `start` is [`Start::Resume`]. `out` is locked first; staging folders left by dead
+    /// processes are removed. A fresh run refuses a folder that holds another run's
+    /// checkpoints ([`Start::Overwrite`] moves that run aside instead).
     pub fn set_up(
         cfg: &'a ImageTrainConfig,
         out: &'a Path,
-        resume: bool,
+        start: impl Into<Start>,
         device: &'a Device,
         show: bool,
     ) -> Result<Self> {
-        ensure_dir(out)?;
+        let start = start.into();
+        let lock = claim_folder(out, start)?;
         let schedule = NoiseSchedule::new(&cfg.schedule)?;
         cfg.precision.check(device)?;
         let mut model = cfg.unet.init(device, &mut seeded(cfg.seed, 2))?;
@@ -411,10 +445,12 @@ impl<'a> Run<'a> {
             }
         }
         let (mut step, mut losses) = (0, Vec::new());
-        if resume {
+        let mut run_sha256 = config_sha256(cfg);
+        if start == Start::Resume {
             match restore(out, cfg, model.clone(), optim.clone(), ema.clone())? {
                 Some(r) => {
                     (model, optim, ema, step, losses) = (r.model, r.optim, r.ema, r.step, r.losses);
+                    run_sha256 = r.run_sha256;
                     if show {
                         eprintln!("resuming {} at step {step}", out.display());
                     }
@@ -452,6 +488,8 @@ impl<'a> Run<'a> {
             writer: Writer::from_env(),
             checkpoint_seconds: 0.0,
             log,
+            run_sha256,
+            _lock: lock,
         })
     }
 
@@ -636,6 +674,7 @@ impl<'a> Run<'a> {
             optim,
             step: self.step,
             losses: &self.losses,
+            run_sha256: &self.run_sha256,
         };
         Snapshot::take(dir, self.cfg, class_names, state)
     }
@@ -697,6 +736,67 @@ fn scalar(t: Tensor<1>) -> Result<f64> {
         .try_into_vec::<f32>()
         .map_err(|e| Error::invalid("training", format!("could not read a value back: {e:?}")))?;
     Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
+}
+
+/// Creates and locks `out` for a run started as `start`: a fresh run refuses a folder that holds
+/// another run's checkpoints; an overwriting one moves that run aside to `OUT.old-N` first.
+/// A stale lock (its process is gone) is taken over with a message.
+fn claim_folder(out: &Path, start: Start) -> Result<run_checkpoint::RunLock> {
+    ensure_dir(out)?;
+    let lock = lock_folder(out)?;
+    if start == Start::Resume {
+        return Ok(lock);
+    }
+    let Some(what) = existing_run(out)? else {
+        return Ok(lock);
+    };
+    if start == Start::Fresh {
+        return Err(Error::invalid(
+            "train.out",
+            format!(
+                "{} already holds another run ({what}); a new run would mix with it. Continue that run with `train.resume`, or give a new `train.out` (`train.overwrite` moves the old run aside)",
+                out.display()
+            ),
+        ));
+    }
+    let aside = aside_name(out)?;
+    // The lock goes with the folder; drop it there and lock the new folder.
+    drop(lock);
+    std::fs::rename(out, &aside).map_err(|e| Error::io(out, e))?;
+    crate::files::sync_dir(aside.parent().unwrap_or(Path::new(".")))?;
+    eprintln!(
+        "moved the run that was in {} aside to {}",
+        out.display(),
+        aside.display()
+    );
+    ensure_dir(out)?;
+    lock_folder(out)
+}
+
+fn lock_folder(out: &Path) -> Result<run_checkpoint::RunLock> {
+    let (lock, stale) = run_checkpoint::RunLock::acquire(out)?;
+    if let Some(pid) = stale {
+        eprintln!(
+            "{}: took over the lock of process {pid}, which is no longer running",
+            out.display()
+        );
+    }
+    Ok(lock)
+}
+
+/// The first free sibling `OUT.old-N` (N = 1, 2, …) of `out`.
+fn aside_name(out: &Path) -> Result<std::path::PathBuf> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| {
+            Error::invalid("train.out", format!("{} has no folder name", out.display()))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    (1..)
+        .map(|n| out.with_file_name(format!("{name}.old-{n}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| Error::invalid("train.out", "no free name"))
 }
 
 fn plot_losses(out: &Path, losses: &[(usize, f64)]) -> Result<()> {

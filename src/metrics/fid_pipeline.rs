@@ -15,6 +15,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::fid::{frechet_distance, kid, load_stats, save_stats, FeatureStats, Kid};
+use crate::data::image_folder::Skipped;
 use crate::data::image_io::{list_images, load_rgb, resize_bilinear_pil, to_chw_pm1};
 use crate::nn::inception::{InceptionKind, InceptionV3, FEATURE_DIM};
 use crate::nn::inception_load::load_inception;
@@ -82,6 +83,9 @@ pub struct FidOptions {
     pub progress: bool,
     /// Device the network runs on.
     pub device: crate::device::DeviceSpec,
+    /// Fail on the first unreadable image of a folder instead of skipping it (the policy of
+    /// training's and `prepare-eval`'s folders, the same `--strict` flag).
+    pub strict: bool,
 }
 
 impl Default for FidOptions {
@@ -98,6 +102,7 @@ impl Default for FidOptions {
             seed: 0,
             progress: true,
             device: crate::device::DeviceSpec::default(),
+            strict: false,
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct FidReport {
     pub feature_seconds: f64,
     /// Images per second of feature extraction (decode + resize + network).
     pub images_per_second: f64,
+    /// Images of the folders that could not be decoded and were skipped (not counted in
+    /// `n_gt`/`n_gen`; empty with `strict`).
+    pub skipped: Vec<crate::data::image_folder::Skipped>,
 }
 
 /// How images become network input.
@@ -269,23 +277,48 @@ fn images_of(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// 2048-d features (`[n, 2048]` row-major) of `files`. A producer thread decodes and resizes
 /// each batch with rayon while the network runs on the previous one (bounded channel of 2).
-/// Any unreadable image stops the run with an error naming it.
+/// An image that cannot be decoded is skipped and returned (the second value), or with
+/// `strict` stops the run with an error naming it.
 pub fn extract_features(
     net: &InceptionV3,
     files: &[PathBuf],
     prep: Preprocess,
     batch_size: usize,
+    strict: bool,
     dev: &Device,
     bar: Option<&indicatif::ProgressBar>,
-) -> Result<Vec<f32>> {
+) -> Result<(Vec<f32>, Vec<Skipped>)> {
     let batch_size = batch_size.max(1);
     let s = prep.size as usize;
-    let (tx, rx) = sync_channel::<Result<Vec<f32>>>(2);
+    type Batch = (Vec<f32>, Vec<Skipped>);
+    let (tx, rx) = sync_channel::<Result<Batch>>(2);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for chunk in files.chunks(batch_size) {
-                let imgs: Result<Vec<Vec<f32>>> = chunk.par_iter().map(|p| prep.load(p)).collect();
-                let msg = imgs.map(|v| v.concat());
+                let loaded: Vec<(PathBuf, Result<Vec<f32>>)> = chunk
+                    .par_iter()
+                    .map(|p| (p.clone(), prep.load(p)))
+                    .collect();
+                let mut data = Vec::new();
+                let mut skipped = Vec::new();
+                let mut err = None;
+                for (path, r) in loaded {
+                    match r {
+                        Ok(v) => data.extend(v),
+                        Err(e) if strict => {
+                            err = Some(e);
+                            break;
+                        }
+                        Err(e) => skipped.push(Skipped {
+                            path,
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                let msg = match err {
+                    Some(e) => Err(e),
+                    None => Ok((data, skipped)),
+                };
                 let stop = msg.is_err();
                 if tx.send(msg).is_err() || stop {
                     return;
@@ -293,9 +326,17 @@ pub fn extract_features(
             }
         });
         let mut feats = Vec::with_capacity(files.len() * FEATURE_DIM);
+        let mut all_skipped = Vec::new();
         for msg in rx.iter() {
-            let data = msg?;
+            let (data, skipped) = msg?;
+            if let Some(bar) = bar {
+                bar.inc(skipped.len() as u64);
+            }
+            all_skipped.extend(skipped);
             let b = data.len() / (3 * s * s);
+            if b == 0 {
+                continue;
+            }
             let x = Tensor::<4>::from_data(TensorData::new(data, [b, 3, s, s]), dev);
             let f = net.features(x).into_data();
             let f = f.try_to_vec::<f32>().map_err(|e| {
@@ -306,7 +347,7 @@ pub fn extract_features(
                 bar.inc(b as u64);
             }
         }
-        Ok(feats)
+        Ok((feats, all_skipped))
     })
 }
 
@@ -391,17 +432,27 @@ pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport
     let t0 = Instant::now();
     let mut n_images = 0usize;
     let mut sides = Vec::new();
+    let mut all_skipped = Vec::new();
     for (item, label) in plan.into_iter().zip(["gt", "gen"]) {
         sides.push(match item {
             Err(stats) => Side::Stats(stats),
             Ok(files) => {
                 let bar = progress_bar(files.len() as u64, label, opts.progress);
                 let net = net.as_ref().expect("network loaded when a folder is given");
-                let f = extract_features(net, &files, prep, opts.batch_size, &dev, bar.as_ref())?;
+                let (f, skipped) = extract_features(
+                    net,
+                    &files,
+                    prep,
+                    opts.batch_size,
+                    opts.strict,
+                    &dev,
+                    bar.as_ref(),
+                )?;
                 if let Some(b) = bar {
                     b.finish();
                 }
-                n_images += files.len();
+                n_images += files.len() - skipped.len();
+                all_skipped.extend(skipped);
                 Side::Features(f)
             }
         });
@@ -434,6 +485,7 @@ pub fn fid_between(gt: &Path, gen: &Path, opts: &FidOptions) -> Result<FidReport
         kid,
         n_gt: stats[0].n,
         n_gen: stats[1].n,
+        skipped: all_skipped,
         mode: opts.mode,
         image_size: size,
         feature_seconds: secs,
@@ -452,7 +504,7 @@ pub fn folder_stats(dir: &Path, opts: &FidOptions) -> Result<FeatureStats> {
     let dev = crate::device::open(&opts.device)?;
     let net = load_inception(&opts.weights, opts.mode.kind(), &dev)?;
     let bar = progress_bar(files.len() as u64, "images", opts.progress);
-    let f = extract_features(
+    let (f, skipped) = extract_features(
         &net,
         &files,
         Preprocess {
@@ -460,9 +512,13 @@ pub fn folder_stats(dir: &Path, opts: &FidOptions) -> Result<FeatureStats> {
             size,
         },
         opts.batch_size,
+        opts.strict,
         &dev,
         bar.as_ref(),
     )?;
+    for s in &skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
     let stats = FeatureStats::from_features(&f, FEATURE_DIM)?;
     if let Some(path) = &opts.save_stats {
         save_stats(path, &stats, &opts.meta(size))?;

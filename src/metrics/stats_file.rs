@@ -75,7 +75,8 @@ pub fn save_stats(path: &Path, stats: &FeatureStats, meta: &serde_json::Value) -
     } else {
         diffuse_bytes(stats, &header)
     };
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    // Atomic and flushed: a run's cached reference statistics are reused on resume.
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// `DFIDSTAT`, a u32 little-endian length and that many bytes of JSON metadata, then μ (d f64)

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::{sample_points, train, Recipe, ToyConfig};
-use crate::files::{ensure_dir, write_atomic};
+use crate::files::ensure_dir;
 use crate::metrics::chamfer::chamfer_distance;
 use crate::sampling::{SamplerKind, SamplerSpec, Spacing};
 use crate::schedule::NoiseSchedule;
@@ -102,9 +102,12 @@ impl Study {
     }
 
     /// The header of `study.csv`.
-    fn csv_header() -> String {
-        let names: Vec<&str> = study_samplers().iter().map(|s| s.0).collect();
-        format!("recipe,seed,train_seconds,final_loss,{}\n", names.join(","))
+    fn csv_header() -> Vec<&'static str> {
+        let names = study_samplers().into_iter().map(|s| s.0);
+        ["recipe", "seed", "train_seconds", "final_loss"]
+            .into_iter()
+            .chain(names)
+            .collect()
     }
 
     /// Trains and scores every (seed, recipe) on `device`, saving each model and rewriting
@@ -114,7 +117,8 @@ impl Study {
         self.validate()?;
         ensure_dir(&self.out)?;
         let samplers = study_samplers();
-        let mut csv = Self::csv_header();
+        let header = Self::csv_header();
+        let mut table: Vec<Vec<String>> = Vec::new();
         let mut rows = Vec::new();
         for &seed in &self.seeds {
             for (r, cfg) in &self.recipes {
@@ -146,18 +150,22 @@ impl Study {
                     final_loss: trained.final_loss(),
                     chamfer,
                 };
-                csv.push_str(&format!(
-                    "{},{seed},{:.3},{:.6},{}\n",
-                    r.name(),
-                    row.train_seconds,
-                    row.final_loss,
-                    row.chamfer
-                        .iter()
-                        .map(|c| format!("{c:.4}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ));
-                write_atomic(&self.out.join("study.csv"), csv.as_bytes())?;
+                table.push(
+                    [
+                        r.name().to_string(),
+                        seed.to_string(),
+                        format!("{:.3}", row.train_seconds),
+                        format!("{:.6}", row.final_loss),
+                    ]
+                    .into_iter()
+                    .chain(row.chamfer.iter().map(|c| format!("{c:.4}")))
+                    .collect(),
+                );
+                crate::files::write_csv_table(
+                    &self.out.join("study.csv"),
+                    &header,
+                    table.iter().cloned(),
+                )?;
                 on_row(&row);
                 rows.push(row);
             }
@@ -213,19 +221,21 @@ impl Study {
                 });
             }
         }
-        let mut csv = String::from("recipe,metric,median,min,max,seeds\n");
-        for l in &lines {
-            csv.push_str(&format!(
-                "{},{},{:.4},{:.4},{:.4},{}\n",
-                l.recipe.name(),
-                l.metric,
-                l.median,
-                l.min,
-                l.max,
-                l.count
-            ));
-        }
-        write_atomic(&self.out.join("summary.csv"), csv.as_bytes())?;
+        let table = lines.iter().map(|l| {
+            vec![
+                l.recipe.name().to_string(),
+                l.metric.clone(),
+                format!("{:.4}", l.median),
+                format!("{:.4}", l.min),
+                format!("{:.4}", l.max),
+                l.count.to_string(),
+            ]
+        });
+        crate::files::write_csv_table(
+            &self.out.join("summary.csv"),
+            &["recipe", "metric", "median", "min", "max", "seeds"],
+            table,
+        )?;
         Ok(lines)
     }
 }

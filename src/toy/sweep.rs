@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::sample_points;
-use crate::files::write_atomic;
 use crate::metrics::chamfer::chamfer_distance;
 use crate::nn::simplenet::SimpleNet;
 use crate::sampling::{steps_series, SamplerKind, SamplerSpec, Spacing};
@@ -125,20 +124,30 @@ pub fn run(
 /// `sweep.csv` and `sweep.png` (Chamfer against steps, one line per sampler, DDPM as a flat
 /// reference line) in `out`.
 pub fn write(out: &Path, rows: &[SweepRow], opts: &SweepOptions, num_train: usize) -> Result<()> {
-    let mut csv = String::from("sampler,steps,nfe,chamfer_mean,chamfer_min,chamfer_max,seconds\n");
-    for r in rows {
-        csv.push_str(&format!(
-            "{},{},{},{:.4},{:.4},{:.4},{:.3}\n",
-            r.spec.kind.name(),
-            r.spec.steps,
-            r.nfe,
-            r.mean,
-            r.min,
-            r.max,
-            r.seconds
-        ));
-    }
-    write_atomic(&out.join("sweep.csv"), csv.as_bytes())?;
+    let table = rows.iter().map(|r| {
+        vec![
+            r.spec.kind.name().to_string(),
+            r.spec.steps.to_string(),
+            r.nfe.to_string(),
+            format!("{:.4}", r.mean),
+            format!("{:.4}", r.min),
+            format!("{:.4}", r.max),
+            format!("{:.3}", r.seconds),
+        ]
+    });
+    crate::files::write_csv_table(
+        &out.join("sweep.csv"),
+        &[
+            "sampler",
+            "steps",
+            "nfe",
+            "chamfer_mean",
+            "chamfer_min",
+            "chamfer_max",
+            "seconds",
+        ],
+        table,
+    )?;
     let points: Vec<(SamplerSpec, f64)> = rows.iter().map(|r| (r.spec, r.mean)).collect();
     let series = steps_series(&points, &opts.samplers, &opts.steps, num_train);
     crate::plot::lines(

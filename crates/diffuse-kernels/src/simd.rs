@@ -65,6 +65,8 @@ pub fn with_max_simd<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the kernels may use `level`: the cap allows it (the CPU check is the caller's).
+/// Only the x86-64 dispatch asks; other targets take the scalar path.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn allowed(level: SimdLevel) -> bool {
     crate::options::init_from_env();

@@ -217,8 +217,12 @@ pub struct ImageTrainArgs {
     #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Start a new run in --out even if it holds another run: that run is moved aside to
+    /// OUT.old-N (never deleted).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Keep the newest N checkpoints in --out/checkpoints [default: 2].
     #[arg(long)]
     keep_checkpoints: Option<usize>,
@@ -418,8 +422,15 @@ impl ImageTrainArgs {
                 self.common.device,
             )?)),
         };
+        let start = if self.resume {
+            diffuse::image::Start::Resume
+        } else if self.overwrite {
+            diffuse::image::Start::Overwrite
+        } else {
+            diffuse::image::Start::Fresh
+        };
         let opts = TrainOptions {
-            resume: self.resume,
+            start,
             show: !self.common.quiet,
             log_every: f.log_every,
             // Coerced here: the field's trait object lives as long as the borrow, not 'static.

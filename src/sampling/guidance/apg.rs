@@ -16,9 +16,11 @@ pub struct ApgConfig {
     pub eta: f64,
     /// β of the momentum Δ_t ← Δ_t + β Δ_{t+1} (the paper recommends a negative β, −0.5).
     pub momentum: f64,
-    /// r: the update's per-image L2 norm (of x̂₀ differences, pixels in [−1, 1]) is clipped to
-    /// r (0 = no clipping). The norm grows with √(pixels): the default 0.15 was chosen on the
-    /// 8×8 digits (64 pixels; BENCHMARKS.md, guidance sweep), about 0.02 per pixel RMS.
+    /// r: the update's per-image RMS (its L2 norm over √(values per image), of x̂₀
+    /// differences, pixels in [−1, 1]) is clipped to r (0 = no clipping). Per value, so one r
+    /// means the same at every resolution; the paper's bound is the plain L2 norm, i.e. our
+    /// r × √(values). The default 0.01875 is the L2 bound 0.15 chosen on the 8×8 digits
+    /// (64 values; BENCHMARKS.md, guidance sweep) divided by √64, so the digits behave as before.
     pub norm_threshold: f64,
 }
 
@@ -27,7 +29,7 @@ impl Default for ApgConfig {
         Self {
             eta: 0.0,
             momentum: -0.5,
-            norm_threshold: 0.15,
+            norm_threshold: 0.15 / 8.0,
         }
     }
 }
@@ -59,8 +61,9 @@ fn row_norm(x: Tensor<2>) -> Tensor<2> {
 }
 
 /// One APG step on x̂₀ predictions (Algorithm 1): Δ = x_c − x_u, plus β times the previous
-/// step's Δ (`running`, returned updated); Δ scaled by min(1, r/‖Δ‖); split into Δ∥ (along
-/// x_c) and Δ⊥; x = x_c + w (Δ⊥ + η Δ∥). Returns (guided x̂₀, new running Δ).
+/// step's Δ (`running`, returned updated); Δ scaled by min(1, r/RMS(Δ)) = min(1, r √N/‖Δ‖)
+/// for N values per image; split into Δ∥ (along x_c) and Δ⊥; x = x_c + w (Δ⊥ + η Δ∥).
+/// Returns (guided x̂₀, new running Δ).
 pub fn apg(
     x0_cond: Tensor<2>,
     x0_uncond: Tensor<2>,
@@ -74,8 +77,8 @@ pub fn apg(
     }
     let running = diff.clone();
     if cfg.norm_threshold > 0.0 {
-        let scale =
-            (row_norm(diff.clone()).clamp_min(TINY).recip() * cfg.norm_threshold).clamp_max(1.0);
+        let bound = cfg.norm_threshold * (diff.dims()[1] as f64).sqrt();
+        let scale = (row_norm(diff.clone()).clamp_min(TINY).recip() * bound).clamp_max(1.0);
         diff = diff * scale;
     }
     let unit = x0_cond.clone() / row_norm(x0_cond.clone()).clamp_min(TINY);
@@ -86,11 +89,25 @@ pub fn apg(
 
 /// APG on x̂₀. Its momentum spans the calls of one sampling run: timesteps must not increase
 /// between calls; a call at a larger t, or with another batch size, starts a new run.
+///
+/// The momentum advances once per timestep, i.e. once per sampler step: a second call at the
+/// timestep of the last call (Heun's corrector evaluates at t_next, where the next step's
+/// predictor then evaluates again) starts from the same previous Δ as the first, and replaces
+/// its running Δ instead of adding to it.
 pub struct Apg {
     w: f64,
     cfg: ApgConfig,
-    /// (t of the last call, the running Δ as [B, N] rows).
-    running: RefCell<Option<(usize, Tensor<2>)>>,
+    running: RefCell<Option<Momentum>>,
+}
+
+/// APG's state between calls.
+struct Momentum {
+    /// t of the last call.
+    t: usize,
+    /// The previous Δ that call started from (None at the run's first timestep).
+    base: Option<Tensor<2>>,
+    /// The running Δ after it, as [B, N] rows.
+    running: Tensor<2>,
 }
 
 impl Apg {
@@ -111,7 +128,10 @@ impl Guider for Apg {
     fn combine(&self, step: &GuideStep, eps_cond: Tensor<2>, eps_uncond: Tensor<2>) -> Tensor<2> {
         let mut state = self.running.borrow_mut();
         let prev = match state.take() {
-            Some((t_last, r)) if step.t <= t_last && r.dims() == eps_cond.dims() => Some(r),
+            Some(m) if m.running.dims() != eps_cond.dims() => None,
+            // Again at the same timestep: the same step, so the same starting point.
+            Some(m) if step.t == m.t => m.base,
+            Some(m) if step.t < m.t => Some(m.running),
             _ => None,
         };
         let (x0, running) = apg(
@@ -119,9 +139,13 @@ impl Guider for Apg {
             step.to_x0(eps_uncond),
             self.w,
             &self.cfg,
-            prev,
+            prev.clone(),
         );
-        *state = Some((step.t, running));
+        *state = Some(Momentum {
+            t: step.t,
+            base: prev,
+            running,
+        });
         step.to_eps(x0)
     }
 }
