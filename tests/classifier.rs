@@ -40,7 +40,15 @@ fn train_one_step_and_reload() {
     };
     let rep = train_classifier(&root, &out, &cfg).unwrap();
     assert_eq!(rep.steps, 1);
-    assert!(rep.last_loss.is_finite(), "{rep:?}");
+    // An untrained 2-way classifier is at chance: cross-entropy near ln 2 (its random head
+    // gives logits of a few tenths, not exactly 0). No PyTorch golden exists for this step: the
+    // twin would need our random initialisation.
+    let ln2 = std::f64::consts::LN_2;
+    assert!(
+        (rep.last_loss - ln2).abs() < 0.35 * ln2,
+        "first-step loss {} is not near ln 2: {rep:?}",
+        rep.last_loss
+    );
     let dev = Device::flex();
     let net = load_inception(&out, InceptionKind::Torchvision, &dev).unwrap();
     assert_eq!(net.num_classes(), 2);

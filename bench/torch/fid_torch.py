@@ -173,6 +173,32 @@ def folders(root):
           f"[{len(f1)} vs {len(f2)} images, {time.perf_counter() - t0:.1f} s]")
 
 
+def test_images(d, n, seed):
+    """`write_images` of tests/fid.rs: 16x16 RGB from the project's hash, truncated to u8."""
+    os.makedirs(d, exist_ok=True)
+    for i in range(n):
+        v = det(16 * 16 * 3, seed * 100 + i, 255.0).reshape(16, 16, 3)
+        Image.fromarray((v.astype(np.float32) + np.float32(127.5)).astype(np.uint8)).save(
+            os.path.join(d, f"{i}.png"))
+
+
+def test_folders_golden(root):
+    """The value golden of tests/fid.rs `fid_between_folders_and_errors`: reference-mode FID at
+    75 px of its two folders (4 vs 3 images) with the tiny test Inception, into
+    tests/golden/fid_expected.json["folders_ref_75"]."""
+    a, b = os.path.join(root, "a"), os.path.join(root, "b")
+    test_images(a, 4, 1)
+    test_images(b, 3, 2)
+    fs, fe, _, _ = reference_fid(a, b, os.path.join(GOLDEN, "inception_ref_tiny.ckpt"), img_size=75, batch=3)
+    path = os.path.join(GOLDEN, "fid_expected.json")
+    with open(path) as f:
+        doc = json.load(f)
+    doc["folders_ref_75"] = {"scipy_sqrtm": float(fs), "eigen": float(fe)}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"folders_ref_75: scipy sqrtm {fs:.9g}, eigen form {fe:.9g} -> {path}")
+
+
 def jpeg_folders(root):
     """The JPEG variant of `folders`: FID of PIL-decoded JPEG ground truth (src/data/jpeg)."""
     gt, gt_jpg, gen = (os.path.join(root, d) for d in ("gt", "gt_jpg", "gen"))
@@ -197,3 +223,5 @@ if __name__ == "__main__":
         folders(sys.argv[2])
     elif cmd == "jpeg":
         jpeg_folders(sys.argv[2])
+    elif cmd == "test-folders":
+        test_folders_golden(sys.argv[2])
