@@ -277,7 +277,11 @@ fn check_report(
 /// `…bn.weight/bias/running_mean/running_var`, `final_fc.weight` as [K, 2048]), the format
 /// [`load_inception`] reads and that PyTorch can load into the reference wrapper.
 pub fn save_inception_safetensors(model: &InceptionV3, path: &Path) -> Result<()> {
+    // burn's default metadata is a hash map whose order changes between calls: one fixed
+    // entry keeps the file a function of the weights alone.
     let mut store = SafetensorsStore::from_file(path)
+        .clear_metadata()
+        .metadata("format", "pt")
         .with_to_adapter(BurnToPyTorchAdapter)
         .skip_enum_variants(true)
         .overwrite(true);

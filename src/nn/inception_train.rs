@@ -129,6 +129,9 @@ pub fn train_classifier(
         .flat_map(|(k, (_, files))| files.iter().map(move |f| (f.clone(), k as i64)))
         .collect();
     let dev = Device::flex().autodiff();
+    // The initial weights come from the backend's generator: seed it, so that the same seed
+    // and data train the same classifier (it was seeded from the clock before).
+    dev.seed(cfg.seed);
     let mut model = InceptionV3::new(InceptionKind::Torchvision, classes.len(), &dev);
     let mut opt = AdamConfig::new()
         .with_beta_1(0.9)
