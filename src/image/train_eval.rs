@@ -34,61 +34,66 @@ use crate::{Error, Result};
 /// Labels and noise of the evaluation samples (fixed: evaluations differ only by the weights).
 const EVAL_SEED: u64 = 0x00e7_a100;
 
-/// The sampler and guidance of `spec`, checked.
-fn sampling(
-    spec: &EvalSpec,
-    schedule: &NoiseSchedule,
-    num_classes: usize,
-) -> Result<(SamplerSpec, GuidanceConfig)> {
-    if spec.n < 2 {
-        return Err(Error::invalid(
-            "eval.n",
-            "must be at least 2 (the Fréchet distance needs a covariance)",
-        ));
-    }
-    if num_classes == 0 && (spec.cfg_scale != 0.0 || spec.guidance != Default::default()) {
-        return Err(Error::invalid(
-            "eval.cfg_scale",
-            "the model is unconditional (no classes): guidance needs a class-conditional model",
-        ));
-    }
-    let sampler = super::image_spec(spec.sampler, spec.steps, 0.0, true);
-    sampler.validate(schedule.num_steps())?;
-    let guidance = GuidanceConfig {
-        method: spec.guidance,
-        scale: Guidance::new(spec.cfg_scale, GuidanceConvention::Reference)?,
-        ..GuidanceConfig::default()
-    };
-    guidance.validate()?;
-    Ok((sampler, guidance))
-}
-
-/// `spec.n` samples of `model` (values in [−1, 1], images of `shape`) and their labels.
-fn samples(
-    model: &UNet,
+/// How both evaluations draw their samples: `spec`'s sampler and guidance over the run's
+/// schedule, checked once.
+struct EvalSampler {
+    spec: EvalSpec,
+    schedule: NoiseSchedule,
     shape: (usize, usize, usize),
-    schedule: &NoiseSchedule,
     sampler: SamplerSpec,
     guidance: GuidanceConfig,
-    spec: &EvalSpec,
-) -> Result<(Vec<f32>, Vec<usize>)> {
-    let labels = draw_labels(spec.n, model.num_classes(), None, EVAL_SEED);
-    let imgs = Generator::new(model, shape, schedule, sampler)
-        .guided(guidance, None)
-        .generate(&labels, EVAL_SEED, spec.batch.max(1), None)?;
-    Ok((imgs, labels))
+}
+
+impl EvalSampler {
+    fn new(spec: &EvalSpec, cfg: &ImageTrainConfig, num_classes: usize) -> Result<Self> {
+        let schedule = NoiseSchedule::new(&cfg.schedule)?;
+        if spec.n < 2 {
+            return Err(Error::invalid(
+                "eval.n",
+                "must be at least 2 (the Fréchet distance needs a covariance)",
+            ));
+        }
+        if num_classes == 0 && (spec.cfg_scale != 0.0 || spec.guidance != Default::default()) {
+            return Err(Error::invalid(
+                "eval.cfg_scale",
+                "the model is unconditional (no classes): guidance needs a class-conditional model",
+            ));
+        }
+        let sampler = super::image_spec(spec.sampler, spec.steps, 0.0, true);
+        sampler.validate(schedule.num_steps())?;
+        let guidance = GuidanceConfig {
+            method: spec.guidance,
+            scale: Guidance::new(spec.cfg_scale, GuidanceConvention::Reference)?,
+            ..GuidanceConfig::default()
+        };
+        guidance.validate()?;
+        Ok(Self {
+            spec: spec.clone(),
+            schedule,
+            shape: model_shape(&cfg.unet),
+            sampler,
+            guidance,
+        })
+    }
+
+    /// `spec.n` samples of `model` (values in [−1, 1]) and their labels.
+    fn draw(&self, model: &UNet) -> Result<(Vec<f32>, Vec<usize>)> {
+        let labels = draw_labels(self.spec.n, model.num_classes(), None, EVAL_SEED);
+        let imgs = Generator::new(model, self.shape, &self.schedule, self.sampler)
+            .guided(self.guidance, None)
+            .generate(&labels, EVAL_SEED, self.spec.batch.max(1), None)?;
+        Ok((imgs, labels))
+    }
 }
 
 /// FID during training against a folder or statistics file (see the module docs).
 pub struct FidDuringTraining {
-    spec: EvalSpec,
-    schedule: NoiseSchedule,
-    shape: (usize, usize, usize),
+    sampling: EvalSampler,
+    /// The reference: a folder or a statistics file.
+    reference: PathBuf,
     class_names: Vec<String>,
     opts: FidOptions,
     run: PathBuf,
-    sampler: SamplerSpec,
-    guidance: GuidanceConfig,
 }
 
 /// The cache of the reference statistics in a run folder.
@@ -104,7 +109,6 @@ impl FidDuringTraining {
         run: &Path,
         device: DeviceSpec,
     ) -> Result<Self> {
-        let schedule = NoiseSchedule::new(&cfg.schedule)?;
         let reference = spec.reference.clone().ok_or_else(|| {
             Error::invalid(
                 "eval.reference",
@@ -126,7 +130,7 @@ impl FidDuringTraining {
         if !weights.is_file() {
             return Err(Error::bad_file(&weights, "no such weights file"));
         }
-        let (sampler, guidance) = sampling(spec, &schedule, class_names.len())?;
+        let sampling = EvalSampler::new(spec, cfg, class_names.len())?;
         let opts = FidOptions {
             weights,
             progress: false,
@@ -134,21 +138,18 @@ impl FidDuringTraining {
             ..FidOptions::default()
         };
         Ok(Self {
-            spec: spec.clone(),
-            schedule,
-            shape: model_shape(&cfg.unet),
+            sampling,
+            reference,
             class_names: class_names.to_vec(),
             opts,
             run: run.to_path_buf(),
-            sampler,
-            guidance,
         })
     }
 
     /// The reference as a statistics file: the file itself, or the run's cache of the folder's
     /// statistics (computed now if missing or stale).
     fn reference_stats(&self) -> Result<PathBuf> {
-        let reference = self.spec.reference.as_ref().expect("checked in new");
+        let reference = &self.reference;
         if reference.is_file() {
             return Ok(reference.clone());
         }
@@ -168,7 +169,7 @@ impl FidDuringTraining {
             }
         }
         let stats = folder_stats(reference, &self.opts)?;
-        let mut meta = self.opts_meta();
+        let mut meta = self.opts.meta(self.opts.resolved_image_size()?);
         if let (Some(m), Some(k)) = (meta.as_object_mut(), key.as_object()) {
             for (a, b) in k {
                 m.insert(a.clone(), b.clone());
@@ -177,14 +178,6 @@ impl FidDuringTraining {
         save_stats(&cache, &stats, &meta)?;
         Ok(cache)
     }
-
-    fn opts_meta(&self) -> serde_json::Value {
-        let size = self
-            .opts
-            .resolved_image_size()
-            .expect("the default size is valid");
-        self.opts.meta(size)
-    }
 }
 
 impl Evaluate for FidDuringTraining {
@@ -192,25 +185,18 @@ impl Evaluate for FidDuringTraining {
         "fid"
     }
     fn every(&self) -> usize {
-        self.spec.every
+        self.sampling.spec.every
     }
     fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<Evaluation> {
         let t = std::time::Instant::now();
         let reference = self.reference_stats()?;
         let reference_seconds = t.elapsed().as_secs_f64();
-        let (imgs, labels) = samples(
-            model,
-            self.shape,
-            &self.schedule,
-            self.sampler,
-            self.guidance,
-            &self.spec,
-        )?;
+        let (imgs, labels) = self.sampling.draw(model)?;
         let dir = self.run.join(FID_SAMPLES);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        write_samples(&dir, &imgs, &labels, &self.class_names, self.shape)?;
+        write_samples(&dir, &imgs, &labels, &self.class_names, self.sampling.shape)?;
         Ok(Evaluation {
             value: fid_between(&reference, &dir, &self.opts)?.fid,
             reference_seconds,
@@ -220,18 +206,13 @@ impl Evaluate for FidDuringTraining {
 
 /// The digits' Fréchet distance during training (see the module docs).
 pub struct DigitFrechetDuringTraining {
-    spec: EvalSpec,
-    schedule: NoiseSchedule,
-    shape: (usize, usize, usize),
+    sampling: EvalSampler,
     device: Device,
     judge: Option<DigitJudge>,
-    sampler: SamplerSpec,
-    guidance: GuidanceConfig,
 }
 
 impl DigitFrechetDuringTraining {
     pub fn new(spec: &EvalSpec, cfg: &ImageTrainConfig, device: &Device) -> Result<Self> {
-        let schedule = NoiseSchedule::new(&cfg.schedule)?;
         if (cfg.unet.in_channels, cfg.unet.image_size) != (1, 8) {
             return Err(Error::invalid(
                 "eval",
@@ -245,15 +226,10 @@ impl DigitFrechetDuringTraining {
                  classifier's: leave out the reference and the weights",
             ));
         }
-        let (sampler, guidance) = sampling(spec, &schedule, 10)?;
         Ok(Self {
-            spec: spec.clone(),
-            schedule,
-            shape: model_shape(&cfg.unet),
+            sampling: EvalSampler::new(spec, cfg, 10)?,
             device: device.clone(),
             judge: None,
-            sampler,
-            guidance,
         })
     }
 }
@@ -263,7 +239,7 @@ impl Evaluate for DigitFrechetDuringTraining {
         "digit_fd"
     }
     fn every(&self) -> usize {
-        self.spec.every
+        self.sampling.spec.every
     }
     fn evaluate(&mut self, model: &UNet, _step: usize) -> Result<Evaluation> {
         let t = std::time::Instant::now();
@@ -271,14 +247,7 @@ impl Evaluate for DigitFrechetDuringTraining {
             self.judge = Some(DigitJudge::standard(&self.device)?);
         }
         let reference_seconds = t.elapsed().as_secs_f64();
-        let (imgs, _) = samples(
-            model,
-            self.shape,
-            &self.schedule,
-            self.sampler,
-            self.guidance,
-            &self.spec,
-        )?;
+        let (imgs, _) = self.sampling.draw(model)?;
         Ok(Evaluation {
             value: self.judge.as_ref().expect("built above").frechet(&imgs)?,
             reference_seconds,
