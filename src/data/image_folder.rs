@@ -104,41 +104,17 @@ pub fn load_image_folder_report(
     root: &Path,
     cfg: &ImageFolderConfig,
 ) -> Result<(ImageSet, Vec<Skipped>)> {
-    if cfg.size == 0 {
-        return Err(Error::invalid("image size", "must be positive"));
-    }
-    let classes = class_folders(&root.join(&cfg.split))?;
-    let mut files: Vec<(PathBuf, usize)> = Vec::new();
-    for (i, (name, dir)) in classes.iter().enumerate() {
-        let mut list = list_images(dir)?;
-        if list.is_empty() {
-            return Err(Error::bad_file(
-                dir,
-                format!("class folder '{name}' contains no png/jpg/jpeg images"),
-            ));
-        }
-        if cfg.max_per_class > 0 {
-            list.truncate(cfg.max_per_class);
-        }
-        files.extend(list.into_iter().map(|p| (p, i + 1)));
-    }
-    let files = files
-        .into_iter()
-        .map(|(p, l)| (ImageSource::File(p), l))
-        .collect();
-    let (images, labels, skipped) = decode_labelled(files, cfg.size, Resize::Squash, cfg.strict)?;
-    if labels.is_empty() {
-        return Err(Error::bad_file(root.join(&cfg.split), "no readable images"));
-    }
-    let set = ImageSet {
-        images,
-        labels,
-        class_names: classes.into_iter().map(|(n, _)| n).collect(),
-        channels: 3,
-        height: cfg.size,
-        width: cfg.size,
+    // The split layout of `super::layouts`, with the cap as given.
+    let opts = super::layouts::DataOptions {
+        layout: Some(super::layouts::Layout::Split),
+        split: cfg.split.clone(),
+        size: cfg.size,
+        max_per_class: Some(cfg.max_per_class),
+        strict: cfg.strict,
+        resize: Resize::Squash,
     };
-    Ok((set, skipped))
+    let loaded = super::layouts::load(root, &opts)?;
+    Ok((loaded.set, loaded.skipped))
 }
 
 /// Where an image's bytes come from: a file, or bytes already read (a zip archive's entry, named

@@ -190,7 +190,11 @@ pub fn load(path: &Path, opts: &DataOptions) -> Result<Loaded> {
     };
     let (images, labels, skipped) = decode_labelled(items, opts.size, opts.resize, opts.strict)?;
     if labels.is_empty() {
-        return Err(Error::bad_file(path, "no readable images"));
+        let read = match layout {
+            Layout::Split => path.join(&opts.split),
+            _ => path.to_path_buf(),
+        };
+        return Err(Error::bad_file(read, "no readable images"));
     }
     let set = ImageSet {
         images,
