@@ -1,7 +1,7 @@
 """FID statistics files against pytorch-fid itself (issue 20 item 4; BENCHMARKS.md "FID .npz").
 
   bench/.venv/bin/python bench/fid_npz_interop.py [--diffuse target/release/diffuse]
-      [--weights tests/golden/inception_std_tiny.pth] [--n 50] [--work /tmp/diffuse_fid_npz]
+      [--weights tests/golden/inception_std_tiny.pth] [--n 50] [--work DIR (default: a folder in the system temp dir)]
 
 What it checks (every FID to 1e-4 relative, the issue's bar):
   1. `diffuse fid A B --save-stats A.npz` (and B.npz the other way round) on two image folders:
@@ -33,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -125,7 +126,7 @@ def main():
     ap.add_argument("--weights", default=os.path.join(ROOT, "tests", "golden", "inception_std_tiny.pth"))
     ap.add_argument("--n", type=int, default=50, help="images per folder")
     ap.add_argument("--synthetic-n", type=int, default=4096, help="features per synthetic set (d = 2048)")
-    ap.add_argument("--work", default="/tmp/diffuse_fid_npz")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "diffuse_fid_npz"))
     args = ap.parse_args()
     fid_paths, save_fid_stats, how = pytorch_fid()
     print(f"pytorch-fid: {how}")

@@ -88,17 +88,7 @@ fn an_exported_run_samples_the_same_images_and_bad_exports_are_refused() {
     let dir = TempDir::new("export-cli");
     // A 3-channel run that the course's UNet can build: a folder of two classes at 8×8.
     let data = dir.0.join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..4u8 {
-            let p = data.join(class).join(format!("{i}.png"));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            image::RgbImage::from_fn(8, 8, |x, y| {
-                image::Rgb([(x * 30) as u8, (y * 30) as u8, 90 * c as u8 + 9 * i])
-            })
-            .save(&p)
-            .unwrap();
-        }
-    }
+    common::two_class_folder(&data);
     let run = dir.0.join("run");
     let r = run.to_str().unwrap();
     ok(&[

@@ -191,17 +191,7 @@ fn digits_fid_during_training_is_logged_and_the_best_checkpoint_kept() {
 fn folder_fid_during_training_caches_the_reference_statistics() {
     let dir = TempDir::new("fid-folder");
     let data = dir.0.join("data");
-    for (c, class) in ["a", "b"].iter().enumerate() {
-        for i in 0..4u8 {
-            let path = data.join(class).join(format!("{i}.png"));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            image::RgbImage::from_fn(8, 8, |x, y| {
-                image::Rgb([(x * 30) as u8, (y * 30) as u8, 60 * c as u8 + 10 * i])
-            })
-            .save(&path)
-            .unwrap();
-        }
-    }
+    common::two_class_folder(&data);
     let weights =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inception_ref_tiny.ckpt");
     let out = dir.0.join("run");

@@ -125,3 +125,19 @@ pub fn folder_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     v.sort();
     v
 }
+
+/// A small folder-per-class data set: `dir/{a,b}/{0..3}.png`, 8×8 RGB gradients that differ by
+/// class and index.
+pub fn two_class_folder(dir: &std::path::Path) {
+    for (c, class) in ["a", "b"].iter().enumerate() {
+        for i in 0..4u8 {
+            let path = dir.join(class).join(format!("{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            image::RgbImage::from_fn(8, 8, |x, y| {
+                image::Rgb([(x * 30) as u8, (y * 30) as u8, 90 * c as u8 + 9 * i])
+            })
+            .save(&path)
+            .unwrap();
+        }
+    }
+}
