@@ -41,6 +41,7 @@ pub mod files;
 pub mod image;
 pub mod metrics;
 pub mod nn;
+pub mod objective;
 pub mod plot;
 pub mod report;
 pub mod rng;

@@ -315,14 +315,21 @@ impl Page<'_> {
 
     fn digits_results(&mut self, m: &Value) {
         let mut html = String::new();
-        let sampler = m.get("sampler").and_then(Value::as_str).unwrap_or("?");
+        let mut sampler = m
+            .get("sampler")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        if let Some(r) = m.get("recipe").and_then(Value::as_str) {
+            let _ = write!(sampler, "; recipe {r}");
+        }
         let _ = write!(
             html,
             "<p>{} samples per setting ({}), judged by a classifier trained on the real digits: \
              how often it recognises the requested digit (fidelity) and the Fréchet distance of \
              the samples to the real digits in its features (distribution; lower is better).</p>",
             esc(&count_samples(self.run)),
-            esc(sampler)
+            esc(&sampler)
         );
         let mut rows = Vec::new();
         for s in settings(m) {

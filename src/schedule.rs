@@ -16,6 +16,11 @@ pub enum BetaSchedule {
     Linear,
     /// β_t = linspace(√β₁, √β_T, T)².
     Quad,
+    /// ᾱ(τ) = cos²((τ + s)/(1 + s) · π/2), s = 0.008, β_t = min(1 − ᾱ((t+1)/T)/ᾱ(t/T), 0.999)
+    /// (Nichol & Dhariwal 2021, eq. 17; diffusers' `squaredcos_cap_v2`). β₁ and β_T are not
+    /// used. The linear schedule reaches pure noise early and spends its last steps there;
+    /// this one spends them at the higher signal-to-noise ratios small images need.
+    Cosine,
 }
 
 /// Schedule settings; `Default` is the reference protocol (T = 1000, linear 1e-4 … 0.02).
@@ -100,6 +105,17 @@ impl NoiseSchedule {
                     .map(|b| b * b)
                     .collect()
             }
+            BetaSchedule::Cosine => {
+                let f = |tau: f64| {
+                    ((tau + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
+                let n = cfg.num_steps as f64;
+                (0..cfg.num_steps)
+                    .map(|i| (1.0 - f((i + 1) as f64 / n) / f(i as f64 / n)).min(0.999))
+                    .collect()
+            }
         };
         let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
         let mut alphas_cumprod = Vec::with_capacity(alphas.len());
@@ -179,4 +195,41 @@ pub fn row_scale<const D: usize>(values: Vec<f32>, device: &Device) -> Tensor<D>
 /// The ε-prediction loss L_simple (Ho et al. eq. 14): mean over all elements of (ε − ε_θ)².
 pub fn eps_mse<const D: usize>(eps: Tensor<D>, eps_pred: Tensor<D>) -> Tensor<1> {
     (eps_pred - eps).square().mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_is_diffusers_squaredcos_cap_v2() {
+        // diffusers 0.42.1: DDPMScheduler(num_train_timesteps=1000,
+        // beta_schedule="squaredcos_cap_v2"); its tables are float32.
+        let s = NoiseSchedule::new(&ScheduleConfig {
+            kind: BetaSchedule::Cosine,
+            ..ScheduleConfig::default()
+        })
+        .unwrap();
+        let golden = [
+            (0, 4.128422369831242e-05, 0.9999586939811707),
+            (1, 4.614175122696906e-05, 0.9999125599861145),
+            (500, 0.003155691549181938, 0.4922850430011749),
+            (998, 0.7499994039535522, 2.428766265438753e-06),
+            (999, 0.9990000128746033, 2.4287349909002387e-09),
+        ];
+        for (t, beta, alpha_bar) in golden {
+            let rel = |a: f64, b: f64| (a - b).abs() / b;
+            // f32 rounding of each factor, accumulated over up to 1000 products.
+            assert!(
+                rel(s.betas[t], beta) < 1e-6,
+                "β_{t} {} vs {beta}",
+                s.betas[t]
+            );
+            assert!(
+                rel(s.alpha_bar(t), alpha_bar) < 1e-4,
+                "ᾱ_{t} {} vs {alpha_bar}",
+                s.alpha_bar(t)
+            );
+        }
+    }
 }

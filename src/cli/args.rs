@@ -153,8 +153,9 @@ pub struct GuidanceParams {
     apg_momentum: f64,
     /// apg: bound r on the per-value RMS of the x̂₀ update (its L2 norm / √(values per
     /// image); 0 = none). One r for every resolution; the paper's L2 bound is r·√(values).
-    #[arg(long, default_value_t = ApgConfig::default().norm_threshold)]
-    apg_norm: f64,
+    /// [default: 0.01875; `image run`: the recipe's]
+    #[arg(long)]
+    pub apg_norm: Option<f64>,
     /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
     #[arg(long, default_value_t = GuidanceConfig::default().threshold_percentile)]
     threshold_percentile: f64,
@@ -175,7 +176,9 @@ impl GuidanceParams {
             apg: ApgConfig {
                 eta: self.apg_eta,
                 momentum: self.apg_momentum,
-                norm_threshold: self.apg_norm,
+                norm_threshold: self
+                    .apg_norm
+                    .unwrap_or(ApgConfig::default().norm_threshold),
             },
             threshold_percentile: self.threshold_percentile,
         };

@@ -26,6 +26,8 @@ pub struct Demo<'a> {
     pub out: &'a Path,
     /// Progress bars on stderr.
     pub show: bool,
+    /// The recipe's name (`best`, `reference`, a study's file stem), recorded in `metrics.json`.
+    pub recipe: &'a str,
 }
 
 /// The samples of one setting, judged.
@@ -101,6 +103,7 @@ impl Demo<'_> {
             serde_json::to_value(floor).expect("plain numbers"),
         );
         report.insert("train_seconds".into(), train_seconds.into());
+        report.insert("recipe".into(), self.recipe.into());
         report.insert("sampler".into(), self.spec.label(num_train).into());
         report.insert("guidance".into(), self.guided.method.name().into());
         for r in results {

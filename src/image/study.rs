@@ -15,11 +15,11 @@ use std::sync::Arc;
 use burn::prelude::*;
 
 use super::demo::Demo;
-use super::{image_spec, train, ImageTrainConfig, RunFile};
+use super::config::{overlay_typed, read_settings, DemoSampling};
+use super::{train, ImageTrainConfig, Preset, Recipe, RunFile};
 use crate::data::digits::load_digits;
 use crate::files::{ensure_dir, write_csv_table};
 use crate::metrics::digit_frechet::DigitJudge;
-use crate::sampling::{Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, SamplerKind};
 use crate::stats::median_min_max;
 use crate::train::interrupted;
 use crate::{Error, Result};
@@ -27,34 +27,50 @@ use crate::{Error, Result};
 /// One recipe of a study.
 #[derive(Debug, Clone)]
 pub struct ImageRecipe {
-    /// `reference`, or the overlay file's stem.
+    /// `reference`, `best`, or the overlay file's stem.
     pub name: String,
     pub config: ImageTrainConfig,
+    /// How its models are sampled and judged.
+    pub sampling: DemoSampling,
 }
 
 impl ImageRecipe {
-    /// `reference`, or a TOML/JSON overlay file over the digits preset.
+    /// `reference` or `best` (the [`Recipe`]s over the digits preset), or a TOML/JSON file of
+    /// `RUN/config.json` keys laid over the digits preset, with an optional `[sample]` table
+    /// of [`DemoSampling`] keys laid over the demo's sampling (e.g. `eta = 1.0`).
     pub fn parse(spec: &str) -> Result<Self> {
+        for r in [Recipe::Reference, Recipe::Best] {
+            if spec == r.name() {
+                return Ok(Self {
+                    name: spec.into(),
+                    config: r.config(Preset::Digits),
+                    sampling: r.sampling(),
+                });
+            }
+        }
         let base = RunFile {
             data: Default::default(),
             train: ImageTrainConfig::digits(),
             log_every: 0,
             eval: Default::default(),
         };
-        if spec == "reference" {
-            return Ok(Self {
-                name: spec.into(),
-                config: base.train,
-            });
-        }
         let path = Path::new(spec);
         if !path.is_file() {
             return Err(Error::invalid(
                 "study.recipes",
-                format!("`{spec}` is neither `reference` nor a TOML/JSON file of run-config keys"),
+                format!("`{spec}` is neither `reference`, `best` nor a TOML/JSON file of run-config keys"),
             ));
         }
-        let f = base.overlay_file(path)?;
+        let mut settings = read_settings(path)?;
+        let sample = settings
+            .as_object_mut()
+            .and_then(|m| m.remove("sample"))
+            .unwrap_or_else(|| serde_json::json!({}));
+        let sampling = overlay_typed(&DemoSampling::default(), sample, path)?;
+        let f = overlay_typed(&base, settings, path)?;
+        sampling
+            .validate(f.train.schedule.num_steps)
+            .map_err(|e| Error::bad_file(path, format!("[sample]: {e}")))?;
         if f.data.path != "digits" {
             return Err(Error::bad_file(
                 path,
@@ -68,6 +84,7 @@ impl ImageRecipe {
         Ok(Self {
             name,
             config: f.train,
+            sampling,
         })
     }
 }
@@ -152,15 +169,6 @@ impl SummaryLine {
             max,
             count,
         }
-    }
-}
-
-/// The guided setting the study judges: the demo's default, APG at w = 7.5.
-pub fn guided_default() -> GuidanceConfig {
-    GuidanceConfig {
-        method: GuidanceMethod::Apg,
-        scale: Guidance::new(7.5, GuidanceConvention::Reference).expect("a valid scale"),
-        ..GuidanceConfig::default()
     }
 }
 
@@ -254,11 +262,12 @@ impl ImageStudy {
                 }
                 let demo = Demo {
                     judge: &judge,
-                    spec: image_spec(SamplerKind::Ddim, 50, 0.0, true),
-                    guided: guided_default(),
+                    spec: r.sampling.spec(),
+                    guided: r.sampling.guided(),
                     n: self.n,
                     out: &dir,
                     show: self.show,
+                    recipe: &r.name,
                 };
                 let results = demo.sample_and_judge(&outcome, &cfg, &data.class_names)?;
                 let tail = (outcome.losses.len() / 10).max(1);

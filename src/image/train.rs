@@ -22,9 +22,9 @@ use crate::data::image_set::{HostBatch, ImageSet};
 use crate::device::Precision;
 use crate::files::ensure_dir;
 use crate::nn::unet::{drop_labels, labels_tensor, UNet};
-use crate::rng::{normal_vec, seeded, uniform_ints};
+use crate::rng::{normal_vec, seeded};
 use crate::sampling::SamplerSpec;
-use crate::schedule::{eps_mse, NoiseSchedule};
+use crate::schedule::NoiseSchedule;
 use crate::train::{autocast, clip_params, grad_norm, interrupted, progress_bar, Ema, LossReader};
 use crate::{Error, Result};
 
@@ -510,7 +510,7 @@ impl<'a> Run<'a> {
         device.seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
         let labels = drop_labels(&batch.labels, cfg.p_uncond, &mut rng);
         let (x0, _) = batch.into_tensor(device);
-        let t = uniform_ints(&mut rng, b, self.schedule.num_steps());
+        let t = cfg.objective.draw_timesteps(&mut rng, b, &self.schedule);
         let noise = Tensor::from_data(
             TensorData::new(normal_vec(&mut rng, x0.shape().num_elements()), x0.dims()),
             device,
@@ -523,7 +523,8 @@ impl<'a> Run<'a> {
         let labels = Some(labels_tensor(&labels, device));
         let model = self.model.take().expect("a model between steps");
         // The loss in f32 whatever the precision (PyTorch's autocast computes mse_loss in f32).
-        let loss = eps_mse(noise, predict_eps(&model, cfg.precision, x_t, t_f, labels));
+        let eps_pred = predict_eps(&model, cfg.precision, x_t, t_f, labels);
+        let loss = cfg.objective.loss(&self.schedule, &t, noise, eps_pred);
         self.loss_reader.push(step, loss.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = match norm.then(|| grad_norm(&grads, &model)).flatten() {

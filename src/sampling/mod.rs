@@ -183,10 +183,11 @@ impl SamplerSpec {
         }
     }
 
-    /// A short name such as `ddim-50`.
+    /// A short name such as `ddim-50` (`ddim-50 η=1` when DDIM draws fresh noise).
     pub fn label(&self, num_train: usize) -> String {
         match self.kind {
             SamplerKind::Ddpm => format!("ddpm-{num_train}"),
+            SamplerKind::Ddim if self.eta != 0.0 => format!("ddim-{} η={}", self.steps, self.eta),
             k => format!("{}-{}", k.name(), self.steps),
         }
     }

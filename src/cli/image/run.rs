@@ -2,7 +2,7 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use diffuse::image::demo::Demo;
-use diffuse::image::image_spec;
+use diffuse::image::Recipe;
 use diffuse::metrics::digit_frechet::DigitJudge;
 use diffuse::sampling::{Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
 
@@ -25,20 +25,37 @@ pub struct RunArgs {
     guidance: GuidanceMethod,
     #[command(flatten)]
     params: GuidanceParams,
-    /// Sampler.
-    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
-    sampler: SamplerKind,
-    /// Sampling steps (DDIM).
-    #[arg(long, default_value_t = 50)]
-    sample_steps: usize,
+    /// Sampler [default: the recipe's, ddim].
+    #[arg(long, value_enum)]
+    sampler: Option<SamplerKind>,
+    /// Sampling steps of few-step samplers [default: the recipe's, 50].
+    #[arg(long)]
+    sample_steps: Option<usize>,
+    /// DDIM's η [default: the recipe's: 1 for best, 0 for reference].
+    #[arg(long)]
+    eta: Option<f64>,
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
-    demo(a).map_err(|e| to_flags(e, &[("sampler.steps", "--sample-steps")]))
+    demo(a).map_err(|e| {
+        to_flags(
+            e,
+            &[("sampler.steps", "--sample-steps"), ("sampler.eta", "--eta")],
+        )
+    })
 }
 
 fn demo(a: &RunArgs) -> Result<()> {
-    let (train, n) = (&a.train, a.n);
+    // The demo trains and samples the best recipe unless told otherwise (`--recipe reference`).
+    let mut train = a.train.clone();
+    let recipe = *train.recipe.get_or_insert(Recipe::Best);
+    let (train, n) = (&train, a.n);
+    let mut sampling = recipe.sampling();
+    sampling.sampler = a.sampler.unwrap_or(sampling.sampler);
+    sampling.steps = a.sample_steps.unwrap_or(sampling.steps);
+    sampling.eta = a.eta.unwrap_or(sampling.eta);
+    let mut params = a.params.clone();
+    params.apg_norm.get_or_insert(sampling.apg_norm);
     if train.data.data.as_deref().is_some_and(|d| d != "digits") {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
     }
@@ -46,9 +63,22 @@ fn demo(a: &RunArgs) -> Result<()> {
         bail!("`image run` trains one model; autoguidance needs a second, weaker one: train it with `image train` and use `image sample --guidance auto --guide-ckpt`");
     }
     let scale = Guidance::new(a.cfg_scale, GuidanceConvention::Reference)?;
-    let guided = a.params.config(a.guidance, scale)?;
-    let spec = image_spec(a.sampler, a.sample_steps, 0.0, true);
+    let guided = params.config(a.guidance, scale)?;
+    let spec = sampling.spec();
     spec.validate(1000)?;
+    if train.dry_run {
+        let (f, _) = train.prepare()?;
+        println!("{}", f.to_json());
+        eprintln!(
+            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {})",
+            recipe.name(),
+            spec.label(f.train.schedule.num_steps),
+            guided.method.name(),
+            a.cfg_scale,
+            guided.apg.norm_threshold
+        );
+        return Ok(());
+    }
     if n < 2 {
         bail!("invalid value for -n: must be at least 2 (the Fréchet distance needs a covariance)");
     }
@@ -75,6 +105,7 @@ fn demo(a: &RunArgs) -> Result<()> {
         n,
         out: &train.out,
         show: !train.common.quiet,
+        recipe: recipe.name(),
     };
     let results = demo.sample_and_judge(&outcome, &cfg, &data.class_names)?;
     let num_train = cfg.schedule.num_steps;

@@ -1,0 +1,158 @@
+//! The image recipes: `image run` trains and samples `best` by default, `--recipe reference`
+//! is the digits preset exactly as before (pinned value by value), the levers are flags and
+//! config keys, and a study recipe file may set the demo's sampling.
+mod common;
+use common::{diffuse, fails_with, TempDir};
+
+use diffuse::image::{ImageTrainConfig, Preset, Recipe, RunFile};
+use diffuse::objective::{LossWeighting, Objective, TimestepSampling};
+use diffuse::schedule::BetaSchedule;
+use diffuse::train::LrSchedule;
+
+fn resolved(args: &[&str]) -> (RunFile, String) {
+    let (code, out, err) = diffuse(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    (serde_json::from_str(&out).unwrap(), err)
+}
+
+#[test]
+fn the_reference_digits_recipe_is_pinned() {
+    // The digits preset as the study's `reference` measured it (BENCHMARKS.md, image recipe):
+    // a change here changes every reference number there.
+    let c = Recipe::Reference.config(Preset::Digits);
+    assert_eq!(c, ImageTrainConfig::digits());
+    assert_eq!(
+        (c.unet.channels, &c.unet.channel_mult, c.unet.num_res_blocks),
+        (32, &vec![1, 2], 1)
+    );
+    assert_eq!((c.unet.attn_levels.clone(), c.unet.dropout), (vec![1], 0.1));
+    assert_eq!((c.batch_size, c.steps, c.ema_decay), (64, 1500, Some(0.995)));
+    assert_eq!(
+        (c.optim.lr, c.optim.warmup_steps, c.optim.schedule),
+        (1e-3, 100, LrSchedule::Cosine)
+    );
+    assert_eq!((c.optim.min_lr_frac, c.optim.grad_clip), (0.05, Some(1.0)));
+    assert_eq!(c.schedule.kind, BetaSchedule::Linear);
+    assert_eq!((c.schedule.beta_start, c.schedule.beta_end), (1e-4, 0.02));
+    assert!(c.objective.is_reference());
+    assert_eq!(c.p_uncond, 0.1);
+    let s = Recipe::Reference.sampling();
+    assert_eq!((s.steps, s.eta, s.apg_norm), (50, 0.0, 0.01875));
+    // The reference objective is left out of saved configs (their hashes are unchanged).
+    let json = serde_json::to_string(&c).unwrap();
+    assert!(!json.contains("objective"), "{json}");
+}
+
+#[test]
+fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
+    let (best, err) = resolved(&["image", "run", "--dry-run", "-q"]);
+    assert_eq!(best.train, Recipe::Best.config(Preset::Digits));
+    assert_ne!(best.train, ImageTrainConfig::digits());
+    let s = Recipe::Best.sampling();
+    assert!(
+        err.contains("recipe best")
+            && err.contains(&format!("η={}", s.eta))
+            && err.contains(&format!("r = {}", s.apg_norm)),
+        "{err}"
+    );
+    let (reference, err) = resolved(&["image", "run", "--dry-run", "--recipe", "reference"]);
+    assert_eq!(reference.train, ImageTrainConfig::digits());
+    assert!(err.contains("samples with ddim-50,"), "{err}");
+    // `image train` keeps the preset unless asked; `--recipe best` is the demo's recipe.
+    let (train, _) = resolved(&["image", "train", "--dry-run"]);
+    assert_eq!(train.train, ImageTrainConfig::digits());
+    let (train_best, _) = resolved(&["image", "train", "--dry-run", "--recipe", "best"]);
+    assert_eq!(train_best.train, best.train);
+    // The same levers for AFHQ: the reference protocol by default.
+    let afhq = Recipe::Best.config(Preset::Afhq);
+    assert_eq!(Recipe::Reference.config(Preset::Afhq), ImageTrainConfig::reference());
+    assert_eq!(afhq.schedule.kind, Recipe::Best.config(Preset::Digits).schedule.kind);
+    assert_eq!(afhq.unet, ImageTrainConfig::reference().unet);
+}
+
+#[test]
+fn each_lever_is_a_flag_and_a_config_key() {
+    let (f, _) = resolved(&[
+        "image",
+        "train",
+        "--dry-run",
+        "--schedule",
+        "cosine",
+        "--timesteps",
+        "log-normal",
+        "--timestep-mean",
+        "-0.5",
+        "--min-snr-gamma",
+        "5",
+        "--dropout",
+        "0",
+    ]);
+    assert_eq!(f.train.schedule.kind, BetaSchedule::Cosine);
+    assert_eq!(
+        f.train.objective,
+        Objective {
+            timesteps: TimestepSampling::LogNormal {
+                mean: -0.5,
+                std: 1.2
+            },
+            weighting: LossWeighting::MinSnr { gamma: 5.0 },
+        }
+    );
+    assert_eq!(f.train.unet.dropout, 0.0);
+    // The printed config, fed back, is the same run.
+    let dir = TempDir::new("recipe-keys");
+    let file = dir.0.join("run.json");
+    std::fs::write(&file, f.to_json()).unwrap();
+    let (g, _) = resolved(&[
+        "image",
+        "train",
+        "--dry-run",
+        "--config",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(g, f);
+    // Bad values name the key.
+    let bad = dir.0.join("bad.toml");
+    std::fs::write(&bad, "[train.objective.weighting]\nkind = \"min-snr\"\ngamma = -1.0\n").unwrap();
+    fails_with(
+        &["image", "train", "--dry-run", "--config", bad.to_str().unwrap()],
+        "train.objective.weighting",
+    );
+    std::fs::write(&bad, "[train.objective.timesteps]\nkind = \"lognormal\"\n").unwrap();
+    fails_with(
+        &["image", "train", "--dry-run", "--config", bad.to_str().unwrap()],
+        "train.objective.timesteps",
+    );
+    fails_with(
+        &["image", "train", "--dry-run", "--timesteps", "uniform", "--timestep-std", "2"],
+        "--timestep-std",
+    );
+}
+
+#[test]
+fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
+    use diffuse::image::study::ImageRecipe;
+    let dir = TempDir::new("recipe-sample");
+    let file = dir.0.join("stochastic.toml");
+    std::fs::write(
+        &file,
+        "[train.optim]\nlr = 2e-3\n[sample]\neta = 1.0\napg_norm = 0.004\n",
+    )
+    .unwrap();
+    let r = ImageRecipe::parse(file.to_str().unwrap()).unwrap();
+    assert_eq!(r.name, "stochastic");
+    assert_eq!(r.config.optim.lr, 2e-3);
+    assert_eq!((r.sampling.eta, r.sampling.apg_norm, r.sampling.steps), (1.0, 0.004, 50));
+    assert_eq!(r.sampling.guided().apg.norm_threshold, 0.004);
+    std::fs::write(&file, "[sample]\netta = 1.0\n").unwrap();
+    let e = ImageRecipe::parse(file.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("etta") && e.contains("stochastic.toml"), "{e}");
+    std::fs::write(&file, "[sample]\nsteps = 5000\n").unwrap();
+    let e = ImageRecipe::parse(file.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("[sample]") && e.contains("5000"), "{e}");
+    let best = ImageRecipe::parse("best").unwrap();
+    assert_eq!(
+        (best.config, best.sampling),
+        (Recipe::Best.config(Preset::Digits), Recipe::Best.sampling())
+    );
+}
