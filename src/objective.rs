@@ -19,8 +19,16 @@ pub enum TimestepSampling {
     Uniform,
     /// ln σ ~ N(mean, std²) with σ_t = √((1−ᾱ_t)/ᾱ_t), each draw taken to the timestep whose
     /// ln σ_t is nearest (Karras et al. 2022, EDM, Table 1: P_mean = −1.2, P_std = 1.2).
-    /// Concentrates training on the middle noise levels, where the loss can still fall.
+    /// Concentrates training on the middle noise levels, where the loss can still fall. EDM
+    /// pairs it with a preconditioned network whose output at high σ is mostly a skip
+    /// connection; an ε-prediction UNet must learn those levels, and with EDM's values it
+    /// hardly sees them: on the digits its samples fail (BENCHMARKS.md, image recipe).
     LogNormal { mean: f64, std: f64 },
+}
+
+impl TimestepSampling {
+    /// EDM's (P_mean, P_std), the defaults of `--timesteps log-normal`.
+    pub const EDM: (f64, f64) = (-1.2, 1.2);
 }
 
 /// How each image's squared error is weighted.
@@ -223,9 +231,13 @@ mod tests {
         let pred = Tensor::<2>::from_data(TensorData::new(vec![1f32, 3., 2., 2.], [2, 2]), &device);
         let w = o.weights(&s, &t).unwrap();
         let want = (w[0] as f64 * 5.0 + w[1] as f64 * 4.0) / 2.0;
-        let got = o.loss(&s, &t, eps.clone(), pred.clone()).into_scalar::<f32>() as f64;
+        let got = o
+            .loss(&s, &t, eps.clone(), pred.clone())
+            .into_scalar::<f32>() as f64;
         assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
-        let plain = Objective::default().loss(&s, &t, eps, pred).into_scalar::<f32>() as f64;
+        let plain = Objective::default()
+            .loss(&s, &t, eps, pred)
+            .into_scalar::<f32>() as f64;
         assert!((plain - 4.5).abs() < 1e-6);
     }
 

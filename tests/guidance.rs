@@ -172,6 +172,7 @@ fn apg_projects_clips_and_carries_momentum() {
         eta,
         momentum: -0.5,
         norm_threshold,
+        interval: None,
     };
     // η = 0: x_c + w Δ⊥ = (1, −2).
     let (out, running) = rules::apg(xc.clone(), xu.clone(), w, &cfg(0.0, 0.0), None);
@@ -246,6 +247,7 @@ fn apg_momentum_advances_once_per_step_under_heun() {
             eta: 0.0,
             momentum: -0.5,
             norm_threshold: 0.0,
+            interval: None,
         },
         ..config(GuidanceMethod::Apg, 2.0)
     };
@@ -338,6 +340,35 @@ fn interval_guides_only_inside_its_noise_levels() {
         assert_eq!(eps_of(&g, t, &[1, 2]), eps_of(&m, t, &[1, 2]));
         assert_eq!(m.calls.get(), 2, "outside the interval: one plain call");
     }
+}
+
+#[test]
+fn apg_with_an_interval_guides_only_inside_it() {
+    let s = schedule();
+    let m = Fake {
+        calls: Cell::new(0),
+    };
+    let mut c = config(GuidanceMethod::Apg, 3.0);
+    let everywhere = Guided::new(&m, None, &s, &c).unwrap();
+    c.apg.interval = Some((0.28, 5.42));
+    let g = Guided::new(&m, None, &s, &c).unwrap();
+    let sigma = |t: usize| rules::edm_sigma(s.alpha_bar(t));
+    let mid = (0..1000).find(|&t| sigma(t) > 1.0).unwrap();
+    // Inside: APG as without a window (fresh momentum in both: one call each).
+    assert_eq!(eps_of(&g, mid, &[1, 2]), eps_of(&everywhere, mid, &[1, 2]));
+    assert_ne!(eps_of(&g, mid, &[1, 2]), eps_of(&m, mid, &[1, 2]));
+    // Outside: the conditional prediction from one plain call.
+    for t in [0, 999] {
+        m.calls.set(0);
+        assert_eq!(eps_of(&g, t, &[1, 2]), eps_of(&m, t, &[1, 2]));
+        assert_eq!(m.calls.get(), 2, "outside the interval: one plain call");
+    }
+    c.apg.interval = Some((2.0, 1.0));
+    assert!(Guided::new(&m, None, &s, &c)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("guidance.apg.interval"));
 }
 
 /// ε = k · x · (label + 1), recording the labels it was called with.
@@ -455,6 +486,7 @@ fn apg_momentum_spans_one_sampling_run() {
             eta: 0.0,
             momentum: -0.5,
             norm_threshold: 0.0,
+            interval: None,
         },
         ..config(GuidanceMethod::Apg, 2.0)
     };

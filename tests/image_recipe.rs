@@ -26,7 +26,10 @@ fn the_reference_digits_recipe_is_pinned() {
         (32, &vec![1, 2], 1)
     );
     assert_eq!((c.unet.attn_levels.clone(), c.unet.dropout), (vec![1], 0.1));
-    assert_eq!((c.batch_size, c.steps, c.ema_decay), (64, 1500, Some(0.995)));
+    assert_eq!(
+        (c.batch_size, c.steps, c.ema_decay),
+        (64, 1500, Some(0.995))
+    );
     assert_eq!(
         (c.optim.lr, c.optim.warmup_steps, c.optim.schedule),
         (1e-3, 100, LrSchedule::Cosine)
@@ -65,8 +68,14 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
     assert_eq!(train_best.train, best.train);
     // The same levers for AFHQ: the reference protocol by default.
     let afhq = Recipe::Best.config(Preset::Afhq);
-    assert_eq!(Recipe::Reference.config(Preset::Afhq), ImageTrainConfig::reference());
-    assert_eq!(afhq.schedule.kind, Recipe::Best.config(Preset::Digits).schedule.kind);
+    assert_eq!(
+        Recipe::Reference.config(Preset::Afhq),
+        ImageTrainConfig::reference()
+    );
+    assert_eq!(
+        afhq.schedule.kind,
+        Recipe::Best.config(Preset::Digits).schedule.kind
+    );
     assert_eq!(afhq.unet, ImageTrainConfig::reference().unet);
 }
 
@@ -113,18 +122,42 @@ fn each_lever_is_a_flag_and_a_config_key() {
     assert_eq!(g, f);
     // Bad values name the key.
     let bad = dir.0.join("bad.toml");
-    std::fs::write(&bad, "[train.objective.weighting]\nkind = \"min-snr\"\ngamma = -1.0\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[train.objective.weighting]\nkind = \"min-snr\"\ngamma = -1.0\n",
+    )
+    .unwrap();
     fails_with(
-        &["image", "train", "--dry-run", "--config", bad.to_str().unwrap()],
+        &[
+            "image",
+            "train",
+            "--dry-run",
+            "--config",
+            bad.to_str().unwrap(),
+        ],
         "train.objective.weighting",
     );
     std::fs::write(&bad, "[train.objective.timesteps]\nkind = \"lognormal\"\n").unwrap();
     fails_with(
-        &["image", "train", "--dry-run", "--config", bad.to_str().unwrap()],
+        &[
+            "image",
+            "train",
+            "--dry-run",
+            "--config",
+            bad.to_str().unwrap(),
+        ],
         "train.objective.timesteps",
     );
     fails_with(
-        &["image", "train", "--dry-run", "--timesteps", "uniform", "--timestep-std", "2"],
+        &[
+            "image",
+            "train",
+            "--dry-run",
+            "--timesteps",
+            "uniform",
+            "--timestep-std",
+            "2",
+        ],
         "--timestep-std",
     );
 }
@@ -142,13 +175,20 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
     let r = ImageRecipe::parse(file.to_str().unwrap()).unwrap();
     assert_eq!(r.name, "stochastic");
     assert_eq!(r.config.optim.lr, 2e-3);
-    assert_eq!((r.sampling.eta, r.sampling.apg_norm, r.sampling.steps), (1.0, 0.004, 50));
+    assert_eq!(
+        (r.sampling.eta, r.sampling.apg_norm, r.sampling.steps),
+        (1.0, 0.004, 50)
+    );
     assert_eq!(r.sampling.guided().apg.norm_threshold, 0.004);
     std::fs::write(&file, "[sample]\netta = 1.0\n").unwrap();
-    let e = ImageRecipe::parse(file.to_str().unwrap()).unwrap_err().to_string();
+    let e = ImageRecipe::parse(file.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("etta") && e.contains("stochastic.toml"), "{e}");
     std::fs::write(&file, "[sample]\nsteps = 5000\n").unwrap();
-    let e = ImageRecipe::parse(file.to_str().unwrap()).unwrap_err().to_string();
+    let e = ImageRecipe::parse(file.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[sample]") && e.contains("5000"), "{e}");
     let best = ImageRecipe::parse("best").unwrap();
     assert_eq!(

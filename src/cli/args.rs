@@ -156,6 +156,15 @@ pub struct GuidanceParams {
     /// [default: 0.01875; `image run`: the recipe's]
     #[arg(long)]
     pub apg_norm: Option<f64>,
+    /// apg: guide only for EDM noise levels σ in (LO, HI], e.g. `0.28,5.42` [default: every
+    /// step; `image run`: the recipe's].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LO,HI",
+        allow_negative_numbers = true
+    )]
+    pub apg_interval: Option<Vec<f64>>,
     /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
     #[arg(long, default_value_t = GuidanceConfig::default().threshold_percentile)]
     threshold_percentile: f64,
@@ -179,6 +188,13 @@ impl GuidanceParams {
                 norm_threshold: self
                     .apg_norm
                     .unwrap_or(ApgConfig::default().norm_threshold),
+                interval: match self.apg_interval.as_deref() {
+                    None => None,
+                    Some(&[lo, hi]) => Some((lo, hi)),
+                    Some(v) => anyhow::bail!(
+                        "invalid value for --apg-interval: expected two noise levels LO,HI, got {v:?}"
+                    ),
+                },
             },
             threshold_percentile: self.threshold_percentile,
         };

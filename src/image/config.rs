@@ -122,6 +122,8 @@ pub struct DemoSampling {
     pub eta: f64,
     /// APG's bound r of the guided setting ([`crate::sampling::ApgConfig::norm_threshold`]).
     pub apg_norm: f64,
+    /// APG's noise-level window of the guided setting ([`crate::sampling::ApgConfig::interval`]).
+    pub apg_interval: Option<(f64, f64)>,
 }
 
 impl Default for DemoSampling {
@@ -131,6 +133,7 @@ impl Default for DemoSampling {
             steps: 50,
             eta: 0.0,
             apg_norm: crate::sampling::ApgConfig::default().norm_threshold,
+            apg_interval: None,
         }
     }
 }
@@ -149,6 +152,7 @@ impl DemoSampling {
             ..GuidanceConfig::default()
         };
         g.apg.norm_threshold = self.apg_norm;
+        g.apg.interval = self.apg_interval;
         g
     }
 

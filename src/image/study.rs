@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 
-use super::demo::Demo;
 use super::config::{overlay_typed, read_settings, DemoSampling};
+use super::demo::Demo;
 use super::{train, ImageTrainConfig, Preset, Recipe, RunFile};
 use crate::data::digits::load_digits;
 use crate::files::{ensure_dir, write_csv_table};

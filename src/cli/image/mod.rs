@@ -194,8 +194,8 @@ pub struct ImageTrainArgs {
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Recipe laid over the preset: `reference` (the preset as it is) or `best` (the levers
-    /// below as measured on the digits, README "Recipes") [default: reference for `image
-    /// train`, best for `image run`].
+    /// below as measured on the digits, README "Image recipes") [default: reference for
+    /// `image train`, best for `image run`].
     #[arg(long, value_enum)]
     pub recipe: Option<Recipe>,
     /// Noise schedule (β curve).
@@ -359,7 +359,7 @@ impl ImageTrainArgs {
             Some(TimestepKind::LogNormal) => {
                 let (mean, std) = match c.objective.timesteps {
                     TimestepSampling::LogNormal { mean, std } => (mean, std),
-                    TimestepSampling::Uniform => (-1.2, 1.2),
+                    TimestepSampling::Uniform => TimestepSampling::EDM,
                 };
                 c.objective.timesteps = TimestepSampling::LogNormal {
                     mean: self.timestep_mean.unwrap_or(mean),

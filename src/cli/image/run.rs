@@ -40,7 +40,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
     demo(a).map_err(|e| {
         to_flags(
             e,
-            &[("sampler.steps", "--sample-steps"), ("sampler.eta", "--eta")],
+            &[
+                ("sampler.steps", "--sample-steps"),
+                ("sampler.eta", "--eta"),
+            ],
         )
     })
 }
@@ -56,6 +59,9 @@ fn demo(a: &RunArgs) -> Result<()> {
     sampling.eta = a.eta.unwrap_or(sampling.eta);
     let mut params = a.params.clone();
     params.apg_norm.get_or_insert(sampling.apg_norm);
+    if params.apg_interval.is_none() {
+        params.apg_interval = sampling.apg_interval.map(|(lo, hi)| vec![lo, hi]);
+    }
     if train.data.data.as_deref().is_some_and(|d| d != "digits") {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
     }
@@ -70,12 +76,16 @@ fn demo(a: &RunArgs) -> Result<()> {
         let (f, _) = train.prepare()?;
         println!("{}", f.to_json());
         eprintln!(
-            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {})",
+            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {}, {})",
             recipe.name(),
             spec.label(f.train.schedule.num_steps),
             guided.method.name(),
             a.cfg_scale,
-            guided.apg.norm_threshold
+            guided.apg.norm_threshold,
+            match guided.apg.interval {
+                Some((lo, hi)) => format!("for σ in ({lo}, {hi}]"),
+                None => "at every step".into(),
+            }
         );
         return Ok(());
     }

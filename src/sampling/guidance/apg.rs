@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use burn::prelude::*;
 
 use super::rescale::TINY;
-use super::{GuideStep, Guider};
+use super::{edm_sigma, in_interval, GuideStep, Guider};
 use crate::{Error, Result};
 
 /// APG's settings.
@@ -22,6 +22,10 @@ pub struct ApgConfig {
     /// r × √(values). The default 0.01875 is the L2 bound 0.15 chosen on the 8×8 digits
     /// (64 values; BENCHMARKS.md, guidance sweep) divided by √64, so the digits behave as before.
     pub norm_threshold: f64,
+    /// Guide only while the EDM noise level σ_t ∈ (σ_lo, σ_hi], the conditional prediction
+    /// elsewhere (Kynkäänniemi et al. 2024's interval, applied to APG; diffusers' guiders have
+    /// the same window as start/stop fractions). None: every step (the paper's APG).
+    pub interval: Option<(f64, f64)>,
 }
 
 impl Default for ApgConfig {
@@ -30,6 +34,7 @@ impl Default for ApgConfig {
             eta: 0.0,
             momentum: -0.5,
             norm_threshold: 0.15 / 8.0,
+            interval: None,
         }
     }
 }
@@ -50,6 +55,14 @@ impl ApgConfig {
                 "guidance.apg.norm_threshold",
                 format!("must be ≥ 0 (0 = no clipping), got {}", self.norm_threshold),
             ));
+        }
+        if let Some((lo, hi)) = self.interval {
+            if !(lo >= 0.0 && hi > lo) {
+                return Err(Error::invalid(
+                    "guidance.apg.interval",
+                    format!("needs 0 ≤ σ_lo < σ_hi, got ({lo}, {hi}]"),
+                ));
+            }
         }
         Ok(())
     }
@@ -123,6 +136,12 @@ impl Apg {
 impl Guider for Apg {
     fn w(&self) -> f64 {
         self.w
+    }
+
+    fn active(&self, _t: usize, alpha_bar: f64) -> bool {
+        self.cfg
+            .interval
+            .is_none_or(|i| in_interval(edm_sigma(alpha_bar), i))
     }
 
     fn combine(&self, step: &GuideStep, eps_cond: Tensor<2>, eps_uncond: Tensor<2>) -> Tensor<2> {
