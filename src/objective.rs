@@ -61,7 +61,7 @@ impl Objective {
 
     pub fn validate(&self) -> Result<()> {
         if let TimestepSampling::LogNormal { mean, std } = self.timesteps {
-            if !mean.is_finite() || !(std.is_finite() && std > 0.0) {
+            if !(mean.is_finite() && std.is_finite() && std > 0.0) {
                 return Err(Error::invalid(
                     "train.objective.timesteps",
                     format!("log-normal needs a finite mean and std > 0, got {mean} and {std}"),

@@ -374,7 +374,7 @@ impl ImageTrainArgs {
             bail!("--timestep-mean and --timestep-std set `--timesteps log-normal`; they do nothing with uniform timesteps");
         }
         match self.min_snr_gamma {
-            Some(g) if g == 0.0 => c.objective.weighting = LossWeighting::Uniform,
+            Some(0.0) => c.objective.weighting = LossWeighting::Uniform,
             Some(gamma) => c.objective.weighting = LossWeighting::MinSnr { gamma },
             None => {}
         }
