@@ -44,6 +44,30 @@ pub enum LrSchedule {
     Cosine,
 }
 
+/// Named training recipes, for the 2D workflow ([`crate::toy`]: `Recipe::config`) and over
+/// an image preset ([`crate::image::Preset::with_recipe`]); every ingredient is also a flag of
+/// its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// The course protocol (comparable numbers); on the digits, the demo's preset as it was.
+    #[default]
+    Reference,
+    /// The improved recipe, measured in BENCHMARKS.md.
+    Best,
+}
+
+impl Recipe {
+    /// The name users type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Reference => "reference",
+            Recipe::Best => "best",
+        }
+    }
+}
+
 /// Optimizer and schedule settings (Adam with PyTorch's defaults for ε and β).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

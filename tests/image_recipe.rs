@@ -4,7 +4,7 @@
 mod common;
 use common::{diffuse, fails_with, TempDir};
 
-use diffuse::image::{ImageTrainConfig, Preset, Recipe, RunFile};
+use diffuse::image::{DemoSampling, ImageTrainConfig, Preset, Recipe, RunFile};
 use diffuse::objective::{LossWeighting, Objective, TimestepSampling};
 use diffuse::schedule::BetaSchedule;
 use diffuse::train::LrSchedule;
@@ -19,7 +19,7 @@ fn resolved(args: &[&str]) -> (RunFile, String) {
 fn the_reference_digits_recipe_is_pinned() {
     // The digits preset as the study's `reference` measured it (BENCHMARKS.md, image recipe):
     // a change here changes every reference number there.
-    let c = Recipe::Reference.config(Preset::Digits);
+    let c = Preset::Digits.with_recipe(Recipe::Reference);
     assert_eq!(c, ImageTrainConfig::digits());
     assert_eq!(
         (c.unet.channels, &c.unet.channel_mult, c.unet.num_res_blocks),
@@ -39,7 +39,7 @@ fn the_reference_digits_recipe_is_pinned() {
     assert_eq!((c.schedule.beta_start, c.schedule.beta_end), (1e-4, 0.02));
     assert!(c.objective.is_reference());
     assert_eq!(c.p_uncond, 0.1);
-    let s = Recipe::Reference.sampling();
+    let s = DemoSampling::of(Recipe::Reference);
     assert_eq!((s.steps, s.eta, s.apg_norm), (50, 0.0, 0.01875));
     // The reference objective is left out of saved configs (their hashes are unchanged).
     let json = serde_json::to_string(&c).unwrap();
@@ -49,9 +49,9 @@ fn the_reference_digits_recipe_is_pinned() {
 #[test]
 fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
     let (best, err) = resolved(&["image", "run", "--dry-run", "-q"]);
-    assert_eq!(best.train, Recipe::Best.config(Preset::Digits));
+    assert_eq!(best.train, Preset::Digits.with_recipe(Recipe::Best));
     assert_ne!(best.train, ImageTrainConfig::digits());
-    let s = Recipe::Best.sampling();
+    let s = DemoSampling::of(Recipe::Best);
     assert!(
         err.contains("recipe best")
             && err.contains(&format!("η={}", s.eta))
@@ -67,14 +67,14 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
     let (train_best, _) = resolved(&["image", "train", "--dry-run", "--recipe", "best"]);
     assert_eq!(train_best.train, best.train);
     // The same levers for AFHQ: the reference protocol by default.
-    let afhq = Recipe::Best.config(Preset::Afhq);
+    let afhq = Preset::Afhq.with_recipe(Recipe::Best);
     assert_eq!(
-        Recipe::Reference.config(Preset::Afhq),
+        Preset::Afhq.with_recipe(Recipe::Reference),
         ImageTrainConfig::reference()
     );
     assert_eq!(
         afhq.schedule.kind,
-        Recipe::Best.config(Preset::Digits).schedule.kind
+        Preset::Digits.with_recipe(Recipe::Best).schedule.kind
     );
     assert_eq!(afhq.unet, ImageTrainConfig::reference().unet);
 }
@@ -122,32 +122,20 @@ fn each_lever_is_a_flag_and_a_config_key() {
     assert_eq!(g, f);
     // Bad values name the key.
     let bad = dir.0.join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[train.objective.weighting]\nkind = \"min-snr\"\ngamma = -1.0\n",
-    )
-    .unwrap();
-    fails_with(
-        &[
-            "image",
-            "train",
-            "--dry-run",
-            "--config",
-            bad.to_str().unwrap(),
-        ],
-        "train.objective.weighting",
-    );
-    std::fs::write(&bad, "[train.objective.timesteps]\nkind = \"lognormal\"\n").unwrap();
-    fails_with(
-        &[
-            "image",
-            "train",
-            "--dry-run",
-            "--config",
-            bad.to_str().unwrap(),
-        ],
-        "train.objective.timesteps",
-    );
+    for (text, key) in [
+        (
+            "[train.objective.weighting]\nkind = \"min-snr\"\ngamma = -1.0\n",
+            "train.objective.weighting",
+        ),
+        (
+            "[train.objective.timesteps]\nkind = \"lognormal\"\n",
+            "train.objective.timesteps",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let cfg = bad.to_str().unwrap();
+        fails_with(&["image", "train", "--dry-run", "--config", cfg], key);
+    }
     fails_with(
         &[
             "image",
@@ -193,6 +181,9 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
     let best = ImageRecipe::parse("best").unwrap();
     assert_eq!(
         (best.config, best.sampling),
-        (Recipe::Best.config(Preset::Digits), Recipe::Best.sampling())
+        (
+            Preset::Digits.with_recipe(Recipe::Best),
+            DemoSampling::of(Recipe::Best)
+        )
     );
 }

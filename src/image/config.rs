@@ -13,6 +13,7 @@ use crate::sampling::{
 };
 use crate::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
 use crate::train::OptimConfig;
+pub use crate::train::Recipe;
 use crate::{Error, Result};
 
 /// Named starting points of [`ImageTrainConfig`]; every field is also a flag of its own.
@@ -51,54 +52,17 @@ impl Preset {
             Preset::Afhq => 64,
         }
     }
-}
 
-/// Training recipes laid over a [`Preset`]: `Reference` keeps the preset as it is; `Best`
-/// changes the levers the digits recipe study measured (`image study`, BENCHMARKS.md "Image
-/// recipe"), and carries the same choices over to AFHQ unmeasured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Recipe {
-    #[default]
-    Reference,
-    Best,
-}
-
-impl Recipe {
-    pub fn name(self) -> &'static str {
-        match self {
-            Recipe::Reference => "reference",
-            Recipe::Best => "best",
-        }
-    }
-
-    /// How the digits demo and the study sample this recipe's models.
-    pub fn sampling(self) -> DemoSampling {
-        match self {
-            Recipe::Reference => DemoSampling::default(),
-            // DDIM with η = 1 instead of 0 is what took the digits' Fréchet distance from 5.5×
-            // its real-vs-real floor to about 1×. With fresh noise at every step the default
-            // APG bound narrows the guided samples (Fréchet ×2–3); r = 0.005 is the smallest
-            // bound that kept w = 7.5 at ≥ 99 % recognised on the development seeds
-            // (BENCHMARKS.md, image recipe).
-            Recipe::Best => DemoSampling {
-                eta: 1.0,
-                apg_norm: BEST_APG_NORM,
-                ..DemoSampling::default()
-            },
-        }
-    }
-
-    /// The preset's configuration with this recipe's levers. On the digits: the cosine
+    /// The preset's configuration with `recipe`'s levers (`Best`: those the digits recipe
+    /// study measured, `image study`, BENCHMARKS.md "Image recipe"). On the digits: the cosine
     /// schedule and twice the peak learning rate (measured). On AFHQ the schedule is carried
     /// over unmeasured and the reference learning rate kept (a 58.8 M-parameter net at batch
     /// 16 is not the digits' 0.7 M at batch 64).
-    pub fn config(self, preset: Preset) -> ImageTrainConfig {
-        let mut c = preset.config();
-        if self == Recipe::Best {
+    pub fn with_recipe(self, recipe: Recipe) -> ImageTrainConfig {
+        let mut c = self.config();
+        if recipe == Recipe::Best {
             c.schedule.kind = BetaSchedule::Cosine;
-            if preset == Preset::Digits {
+            if self == Preset::Digits {
                 c.optim.lr = 2e-3;
             }
         }
@@ -141,6 +105,23 @@ impl Default for DemoSampling {
 }
 
 impl DemoSampling {
+    /// How the digits demo and the study sample models of `recipe`.
+    pub fn of(recipe: Recipe) -> Self {
+        match recipe {
+            Recipe::Reference => DemoSampling::default(),
+            // DDIM with η = 1 instead of 0 is what took the digits' Fréchet distance from 5.5×
+            // its real-vs-real floor to about 1×. With fresh noise at every step the default
+            // APG bound narrows the guided samples (Fréchet ×2–3); r = 0.005 is the smallest
+            // bound that kept w = 7.5 at ≥ 99 % recognised on the development seeds
+            // (BENCHMARKS.md, image recipe).
+            Recipe::Best => DemoSampling {
+                eta: 1.0,
+                apg_norm: BEST_APG_NORM,
+                ..DemoSampling::default()
+            },
+        }
+    }
+
     /// The sampler, x̂₀ clipped to [−1, 1].
     pub fn spec(&self) -> SamplerSpec {
         super::image_spec(self.sampler, self.steps, self.eta, true)

@@ -27,7 +27,7 @@ pub mod train;
 pub mod train_eval;
 
 pub use crate::checkpoint::image::{load, weights_file, ImageCheckpointMeta};
-pub use config::{DataSpec, EvalSpec, ImageTrainConfig, Preset, Recipe, RunFile};
+pub use config::{DataSpec, DemoSampling, EvalSpec, ImageTrainConfig, Preset, Recipe, RunFile};
 pub use generate::{class_index, draw_labels, image_spec, model_shape, Generator};
 pub use output::{grid_path, save_grid, to_image, to_u8, write_class_grid, write_samples};
 pub use train::{train, train_with, Evaluate, Evaluation, Start, TrainOptions, TrainOutcome};

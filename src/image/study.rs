@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 
-use super::config::{overlay_typed, read_settings, DemoSampling};
+use super::config::{overlay_typed, read_settings};
 use super::demo::Demo;
-use super::{train, ImageTrainConfig, Preset, Recipe, RunFile};
+use super::{train, DemoSampling, ImageTrainConfig, Preset, Recipe, RunFile};
 use crate::data::digits::load_digits;
 use crate::files::{ensure_dir, write_csv_table};
 use crate::metrics::digit_frechet::DigitJudge;
@@ -43,8 +43,8 @@ impl ImageRecipe {
             if spec == r.name() {
                 return Ok(Self {
                     name: spec.into(),
-                    config: r.config(Preset::Digits),
-                    sampling: r.sampling(),
+                    config: Preset::Digits.with_recipe(r),
+                    sampling: DemoSampling::of(r),
                 });
             }
         }

@@ -7,6 +7,7 @@ use crate::nn::simplenet::SimpleNetConfig;
 use crate::rng::seeded;
 use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::train::OptimConfig;
+pub use crate::train::Recipe;
 use crate::{Error, Result};
 
 /// Everything that defines a 2D training run. `Default` is the reference protocol:
@@ -147,27 +148,8 @@ impl ToyConfig {
     }
 }
 
-/// Named presets of [`ToyConfig`]; each ingredient is also a flag of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Recipe {
-    /// The course protocol (comparable numbers).
-    #[default]
-    Reference,
-    /// The improved recipe.
-    Best,
-}
-
+/// The 2D side of [`Recipe`].
 impl Recipe {
-    /// The name users type.
-    pub fn name(self) -> &'static str {
-        match self {
-            Recipe::Reference => "reference",
-            Recipe::Best => "best",
-        }
-    }
-
     /// The recipe's configuration (seed 0).
     pub fn config(&self) -> ToyConfig {
         match self {

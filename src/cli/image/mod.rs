@@ -333,7 +333,7 @@ impl ImageTrainArgs {
                 path: data_path,
                 ..DataSpec::default()
             },
-            train: self.recipe.unwrap_or_default().config(preset),
+            train: preset.with_recipe(self.recipe.unwrap_or_default()),
             // 0: derived from the steps below unless the file or a flag sets it.
             log_every: 0,
             eval: EvalSpec::default(),

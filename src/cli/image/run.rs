@@ -2,7 +2,7 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use diffuse::image::demo::Demo;
-use diffuse::image::Recipe;
+use diffuse::image::{DemoSampling, Recipe};
 use diffuse::metrics::digit_frechet::DigitJudge;
 use diffuse::sampling::{Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
 
@@ -53,7 +53,7 @@ fn demo(a: &RunArgs) -> Result<()> {
     let mut train = a.train.clone();
     let recipe = *train.recipe.get_or_insert(Recipe::Best);
     let (train, n) = (&train, a.n);
-    let mut sampling = recipe.sampling();
+    let mut sampling = DemoSampling::of(recipe);
     sampling.sampler = a.sampler.unwrap_or(sampling.sampler);
     sampling.steps = a.sample_steps.unwrap_or(sampling.steps);
     sampling.eta = a.eta.unwrap_or(sampling.eta);
