@@ -184,6 +184,35 @@ fn an_exported_run_samples_the_same_images_and_bad_exports_are_refused() {
         ],
         "timestep features",
     );
+    // A run on the cosine schedule: the course's scheduler cannot hold it.
+    let cosine = dir.0.join("cosine");
+    let c = cosine.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    ok(&[
+        "image",
+        "train",
+        "--data",
+        d,
+        "--preset",
+        "digits",
+        "--schedule",
+        "cosine",
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        c,
+        "-q",
+        "--threads",
+        "1",
+    ]);
+    fails_with(
+        &[
+            "image", "export", "--ckpt", c, "--format", "course", "--out", e,
+        ],
+        "cosine schedule",
+    );
     let digits = dir.0.join("digits");
     ok(&[
         "image",

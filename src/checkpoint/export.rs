@@ -186,36 +186,38 @@ pub fn export(ckpt: &Path, format: ExportFormat, out: &Path, ema: bool) -> Resul
                 ));
             }
             let s = &cfg.schedule;
-            let args =
-                CourseExport {
-                    unet: CourseUNetArgs {
-                        t: s.num_steps,
-                        image_resolution: cfg.unet.image_size,
-                        ch: cfg.unet.channels,
-                        ch_mult: cfg.unet.channel_mult.clone(),
-                        attn: cfg.unet.attn_levels.clone(),
-                        num_res_blocks: cfg.unet.num_res_blocks,
-                        dropout: cfg.unet.dropout,
-                        use_cfg: cfg.unet.num_classes > 0,
-                        cfg_dropout: cfg.p_uncond,
-                        num_classes: cfg.unet.num_classes,
-                    },
-                    scheduler: CourseSchedulerArgs {
-                        num_train_timesteps: s.num_steps,
-                        beta_1: s.beta_start,
-                        beta_t: s.beta_end,
-                        mode: match s.kind {
-                            BetaSchedule::Linear => "linear".into(),
-                            BetaSchedule::Quad => "quad".into(),
-                            BetaSchedule::Cosine => return Err(Error::invalid(
-                                "export.format",
-                                "the course's scheduler has the linear and quad modes only; this \
-                                 run trained on the cosine schedule: use --format safetensors",
-                            )),
-                        },
-                    },
-                    class_names: meta.class_names.clone(),
-                };
+            let mode = match s.kind {
+                BetaSchedule::Linear => "linear",
+                BetaSchedule::Quad => "quad",
+                BetaSchedule::Cosine => {
+                    return Err(Error::invalid(
+                        "export.format",
+                        "the course's scheduler has the linear and quad modes only; this run \
+                         trained on the cosine schedule: use --format safetensors",
+                    ))
+                }
+            };
+            let args = CourseExport {
+                unet: CourseUNetArgs {
+                    t: s.num_steps,
+                    image_resolution: cfg.unet.image_size,
+                    ch: cfg.unet.channels,
+                    ch_mult: cfg.unet.channel_mult.clone(),
+                    attn: cfg.unet.attn_levels.clone(),
+                    num_res_blocks: cfg.unet.num_res_blocks,
+                    dropout: cfg.unet.dropout,
+                    use_cfg: cfg.unet.num_classes > 0,
+                    cfg_dropout: cfg.p_uncond,
+                    num_classes: cfg.unet.num_classes,
+                },
+                scheduler: CourseSchedulerArgs {
+                    num_train_timesteps: s.num_steps,
+                    beta_1: s.beta_start,
+                    beta_t: s.beta_end,
+                    mode: mode.into(),
+                },
+                class_names: meta.class_names.clone(),
+            };
             let weights = out.join(COURSE_WEIGHTS);
             save_course_weights(&model, &weights)?;
             let json = out.join(COURSE_ARGS);
