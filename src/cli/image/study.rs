@@ -9,9 +9,10 @@ use crate::cli::args::{seed_list, CommonArgs, SeedList};
 
 #[derive(Args)]
 pub struct StudyArgs {
-    /// Recipes compared (comma-separated): `reference` (the digits preset) or TOML/JSON files
-    /// of RUN/config.json keys laid over it, named by their file stem.
-    #[arg(long, value_delimiter = ',', default_value = "reference")]
+    /// Recipes compared (comma-separated): `reference` (the digits preset), `best`, or TOML/JSON
+    /// files of RUN/config.json keys laid over the preset (and an optional `[sample]` table of
+    /// the demo's sampling), named by their file stem.
+    #[arg(long, value_delimiter = ',', default_value = "reference,best")]
     recipes: Vec<String>,
     /// Seeds: comma-separated seeds and inclusive ranges, e.g. `0-4` or `0,3,100-104`.
     #[arg(long, default_value = "0-4", value_parser = seed_list)]
