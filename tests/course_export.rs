@@ -91,23 +91,23 @@ fn an_exported_run_samples_the_same_images_and_bad_exports_are_refused() {
     common::two_class_folder(&data);
     let run = dir.0.join("run");
     let r = run.to_str().unwrap();
-    ok(&[
-        "image",
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--preset",
-        "digits",
-        "--steps",
-        "2",
-        "--batch-size",
-        "4",
-        "--out",
-        r,
-        "-q",
-        "--threads",
-        "1",
-    ]);
+    // `image train` on the two-class folder at the digits preset, with `extra` flags.
+    let train_on_folder = |out: &str, extra: &[&str]| {
+        let d = data.to_str().unwrap();
+        let flags = [
+            "--data",
+            d,
+            "--preset",
+            "digits",
+            "--batch-size",
+            "4",
+            "--out",
+            out,
+        ];
+        let quiet = ["-q", "--threads", "1"];
+        ok(&[&["image", "train"][..], &flags, extra, &quiet].concat());
+    };
+    train_on_folder(r, &["--steps", "2"]);
     let ex = dir.0.join("export");
     let e = ex.to_str().unwrap();
     ok(&[
@@ -187,26 +187,7 @@ fn an_exported_run_samples_the_same_images_and_bad_exports_are_refused() {
     // A run on the cosine schedule: the course's scheduler cannot hold it.
     let cosine = dir.0.join("cosine");
     let c = cosine.to_str().unwrap();
-    let d = data.to_str().unwrap();
-    ok(&[
-        "image",
-        "train",
-        "--data",
-        d,
-        "--preset",
-        "digits",
-        "--schedule",
-        "cosine",
-        "--steps",
-        "1",
-        "--batch-size",
-        "4",
-        "--out",
-        c,
-        "-q",
-        "--threads",
-        "1",
-    ]);
+    train_on_folder(c, &["--schedule", "cosine", "--steps", "1"]);
     fails_with(
         &[
             "image", "export", "--ckpt", c, "--format", "course", "--out", e,

@@ -57,11 +57,6 @@ fn demo(a: &RunArgs) -> Result<()> {
     sampling.sampler = a.sampler.unwrap_or(sampling.sampler);
     sampling.steps = a.sample_steps.unwrap_or(sampling.steps);
     sampling.eta = a.eta.unwrap_or(sampling.eta);
-    let mut params = a.params.clone();
-    params.apg_norm.get_or_insert(sampling.apg_norm);
-    if params.apg_interval.is_none() {
-        params.apg_interval = sampling.apg_interval.map(|(lo, hi)| vec![lo, hi]);
-    }
     if train.data.data.as_deref().is_some_and(|d| d != "digits") {
         bail!("`image run` is the digits demo (its accuracy needs the digits classifier); use `image train` and `image sample` for other data");
     }
@@ -69,7 +64,14 @@ fn demo(a: &RunArgs) -> Result<()> {
         bail!("`image run` trains one model; autoguidance needs a second, weaker one: train it with `image train` and use `image sample --guidance auto --guide-ckpt`");
     }
     let scale = Guidance::new(a.cfg_scale, GuidanceConvention::Reference)?;
-    let guided = params.config(a.guidance, scale)?;
+    let mut guided = a.params.config(a.guidance, scale)?;
+    // The recipe's APG settings where the flags leave them unset.
+    if a.params.apg_norm.is_none() {
+        guided.apg.norm_threshold = sampling.apg_norm;
+    }
+    if a.params.apg_interval.is_none() {
+        guided.apg.interval = sampling.apg_interval;
+    }
     let spec = sampling.spec();
     spec.validate(1000)?;
     if train.dry_run {
