@@ -173,6 +173,7 @@ fn apg_projects_clips_and_carries_momentum() {
         momentum: -0.5,
         norm_threshold,
         interval: None,
+        feedback: None,
     };
     // η = 0: x_c + w Δ⊥ = (1, −2).
     let (out, running) = rules::apg(xc.clone(), xu.clone(), w, &cfg(0.0, 0.0), None);
@@ -248,6 +249,7 @@ fn apg_momentum_advances_once_per_step_under_heun() {
             momentum: -0.5,
             norm_threshold: 0.0,
             interval: None,
+            feedback: None,
         },
         ..config(GuidanceMethod::Apg, 2.0)
     };
@@ -487,6 +489,7 @@ fn apg_momentum_spans_one_sampling_run() {
             momentum: -0.5,
             norm_threshold: 0.0,
             interval: None,
+            feedback: None,
         },
         ..config(GuidanceMethod::Apg, 2.0)
     };
@@ -560,4 +563,212 @@ fn bad_guidance_settings_are_rejected() {
     let mut c = config(GuidanceMethod::Threshold, 1.0);
     c.threshold_percentile = 2.0;
     assert!(err(c, None).contains("guidance.threshold_percentile"));
+}
+
+// ---- Feedback guidance (src/sampling/guidance/feedback.rs): the per-image weight and the
+// running estimate of log R = log p(c|x_t)/p(c), checked against the formulas in f64.
+
+use diffuse::sampling::guidance::{Feedback, GuideStep, PosteriorTracker};
+
+#[test]
+fn feedback_weight_is_pi_over_r_minus_pi_capped_at_w() {
+    let (pi, w) = (0.5, 7.5);
+    let log_r = [2f64.ln(), 0.5f64.ln(), 0.0, 0.1f64.ln(), 10.0];
+    let got = vec2(rules::feedback_weight(
+        rows(&log_r.map(|v| v as f32), 1),
+        pi,
+        w,
+    ));
+    // R = 2: 0.5/1.5; R = π and R < π: the cap; R = 1 (x_T): π/(1 − π) = 1; R = e¹⁰: ≈ 0.
+    let want = [1.0 / 3.0, 7.5, 1.0, 7.5, 0.5 / (10f64.exp() - 0.5)];
+    assert_close(&got, &want.map(|v| v as f32));
+}
+
+/// log N(x'; μ_c, σ²) − log N(x'; μ_u, σ²) per image in f64: DDPM's posterior from (x at ᾱ)
+/// to ᾱ' with x̂₀ = `x0c` or `x0u` (DDIM eq. 12 with σ of eq. 16 at η = 1).
+fn kernel_log_ratio(
+    x: &[f64],
+    x0c: &[f64],
+    x0u: &[f64],
+    next: &[f64],
+    ab: f64,
+    ab2: f64,
+) -> Vec<f64> {
+    let var = (1.0 - ab2) / (1.0 - ab) * (1.0 - ab / ab2);
+    let dir = (1.0 - ab2 - var).sqrt();
+    let log_n = |x0: &[f64], i: usize| {
+        let mu = ab2.sqrt() * x0[i] + dir * (x[i] - ab.sqrt() * x0[i]) / (1.0 - ab).sqrt();
+        -(next[i] - mu).powi(2) / (2.0 * var)
+    };
+    let n = 3;
+    (0..x.len() / n)
+        .map(|r| {
+            (r * n..(r + 1) * n)
+                .map(|i| log_n(x0c, i) - log_n(x0u, i))
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn feedback_tracks_log_r_by_bayes_rule_over_the_posterior_kernels() {
+    let f = |v: &[f64]| rows(&v.iter().map(|&a| a as f32).collect::<Vec<_>>(), 3);
+    let tau = 0.25;
+    let mut tr = PosteriorTracker::new(tau);
+    // Two images of three values.
+    let x = [0.3, -1.2, 0.8, 1.1, 0.0, -0.4];
+    let (x0c, x0u) = (
+        [0.5, -0.9, 0.2, 0.7, 0.3, -0.8],
+        [-0.1, -0.3, 0.6, 0.9, -0.5, 0.1],
+    );
+    let (ab, ab2, ab3) = (0.3, 0.5, 0.8);
+    let mut observe = |t, alpha_bar, xs: &[f64], c: &[f64], u: &[f64]| {
+        let xt = f(xs);
+        let step = GuideStep {
+            t,
+            alpha_bar,
+            x: &xt,
+        };
+        vec2(tr.observe(&step, f(c), f(u)))
+    };
+    // x_T carries no class: R = 1.
+    assert_eq!(observe(700, ab, &x, &x0c, &x0u), [0.0, 0.0]);
+    // One step on: τ times the log ratio of the two kernels at the x' the sampler produced.
+    let next = [0.6, -1.0, 0.1, 0.5, 0.4, -0.9];
+    let (c2, u2) = (
+        [0.4, -0.8, 0.1, 0.6, 0.2, -0.7],
+        [0.0, -0.2, 0.5, 0.8, -0.4, 0.0],
+    );
+    let want = kernel_log_ratio(&x, &x0c, &x0u, &next, ab, ab2);
+    assert!(want[0].abs() > 0.1 && want[1].abs() > 0.1, "{want:?}");
+    let close = |got: Vec<f32>, want: Vec<f64>| {
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
+        }
+    };
+    close(
+        observe(500, ab2, &next, &c2, &u2),
+        want.iter().map(|v| tau * v).collect(),
+    );
+    // Again at t = 500 (Heun's predictor after its corrector): recomputed from t = 700 at this
+    // x, not added to the first.
+    let again = [0.2, -0.5, 0.3, 0.9, 0.1, -0.2];
+    let r500 = kernel_log_ratio(&x, &x0c, &x0u, &again, ab, ab2);
+    close(
+        observe(500, ab2, &again, &c2, &u2),
+        r500.iter().map(|v| tau * v).collect(),
+    );
+    // The next step adds to it, from the last call at t = 500.
+    let third = [0.3, -0.6, 0.2, 0.7, 0.2, -0.5];
+    let r300 = kernel_log_ratio(&again, &c2, &u2, &third, ab2, ab3);
+    let want: Vec<f64> = r500.iter().zip(&r300).map(|(a, b)| tau * (a + b)).collect();
+    close(observe(300, ab3, &third, &c2, &u2), want);
+    // A larger t, or another batch size, starts a new run.
+    assert_eq!(observe(800, ab, &x, &x0c, &x0u), [0.0, 0.0]);
+    assert_eq!(observe(600, ab2, &next[..3], &c2[..3], &u2[..3]), [0.0]);
+}
+
+#[test]
+fn apg_with_feedback_weights_each_image_by_its_running_estimate() {
+    let s = schedule();
+    let mut c = config(GuidanceMethod::Apg, 7.5);
+    c.apg.norm_threshold = 0.0;
+    let plain_at = |c: GuidanceConfig, w: f64| GuidanceConfig {
+        scale: Guidance::new(w, GuidanceConvention::Reference).unwrap(),
+        apg: ApgConfig {
+            feedback: None,
+            ..c.apg
+        },
+        ..c
+    };
+    // At the first step R = 1 for every image: the weight is min(w, π/(1 − π)).
+    const PI: f64 = 0.5;
+    for (pi, w_first) in [(0.9, 7.5), (PI, 1.0)] {
+        c.apg.feedback = Some(Feedback {
+            pi,
+            temperature: 0.25,
+        });
+        let g = Guided::new(&Shifted, None, &s, &c).unwrap();
+        let plain = Guided::new(&Shifted, None, &s, &plain_at(c, w_first)).unwrap();
+        assert_close(&eps_of(&g, 600, &[1, 2]), &eps_of(&plain, 600, &[1, 2]));
+    }
+    // The next step: each image's weight from its own log R (the tracker's), on APG's update
+    // with the momentum of the first step.
+    let g = Guided::new(&Shifted, None, &s, &c).unwrap();
+    let (t1, t2) = (600, 400);
+    eps_of(&g, t1, &[1, 2]);
+    let x2 = rows(&[0.7, 1.5, -0.6, 0.2], 2);
+    let got = vec2(g.eps(x2.clone(), t2, Some(&[1, 2])));
+    let x0 = |t: usize, x: &Tensor<2>, labels: &[usize]| {
+        let step = GuideStep {
+            t,
+            alpha_bar: s.alpha_bar(t),
+            x,
+        };
+        step.to_x0(Shifted.eps(x.clone(), t, Some(labels)))
+    };
+    let mut tr = PosteriorTracker::new(0.25);
+    let x1 = x();
+    let mut running = None;
+    let mut want = Vec::new();
+    for (t, xt) in [(t1, &x1), (t2, &x2)] {
+        let (xc, xu) = (x0(t, xt, &[1, 2]), x0(t, xt, &[0, 0]));
+        let step = GuideStep {
+            t,
+            alpha_bar: s.alpha_bar(t),
+            x: xt,
+        };
+        let log_r = tr.observe(&step, xc.clone(), xu.clone());
+        let (update, r) = rules::apg_update(xc.clone(), xu, &c.apg, running.take());
+        running = Some(r);
+        let weights = rules::feedback_weight(log_r.clone(), PI, 7.5);
+        if t == t2 {
+            // One image's estimate fell below π (the cap), the other's did not: the weights
+            // differ per image, and neither is the first step's 1.
+            let (w, lr) = (vec2(weights.clone()), vec2(log_r));
+            assert!(
+                lr[1] < PI.ln() as f32 && (w[1] - 7.5).abs() < 1e-5,
+                "{w:?} {lr:?}"
+            );
+            assert!(
+                lr[0] > PI.ln() as f32 && w[0] > 1.1 && w[0] < 7.0,
+                "{w:?} {lr:?}"
+            );
+        }
+        want = vec2(step.to_eps(xc + update * weights));
+    }
+    assert_close(&got, &want);
+}
+
+#[test]
+fn feedback_settings_are_checked() {
+    let s = schedule();
+    let mut c = config(GuidanceMethod::Apg, 7.5);
+    let err = |c: &GuidanceConfig| {
+        Guided::new(&Shifted, None, &s, c)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    for (pi, temperature, field) in [
+        (1.0, 0.25, "guidance.apg.feedback"),
+        (0.0, 0.25, "guidance.apg.feedback"),
+        (0.9, 0.0, "guidance.apg.feedback_temperature"),
+        (0.9, 1.5, "guidance.apg.feedback_temperature"),
+    ] {
+        c.apg.feedback = Some(Feedback { pi, temperature });
+        let e = err(&c);
+        assert!(e.contains(field), "{e}");
+    }
+    // The estimate needs every step: no window.
+    c.apg.feedback = Some(Feedback::default());
+    c.apg.interval = Some((0.28, 5.42));
+    let e = err(&c);
+    assert!(
+        e.contains("guidance.apg.feedback") && e.contains("window"),
+        "{e}"
+    );
 }

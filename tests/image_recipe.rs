@@ -41,6 +41,7 @@ fn the_reference_digits_recipe_is_pinned() {
     assert_eq!(c.p_uncond, 0.1);
     let s = DemoSampling::of(Recipe::Reference);
     assert_eq!((s.steps, s.eta, s.apg_norm), (50, 0.0, 0.01875));
+    assert_eq!((s.apg_interval, s.apg_feedback), (None, None));
     // The reference objective is left out of saved configs (their hashes are unchanged).
     let json = serde_json::to_string(&c).unwrap();
     assert!(!json.contains("objective"), "{json}");
@@ -55,9 +56,31 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
     assert!(
         err.contains("recipe best")
             && err.contains(&format!("η={}", s.eta))
-            && err.contains(&format!("r = {}", s.apg_norm)),
+            && err.contains(&format!("r = {}", s.apg_norm))
+            && err.contains("feedback π = 0.9, τ = 0.25"),
         "{err}"
     );
+    // Feedback is one flag away from off, and its settings are checked with the flag named.
+    let (_, err) = resolved(&["image", "run", "--dry-run", "--apg-feedback", "0"]);
+    assert!(
+        err.contains("recipe best") && !err.contains("feedback"),
+        "{err}"
+    );
+    let (_, err) = resolved(&[
+        "image",
+        "run",
+        "--dry-run",
+        "--apg-feedback-temperature",
+        "0.5",
+    ]);
+    assert!(err.contains("τ = 0.5"), "{err}");
+    for (flag, value) in [
+        ("--apg-feedback", "1.5"),
+        ("--apg-feedback-temperature", "0"),
+    ] {
+        let (code, _, err) = diffuse(&["image", "run", "--dry-run", flag, value]);
+        assert!(code != 0 && err.contains(flag), "{flag} {value}: {err}");
+    }
     let (reference, err) = resolved(&["image", "run", "--dry-run", "--recipe", "reference"]);
     assert_eq!(reference.train, ImageTrainConfig::digits());
     assert!(err.contains("samples with ddim-50,"), "{err}");
@@ -157,7 +180,8 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
     let file = dir.0.join("stochastic.toml");
     std::fs::write(
         &file,
-        "[train.optim]\nlr = 2e-3\n[sample]\neta = 1.0\napg_norm = 0.004\n",
+        "[train.optim]\nlr = 2e-3\n[sample]\neta = 1.0\napg_norm = 0.004\n\
+         [sample.apg_feedback]\npi = 0.8\ntemperature = 0.5\n",
     )
     .unwrap();
     let r = ImageRecipe::parse(file.to_str().unwrap()).unwrap();
@@ -168,6 +192,8 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
         (1.0, 0.004, 50)
     );
     assert_eq!(r.sampling.guided().apg.norm_threshold, 0.004);
+    let f = r.sampling.guided().apg.feedback.unwrap();
+    assert_eq!((f.pi, f.temperature), (0.8, 0.5));
     std::fs::write(&file, "[sample]\netta = 1.0\n").unwrap();
     let e = ImageRecipe::parse(file.to_str().unwrap())
         .unwrap_err()

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use diffuse::device::DeviceSpec;
-use diffuse::sampling::{ApgConfig, Guidance, GuidanceConfig, GuidanceMethod, SamplerKind};
+use diffuse::sampling::{
+    ApgConfig, Feedback, Guidance, GuidanceConfig, GuidanceMethod, SamplerKind,
+};
 use diffuse::sampling::{SamplerSpec, Spacing};
 use diffuse::schedule::SigmaKind;
 use diffuse::train::{LrSchedule, OptimConfig};
@@ -165,6 +167,16 @@ pub struct GuidanceParams {
         allow_negative_numbers = true
     )]
     pub apg_interval: Option<Vec<f64>>,
+    /// apg: feedback guidance's π in (0, 1): each image gets min(w, π/(R − π)), R the model's
+    /// running estimate of p(c|x_t)/p(c), so images already clearly of their class are left
+    /// nearly unguided (Koulischer et al. 2025); 0 = off [default: off, w for every image;
+    /// `image run`: the recipe's].
+    #[arg(long, value_name = "PI")]
+    pub apg_feedback: Option<f64>,
+    /// apg: feedback's temperature τ in (0, 1], the weight of each step's evidence in the
+    /// running estimate.
+    #[arg(long, value_name = "TAU", default_value_t = Feedback::default().temperature)]
+    pub apg_feedback_temperature: f64,
     /// threshold: quantile p of |x̂₀| per image (Saharia et al. 2022: 0.995).
     #[arg(long, default_value_t = GuidanceConfig::default().threshold_percentile)]
     threshold_percentile: f64,
@@ -195,6 +207,13 @@ impl GuidanceParams {
                         "invalid value for --apg-interval: expected two noise levels LO,HI, got {v:?}"
                     ),
                 },
+                feedback: self
+                    .apg_feedback
+                    .filter(|&pi| pi != 0.0)
+                    .map(|pi| Feedback {
+                        pi,
+                        temperature: self.apg_feedback_temperature,
+                    }),
             },
             threshold_percentile: self.threshold_percentile,
         };
@@ -232,6 +251,12 @@ const FLAGS: &[(&str, &str)] = &[
     ("guidance.apg.eta", "--apg-eta"),
     ("guidance.apg.momentum", "--apg-momentum"),
     ("guidance.apg.norm_threshold", "--apg-norm"),
+    ("guidance.apg.interval", "--apg-interval"),
+    ("guidance.apg.feedback", "--apg-feedback"),
+    (
+        "guidance.apg.feedback_temperature",
+        "--apg-feedback-temperature",
+    ),
     ("guidance.threshold_percentile", "--threshold-percentile"),
     ("guidance.guide", "--guide-ckpt"),
     ("run.ddim_steps", "--ddim-steps"),

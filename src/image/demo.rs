@@ -9,7 +9,7 @@ use super::{draw_labels, model_shape, write_class_grid, write_samples, Generator
 use crate::files::write_json;
 use crate::metrics::digit_frechet::{DigitJudge, Judgement, RealFloor};
 use crate::nn::digit_classifier::to_8x8;
-use crate::sampling::{GuidanceConfig, SamplerSpec};
+use crate::sampling::{GuidanceConfig, GuidanceMethod, SamplerSpec};
 use crate::schedule::NoiseSchedule;
 use crate::Result;
 
@@ -105,7 +105,18 @@ impl Demo<'_> {
         report.insert("train_seconds".into(), train_seconds.into());
         report.insert("recipe".into(), self.recipe.into());
         report.insert("sampler".into(), self.spec.label(num_train).into());
-        report.insert("guidance".into(), self.guided.method.name().into());
+        report.insert("guidance".into(), self.guided.name().into());
+        if self.guided.method == GuidanceMethod::Apg {
+            let apg = &self.guided.apg;
+            report.insert(
+                "apg".into(),
+                serde_json::json!({
+                    "norm_threshold": apg.norm_threshold,
+                    "interval": apg.interval,
+                    "feedback": apg.feedback,
+                }),
+            );
+        }
         for r in results {
             let j = &r.judgement;
             let per_class: serde_json::Map<String, serde_json::Value> = class_names

@@ -29,7 +29,8 @@ pub use ddpm::{ddpm_sample, ddpm_step, DdpmOptions, DdpmStep};
 pub use dpm_solver::{dpm_solver_2m_sample, DpmSolverOptions};
 pub use euler::{euler_sample, EulerOptions};
 pub use guidance::{
-    ApgConfig, Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, Guided, Guider,
+    ApgConfig, Feedback, Guidance, GuidanceConfig, GuidanceConvention, GuidanceMethod, Guided,
+    Guider,
 };
 pub use heun::{heun_sample, HeunOptions};
 pub use inversion::{ddim_invert, slerp};

@@ -4,7 +4,7 @@ use clap::Args;
 use diffuse::image::demo::Demo;
 use diffuse::image::{DemoSampling, Recipe};
 use diffuse::metrics::digit_frechet::DigitJudge;
-use diffuse::sampling::{Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
+use diffuse::sampling::{Feedback, Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
 
 use super::ImageTrainArgs;
 use crate::cli::args::{to_flags, GuidanceParams};
@@ -72,13 +72,20 @@ fn demo(a: &RunArgs) -> Result<()> {
     if a.params.apg_interval.is_none() {
         guided.apg.interval = sampling.apg_interval;
     }
+    if a.params.apg_feedback.is_none() {
+        guided.apg.feedback = sampling.apg_feedback.map(|f| Feedback {
+            temperature: a.params.apg_feedback_temperature,
+            ..f
+        });
+    }
+    guided.validate()?;
     let spec = sampling.spec();
     spec.validate(1000)?;
     if train.dry_run {
         let (f, _) = train.prepare()?;
         println!("{}", f.to_json());
         eprintln!(
-            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {}, {})",
+            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {}, {}{})",
             recipe.name(),
             spec.label(f.train.schedule.num_steps),
             guided.method.name(),
@@ -87,6 +94,13 @@ fn demo(a: &RunArgs) -> Result<()> {
             match guided.apg.interval {
                 Some((lo, hi)) => format!("for σ in ({lo}, {hi}]"),
                 None => "at every step".into(),
+            },
+            match guided.apg.feedback {
+                Some(f) => format!(
+                    ", per image min(w, π/(R − π)) with feedback π = {}, τ = {}",
+                    f.pi, f.temperature
+                ),
+                None => String::new(),
             }
         );
         return Ok(());

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 
 use burn::prelude::*;
 
+use super::feedback::{feedback_weight, Feedback, PosteriorTracker};
 use super::rescale::TINY;
 use super::{edm_sigma, in_interval, GuideStep, Guider};
 use crate::{Error, Result};
@@ -26,6 +27,11 @@ pub struct ApgConfig {
     /// elsewhere (Kynkäänniemi et al. 2024's interval, applied to APG; diffusers' guiders have
     /// the same window as start/stop fractions). None: every step (the paper's APG).
     pub interval: Option<(f64, f64)>,
+    /// Feedback guidance (Koulischer et al. 2025; [`super::feedback`]): each image gets the
+    /// weight min(w, π/(R − π)) from the model's running estimate R = p_θ(c|x_t)/p(c) instead
+    /// of w, so images whose class is already clear are left nearly unguided. None: w for
+    /// every image (the paper's APG).
+    pub feedback: Option<Feedback>,
 }
 
 impl Default for ApgConfig {
@@ -35,6 +41,7 @@ impl Default for ApgConfig {
             momentum: -0.5,
             norm_threshold: 0.15 / 8.0,
             interval: None,
+            feedback: None,
         }
     }
 }
@@ -64,6 +71,17 @@ impl ApgConfig {
                 ));
             }
         }
+        if let Some(f) = self.feedback {
+            f.validate()?;
+            if self.interval.is_some() {
+                // The estimate follows the run step by step; outside a window no
+                // unconditional prediction is made, so the steps there could not be read.
+                return Err(Error::invalid(
+                    "guidance.apg.feedback",
+                    "feedback reads every step of the run and cannot be limited to a window (`guidance.apg.interval`): use one or the other",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -84,6 +102,17 @@ pub fn apg(
     cfg: &ApgConfig,
     running: Option<Tensor<2>>,
 ) -> (Tensor<2>, Tensor<2>) {
+    let (update, running) = apg_update(x0_cond.clone(), x0_uncond, cfg, running);
+    (x0_cond + update * w, running)
+}
+
+/// APG's update direction Δ⊥ + η Δ∥ (before the weight w) and the new running Δ; see [`apg`].
+pub fn apg_update(
+    x0_cond: Tensor<2>,
+    x0_uncond: Tensor<2>,
+    cfg: &ApgConfig,
+    running: Option<Tensor<2>>,
+) -> (Tensor<2>, Tensor<2>) {
     let mut diff = x0_cond.clone() - x0_uncond;
     if let Some(prev) = running {
         diff = diff + prev * cfg.momentum;
@@ -94,10 +123,10 @@ pub fn apg(
         let scale = (row_norm(diff.clone()).clamp_min(TINY).recip() * bound).clamp_max(1.0);
         diff = diff * scale;
     }
-    let unit = x0_cond.clone() / row_norm(x0_cond.clone()).clamp_min(TINY);
+    let unit = x0_cond.clone() / row_norm(x0_cond).clamp_min(TINY);
     let parallel = unit.clone() * (diff.clone() * unit).sum_dim(1);
     let orthogonal = diff - parallel.clone();
-    (x0_cond + (orthogonal + parallel * cfg.eta) * w, running)
+    (orthogonal + parallel * cfg.eta, running)
 }
 
 /// APG on x̂₀. Its momentum spans the calls of one sampling run: timesteps must not increase
@@ -111,6 +140,8 @@ pub struct Apg {
     w: f64,
     cfg: ApgConfig,
     running: RefCell<Option<Momentum>>,
+    /// Feedback's running estimate of p_θ(c|x_t) (used only with `cfg.feedback`).
+    posterior: RefCell<PosteriorTracker>,
 }
 
 /// APG's state between calls.
@@ -129,6 +160,9 @@ impl Apg {
             w,
             cfg,
             running: RefCell::new(None),
+            posterior: RefCell::new(PosteriorTracker::new(
+                cfg.feedback.map_or(1.0, |f| f.temperature),
+            )),
         }
     }
 }
@@ -153,13 +187,19 @@ impl Guider for Apg {
             Some(m) if step.t < m.t => Some(m.running),
             _ => None,
         };
-        let (x0, running) = apg(
-            step.to_x0(eps_cond),
-            step.to_x0(eps_uncond),
-            self.w,
-            &self.cfg,
-            prev.clone(),
-        );
+        let (x0_cond, x0_uncond) = (step.to_x0(eps_cond), step.to_x0(eps_uncond));
+        let (update, running) =
+            apg_update(x0_cond.clone(), x0_uncond.clone(), &self.cfg, prev.clone());
+        let x0 = match self.cfg.feedback {
+            Some(f) => {
+                let log_r = self
+                    .posterior
+                    .borrow_mut()
+                    .observe(step, x0_cond.clone(), x0_uncond);
+                x0_cond + update * feedback_weight(log_r, f.pi, self.w)
+            }
+            None => x0_cond + update * self.w,
+        };
         *state = Some(Momentum {
             t: step.t,
             base: prev,

@@ -9,7 +9,9 @@
 //! - [`Cfg`]: classifier-free guidance (Ho & Salimans 2022);
 //! - [`Interval`]: CFG only in a range of noise levels (Kynkäänniemi et al. 2024);
 //! - [`Rescale`]: CFG with x̂₀ rescaled to the conditional prediction's std (Lin et al. 2024);
-//! - [`Apg`]: adaptive projected guidance (Sadat et al. 2025);
+//! - [`Apg`]: adaptive projected guidance (Sadat et al. 2025), optionally with a per-image
+//!   weight from feedback guidance's running estimate of p(c|x_t) (Koulischer et al. 2025,
+//!   [`Feedback`]);
 //! - [`Auto`]: autoguidance with a weaker model (Karras et al. 2024);
 //! - [`Threshold`]: CFG, then dynamic thresholding of x̂₀ (Saharia et al. 2022).
 //!
@@ -21,13 +23,15 @@ use serde::{Deserialize, Serialize};
 mod apg;
 mod auto;
 mod cfg;
+mod feedback;
 mod interval;
 mod rescale;
 mod threshold;
 
-pub use apg::{apg, Apg, ApgConfig};
+pub use apg::{apg, apg_update, Apg, ApgConfig};
 pub use auto::Auto;
 pub use cfg::{cfg, Cfg};
+pub use feedback::{feedback_weight, Feedback, PosteriorTracker};
 pub use interval::{edm_sigma, in_interval, Interval};
 pub use rescale::{cfg_rescale, Rescale};
 pub use threshold::{dynamic_threshold, Threshold};
@@ -240,9 +244,17 @@ impl GuidanceConfig {
         Ok(())
     }
 
-    /// A short label such as `apg w=7.5`.
+    /// The method's name, `apg+feedback` for APG with feedback's per-image weight.
+    pub fn name(&self) -> String {
+        match (self.method, self.apg.feedback) {
+            (GuidanceMethod::Apg, Some(_)) => "apg+feedback".into(),
+            (m, _) => m.name().into(),
+        }
+    }
+
+    /// A short label such as `apg w=7.5` (with feedback, w is each image's cap).
     pub fn label(&self) -> String {
-        format!("{} w={}", self.method.name(), self.scale.w())
+        format!("{} w={}", self.name(), self.scale.w())
     }
 
     /// The guider of this method (fresh state: APG's momentum starts empty).
