@@ -6,7 +6,7 @@ use burn::prelude::*;
 
 use super::feedback::{feedback_weight, Feedback, PosteriorTracker};
 use super::rescale::TINY;
-use super::{edm_sigma, in_interval, GuideStep, Guider};
+use super::{edm_sigma, in_interval, GuideStep, Guider, StepChain};
 use crate::{Error, Result};
 
 /// APG's settings.
@@ -129,29 +129,16 @@ pub fn apg_update(
     (orthogonal + parallel * cfg.eta, running)
 }
 
-/// APG on x̂₀. Its momentum spans the calls of one sampling run: timesteps must not increase
-/// between calls; a call at a larger t, or with another batch size, starts a new run.
-///
-/// The momentum advances once per timestep, i.e. once per sampler step: a second call at the
-/// timestep of the last call (Heun's corrector evaluates at t_next, where the next step's
-/// predictor then evaluates again) starts from the same previous Δ as the first, and replaces
-/// its running Δ instead of adding to it.
+/// APG on x̂₀. Its momentum spans the calls of one sampling run ([`StepChain`]): it advances
+/// once per timestep, i.e. once per sampler step; a call at a larger t, or with another batch
+/// size, starts a new run.
 pub struct Apg {
     w: f64,
     cfg: ApgConfig,
-    running: RefCell<Option<Momentum>>,
+    /// The running Δ, as [B, N] rows.
+    running: RefCell<Option<StepChain<Tensor<2>>>>,
     /// Feedback's running estimate of p_θ(c|x_t) (used only with `cfg.feedback`).
     posterior: RefCell<PosteriorTracker>,
-}
-
-/// APG's state between calls.
-struct Momentum {
-    /// t of the last call.
-    t: usize,
-    /// The previous Δ that call started from (None at the run's first timestep).
-    base: Option<Tensor<2>>,
-    /// The running Δ after it, as [B, N] rows.
-    running: Tensor<2>,
 }
 
 impl Apg {
@@ -180,13 +167,8 @@ impl Guider for Apg {
 
     fn combine(&self, step: &GuideStep, eps_cond: Tensor<2>, eps_uncond: Tensor<2>) -> Tensor<2> {
         let mut state = self.running.borrow_mut();
-        let prev = match state.take() {
-            Some(m) if m.running.dims() != eps_cond.dims() => None,
-            // Again at the same timestep: the same step, so the same starting point.
-            Some(m) if step.t == m.t => m.base,
-            Some(m) if step.t < m.t => Some(m.running),
-            _ => None,
-        };
+        let dims = eps_cond.dims();
+        let prev = StepChain::start(&mut state, step.t, dims);
         let (x0_cond, x0_uncond) = (step.to_x0(eps_cond), step.to_x0(eps_uncond));
         let (update, running) =
             apg_update(x0_cond.clone(), x0_uncond.clone(), &self.cfg, prev.clone());
@@ -200,11 +182,7 @@ impl Guider for Apg {
             }
             None => x0_cond + update * self.w,
         };
-        *state = Some(Momentum {
-            t: step.t,
-            base: prev,
-            running,
-        });
+        StepChain::record(&mut state, step.t, dims, prev, running);
         step.to_eps(x0)
     }
 }

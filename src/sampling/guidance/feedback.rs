@@ -31,7 +31,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::GuideStep;
+use super::{GuideStep, StepChain};
 use crate::sampling::ddim::ddim_sigma;
 use crate::{Error, Result};
 
@@ -76,9 +76,7 @@ impl Feedback {
 }
 
 /// What the tracker keeps of one call: the level, x_t and the two x̂₀ predictions.
-#[derive(Clone)]
 struct Snapshot {
-    t: usize,
     alpha_bar: f64,
     x: Tensor<2>,
     x0_cond: Tensor<2>,
@@ -107,19 +105,13 @@ fn log_ratio(s: &Snapshot, x_next: Tensor<2>, ab_next: f64) -> Tensor<2> {
 
 /// The running log R = log p_θ(c|x_t)/p(c) of each image of one sampling run, updated at every
 /// call from the step the sampler made since the previous one (each update weighted by the
-/// temperature τ).
-///
-/// Calls must come at non-increasing timesteps; a call at a larger t or with another batch
-/// size starts a new run. A second call at the timestep of the last one (Heun's corrector
-/// evaluates at t_next, where the next step's predictor then evaluates again) recomputes the
-/// update from the earlier timestep instead of adding to it.
+/// temperature τ). The run is followed like APG's momentum ([`StepChain`]): a repeated
+/// timestep recomputes the update from the earlier one instead of adding to it.
 pub struct PosteriorTracker {
     /// τ.
     temperature: f64,
     /// The last call and log R there.
-    last: Option<(Snapshot, Tensor<2>)>,
-    /// The call before it at an earlier (larger) timestep, and log R there.
-    before: Option<(Snapshot, Tensor<2>)>,
+    chain: Option<StepChain<(Snapshot, Tensor<2>)>>,
 }
 
 impl PosteriorTracker {
@@ -127,8 +119,7 @@ impl PosteriorTracker {
     pub fn new(temperature: f64) -> Self {
         Self {
             temperature,
-            last: None,
-            before: None,
+            chain: None,
         }
     }
 
@@ -139,29 +130,27 @@ impl PosteriorTracker {
         x0_cond: Tensor<2>,
         x0_uncond: Tensor<2>,
     ) -> Tensor<2> {
-        let same_run = |s: &Snapshot| s.x.dims() == step.x.dims() && step.t <= s.t;
-        match self.last.take() {
-            Some(last) if same_run(&last.0) => {
-                if step.t < last.0.t {
-                    self.before = Some(last);
-                }
-            }
-            _ => self.before = None,
-        }
-        let log_r = match &self.before {
+        let dims = step.x.dims();
+        let before = StepChain::start(&mut self.chain, step.t, dims);
+        let log_r = match &before {
             Some((s, log_r)) => {
                 log_r.clone() + log_ratio(s, step.x.clone(), step.alpha_bar) * self.temperature
             }
             None => step.x.zeros_like().narrow(1, 0, 1),
         };
         let snapshot = Snapshot {
-            t: step.t,
             alpha_bar: step.alpha_bar,
             x: step.x.clone(),
             x0_cond,
             x0_uncond,
         };
-        self.last = Some((snapshot, log_r.clone()));
+        StepChain::record(
+            &mut self.chain,
+            step.t,
+            dims,
+            before,
+            (snapshot, log_r.clone()),
+        );
         log_r
     }
 }

@@ -109,6 +109,46 @@ impl GuideStep<'_> {
     }
 }
 
+/// State a guider carries from one timestep of a sampling run to the next (APG's momentum,
+/// feedback's running estimate). Calls must come at non-increasing timesteps; a call at a
+/// larger t or with another batch shape starts a new run. A second call at the timestep of the
+/// last one (Heun's corrector evaluates at t_next, where the next step's predictor then
+/// evaluates again) starts from the same earlier state as the first and replaces its result.
+pub(super) struct StepChain<S> {
+    /// t of the last call.
+    t: usize,
+    /// The `[B, N]` shape of that call's rows.
+    dims: [usize; 2],
+    /// The state that call started from (None at the run's first timestep).
+    from: Option<S>,
+    /// The state after it.
+    at: S,
+}
+
+impl<S> StepChain<S> {
+    /// The state a call at `t` on rows of `dims` starts from, taken out of `chain`.
+    pub(super) fn start(chain: &mut Option<Self>, t: usize, dims: [usize; 2]) -> Option<S> {
+        match chain.take() {
+            Some(c) if c.dims != dims => None,
+            // Again at the same timestep: the same step, so the same starting point.
+            Some(c) if t == c.t => c.from,
+            Some(c) if t < c.t => Some(c.at),
+            _ => None,
+        }
+    }
+
+    /// Records the call at `t` on rows of `dims`: it started from `from` and ended at `at`.
+    pub(super) fn record(
+        chain: &mut Option<Self>,
+        t: usize,
+        dims: [usize; 2],
+        from: Option<S>,
+        at: S,
+    ) {
+        *chain = Some(Self { t, dims, from, at });
+    }
+}
+
 /// One guidance method: how the conditional prediction ε_c and a second prediction ε_u (the
 /// null label's on the same network, or autoguidance's weaker model's) combine into the ε the
 /// sampler gets. Predictions arrive as `[B, N]` rows, one per image.
