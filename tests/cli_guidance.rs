@@ -92,6 +92,35 @@ fn sample_folder_sweep_and_judge() {
         out.contains("accuracy: ") && out.contains("frechet: "),
         "{out}"
     );
+    // --per-image: labels.csv's rows in order, the classifier's digit for each, and a
+    // recognised column that is the printed accuracy.
+    let per = tmp.0.join("per-image.csv");
+    let p = per.to_str().unwrap();
+    let out2 = ok(&["image", "judge", s, "--per-image", p]);
+    assert!(out2.starts_with(&out) && out2.contains(p), "{out2}");
+    let rows: Vec<Vec<String>> = csv::Reader::from_path(&per)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let labels: Vec<Vec<String>> = csv::Reader::from_path(samples.join("labels.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), labels.len());
+    let mut hits = 0;
+    for (r, l) in rows.iter().zip(&labels) {
+        assert_eq!(r[..2], l[..]);
+        let predicted: usize = r[2].parse().unwrap();
+        assert!(predicted <= 9, "{r:?}");
+        assert_eq!(r[3], if r[1] == r[2] { "1" } else { "0" }, "{r:?}");
+        hits += (r[3] == "1") as usize;
+    }
+    let shown = format!("accuracy: {:.1}%", 100.0 * hits as f64 / rows.len() as f64);
+    assert!(out.contains(&shown), "{shown} in {out}");
+    // A folder where the CSV should go: the error names it.
+    fails_with(&["image", "judge", s, "--per-image", s], s);
 
     // A 2 × 2 sweep: one CSV row per point (w = 0 shared), the plot.
     let sweep = tmp.0.join("sweep");

@@ -41,6 +41,15 @@ fn real_digits_score_near_zero_and_collapsed_ones_far() {
         collapsed.extend_from_slice(real.image(first));
     }
     let j = judge.judge(&collapsed, &real.labels[..200]).unwrap();
+    // One prediction per image, the accuracy's own: identical images (all of a label are one
+    // digit here) get one prediction.
+    assert_eq!(j.predicted.len(), 200);
+    let hits = j.predicted.iter().zip(&real.labels).filter(|(p, l)| p == l);
+    assert_eq!(hits.count() as f64 / 200.0, j.accuracy);
+    for (i, &l) in real.labels[..200].iter().enumerate() {
+        let first = real.labels.iter().position(|&m| m == l).unwrap();
+        assert_eq!(j.predicted[i], j.predicted[first], "image {i}");
+    }
     assert!(
         j.frechet > 3.0 * floor.at_n,
         "collapsed {} vs floor {}",

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use super::ImageCheckpointMeta;
-use crate::data::labels::read_labels;
+use crate::data::labels::{read_labels, LabelRow};
 use crate::metrics::digit_frechet::{DigitJudge, Judgement, RealFloor};
 use crate::nn::unet::UNet;
 use crate::{Error, Result};
@@ -51,6 +51,30 @@ pub struct FolderJudgement {
     pub judgement: Judgement,
     /// The real-vs-real Fréchet floor at the same sample count.
     pub floor: RealFloor,
+    /// `labels.csv`'s rows, in the judgement's order.
+    pub rows: Vec<LabelRow>,
+}
+
+impl FolderJudgement {
+    /// One CSV row per sample, `file,class,predicted,recognised`: the digit the classifier sees
+    /// in each image, so the samples it does not recognise can be looked at.
+    pub fn per_image_csv(&self) -> Vec<u8> {
+        let rows = self
+            .rows
+            .iter()
+            .zip(&self.judgement.predicted)
+            .map(|(row, &p)| {
+                let predicted = p - 1;
+                let recognised = row.class.parse::<usize>().ok() == Some(predicted);
+                vec![
+                    row.file.clone(),
+                    row.class.clone(),
+                    predicted.to_string(),
+                    (recognised as u8).to_string(),
+                ]
+            });
+        crate::files::csv_bytes(&["file", "class", "predicted", "recognised"], rows)
+    }
 }
 
 /// Judges a samples folder written by `image sample` on a digits run: every image listed in
@@ -96,5 +120,6 @@ pub fn judge_folder(dir: &Path, device: &Device) -> Result<FolderJudgement> {
         n: labels.len(),
         judgement: judge.judge(&images, &labels)?,
         floor: judge.real_floor(labels.len(), 0)?,
+        rows,
     })
 }

@@ -39,6 +39,9 @@ pub struct Judgement {
     pub frechet: f64,
     /// Accuracy per label 1…10 (NaN for a label with no sample).
     pub per_class: Vec<f64>,
+    /// The label 1…10 the classifier gives each sample, in order (`image judge --per-image`).
+    #[serde(skip)]
+    pub predicted: Vec<usize>,
 }
 
 /// Real-vs-real Fréchet distances: the floor a perfect generator reaches.
@@ -133,6 +136,7 @@ impl DigitJudge {
                     }
                 })
                 .collect(),
+            predicted: pred,
         })
     }
 

@@ -8,6 +8,10 @@ use clap::Args;
 pub struct JudgeArgs {
     /// Samples folder with labels.csv.
     samples: PathBuf,
+    /// Also write CSV: one row per sample, `file,class,predicted,recognised` (the digit the
+    /// classifier sees; 1 where it is the label), to look at the samples it does not recognise.
+    #[arg(long, value_name = "CSV")]
+    per_image: Option<PathBuf>,
 }
 
 pub fn run(a: &JudgeArgs) -> Result<()> {
@@ -23,5 +27,9 @@ pub fn run(a: &JudgeArgs) -> Result<()> {
         "frechet: {:.3} to the real digits in the classifier's feature space (real-vs-real floor: {:.3} for {} real digits, {:.3} between halves)",
         j.frechet, floor.at_n, floor.n, floor.halves
     );
+    if let Some(path) = &a.per_image {
+        diffuse::files::write_atomic(path, &r.per_image_csv())?;
+        println!("per-image predictions: {}", path.display());
+    }
     Ok(())
 }
