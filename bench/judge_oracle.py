@@ -35,7 +35,10 @@ def judge(diffuse, folder, per_image=None):
     cmd = [diffuse, "image", "judge", str(folder)]
     if per_image:
         cmd += ["--per-image", str(per_image)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    out = r.stdout
     acc = float(re.search(r"accuracy: ([0-9.]+)%", out).group(1))
     fd = float(re.search(r"frechet: ([0-9.]+)", out).group(1))
     rows = list(csv.DictReader(open(per_image))) if per_image else None
