@@ -119,8 +119,20 @@ fn sample_folder_sweep_and_judge() {
     }
     let shown = format!("accuracy: {:.1}%", 100.0 * hits as f64 / rows.len() as f64);
     assert!(out.contains(&shown), "{shown} in {out}");
-    // A folder where the CSV should go: the error names it.
-    fails_with(&["image", "judge", s, "--per-image", s], s);
+    // A folder where the CSV should go: refused before judging, naming the flag and leaving
+    // nothing beside it.
+    fails_with(&["image", "judge", s, "--per-image", s], "--per-image");
+    let stray = std::fs::read_dir(&tmp.0)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp")
+        })
+        .count();
+    assert_eq!(stray, 0);
 
     // A 2 × 2 sweep: one CSV row per point (w = 0 shared), the plot.
     let sweep = tmp.0.join("sweep");

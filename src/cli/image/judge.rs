@@ -15,6 +15,12 @@ pub struct JudgeArgs {
 }
 
 pub fn run(a: &JudgeArgs) -> Result<()> {
+    if let Some(path) = a.per_image.as_ref().filter(|p| p.is_dir()) {
+        anyhow::bail!(
+            "--per-image {}: is a folder; expected the path of a CSV file to write",
+            path.display()
+        );
+    }
     let dev = diffuse::device::device(Default::default())?;
     let r = diffuse::image::judge::judge_folder(&a.samples, &dev)?;
     let (j, floor) = (&r.judgement, &r.floor);
