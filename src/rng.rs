@@ -31,6 +31,36 @@ pub fn normal_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(normal_vec(rng, n), shape), device)
 }
 
+/// Where samplers get the fresh noise of their stochastic steps.
+pub trait NoiseSource {
+    /// A standard-normal tensor of `shape` on `device`.
+    fn normal<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D>;
+}
+
+/// One generator for the whole batch, drawn in row-major order.
+impl<R: Rng> NoiseSource for R {
+    fn normal<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
+        normal_tensor(self, shape, device)
+    }
+}
+
+/// One generator per batch row (the first dimension): a row's noise does not depend on the
+/// rows beside it, so an image can be sampled again alone along the same path.
+pub struct RowNoise(pub Vec<SeededRng>);
+
+impl NoiseSource for RowNoise {
+    fn normal<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
+        assert_eq!(shape[0], self.0.len(), "one generator per batch row");
+        let per_row: usize = shape[1..].iter().product();
+        let values: Vec<f32> = self
+            .0
+            .iter_mut()
+            .flat_map(|r| normal_vec(r, per_row))
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
 /// `n` uniform integers in `0..high`.
 pub fn uniform_ints(rng: &mut impl Rng, n: usize, high: usize) -> Vec<usize> {
     (0..n).map(|_| rng.gen_range(0..high)).collect()

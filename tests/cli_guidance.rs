@@ -85,6 +85,32 @@ fn sample_folder_sweep_and_judge() {
         &["--guidance", "rescale", "--rescale-phi", "2"],
         "--rescale-phi",
     );
+    // Selective guidance: ⌈share · n⌉ images sampled again, said on stdout; its flags are
+    // checked by name, and the first pass's flags need it.
+    let v = with(&[
+        "--guidance",
+        "apg",
+        "--cfg-scale",
+        "2",
+        "--guide-share",
+        "0.3",
+    ]);
+    let out = ok(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("(2 the model was least sure of"), "{out}");
+    for (flags, needle) in [
+        (&["--guide-share", "1.5"][..], "--guide-share"),
+        (
+            &["--guide-share", "0.3", "--base-scale", "-1"][..],
+            "--base-scale",
+        ),
+        (
+            &["--guide-share", "0.3", "--base-apg-norm", "nan"][..],
+            "--base-apg-norm",
+        ),
+        (&["--base-scale", "0.5"][..], "--guide-share"),
+    ] {
+        run_fails(flags, needle);
+    }
 
     // The judge prints accuracy and the Fréchet distance with its floor.
     let out = ok(&["image", "judge", s]);

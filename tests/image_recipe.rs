@@ -6,6 +6,7 @@ use common::{diffuse, fails_with, TempDir};
 
 use diffuse::image::{DemoSampling, ImageTrainConfig, Preset, Recipe, RunFile};
 use diffuse::objective::{LossWeighting, Objective, TimestepSampling};
+use diffuse::sampling::Selective;
 use diffuse::schedule::BetaSchedule;
 use diffuse::train::LrSchedule;
 
@@ -41,7 +42,10 @@ fn the_reference_digits_recipe_is_pinned() {
     assert_eq!(c.p_uncond, 0.1);
     let s = DemoSampling::of(Recipe::Reference);
     assert_eq!((s.steps, s.eta, s.apg_norm), (50, 0.0, 0.01875));
-    assert_eq!((s.apg_interval, s.apg_feedback), (None, None));
+    assert_eq!(
+        (s.apg_interval, s.apg_feedback, s.selective),
+        (None, None, None)
+    );
     // The reference objective is left out of saved configs (their hashes are unchanged).
     let json = serde_json::to_string(&c).unwrap();
     assert!(!json.contains("objective"), "{json}");
@@ -53,32 +57,57 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
     assert_eq!(best.train, Preset::Digits.with_recipe(Recipe::Best));
     assert_ne!(best.train, ImageTrainConfig::digits());
     let s = DemoSampling::of(Recipe::Best);
+    assert_eq!(s.selective, Some(Selective::default()));
+    assert_eq!((s.apg_norm, s.apg_feedback), (0.005, None));
     assert!(
         err.contains("recipe best")
             && err.contains(&format!("η={}", s.eta))
             && err.contains(&format!("r = {}", s.apg_norm))
-            && err.contains("feedback π = 0.9, τ = 0.25"),
+            && err.contains(
+                "selective: every image first at w = 0.5 (r = 0.01), then the 5 % the model is least sure of"
+            ),
         "{err}"
     );
-    // Feedback is one flag away from off, and its settings are checked with the flag named.
-    let (_, err) = resolved(&["image", "run", "--dry-run", "--apg-feedback", "0"]);
+    // Selective guidance is one flag away from off, and its settings are checked with the flag
+    // named; feedback guidance, the previous default, is one flag away from on.
+    let (_, err) = resolved(&["image", "run", "--dry-run", "--guide-share", "0"]);
     assert!(
-        err.contains("recipe best") && !err.contains("feedback"),
+        err.contains("recipe best") && !err.contains("selective"),
         "{err}"
     );
     let (_, err) = resolved(&[
         "image",
         "run",
         "--dry-run",
+        "--guide-share",
+        "0.1",
+        "--base-scale",
+        "1",
+    ]);
+    assert!(
+        err.contains("first at w = 1 (r = 0.01), then the 10 %"),
+        "{err}"
+    );
+    let (_, err) = resolved(&[
+        "image",
+        "run",
+        "--dry-run",
+        "--guide-share",
+        "0",
+        "--apg-feedback",
+        "0.9",
         "--apg-feedback-temperature",
         "0.5",
     ]);
-    assert!(err.contains("τ = 0.5"), "{err}");
+    assert!(err.contains("feedback π = 0.9, τ = 0.5"), "{err}");
     for (flag, value) in [
         ("--apg-feedback", "1.5"),
         ("--apg-feedback-temperature", "0"),
+        ("--guide-share", "-0.5"),
+        ("--base-apg-norm", "-1"),
     ] {
-        let (code, _, err) = diffuse(&["image", "run", "--dry-run", flag, value]);
+        let args = ["image", "run", "--dry-run", "--apg-feedback", "0.9", flag, value];
+        let (code, _, err) = diffuse(&args);
         assert!(code != 0 && err.contains(flag), "{flag} {value}: {err}");
     }
     let (reference, err) = resolved(&["image", "run", "--dry-run", "--recipe", "reference"]);

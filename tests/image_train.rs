@@ -6,6 +6,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use diffuse::data::digits::load_digits;
 use diffuse::image::{self as img, ImageTrainConfig};
+use diffuse::sampling::selective::{least_sure, Selective};
 use diffuse::sampling::{Guidance, GuidanceConvention, SamplerKind};
 use diffuse::schedule::NoiseSchedule;
 
@@ -106,6 +107,48 @@ fn saved_run_samples_images_and_rejects_bad_requests() {
     assert!(err.contains("cat") && err.contains("sample.class"), "{err}");
     // Labels outside the class table are refused, not indexed.
     assert!(gen.generate(&[11], 3, 1, None).is_err());
+
+    // Stochastic sampling too: each image's fresh noise is its own, whatever its batch.
+    let eta1 = img::image_spec(SamplerKind::Ddim, 3, 1.0, true);
+    let gen1 = img::Generator::new(&model, shape, &s, eta1).guided(g.into(), None);
+    let one = gen1.generate(&labels, 3, 2, None).unwrap();
+    assert!(common::max_abs_diff(&one, &gen1.generate(&labels, 3, 5, None).unwrap()) < 1e-5);
+    assert!(
+        common::max_abs_diff(&one, &a) > 1e-3,
+        "η = 1 draws fresh noise"
+    );
+
+    // Selective guidance: the base pass for every image, then the ⌈0.4 · 5⌉ = 2 with the
+    // largest margins again at the guided setting along their own noise — so exactly the
+    // images a fully guided run gives them.
+    let sel = Selective {
+        share: 0.4,
+        base_w: 0.0,
+        base_apg_norm: 0.01,
+    };
+    let base = gen1
+        .guided(Default::default(), None)
+        .generate(&labels, 3, 5, None)
+        .unwrap();
+    let selective = gen1.selective(Some(sel));
+    let (mixed, flagged) = selective.generate_selected(&labels, 3, 2, None).unwrap();
+    let margins = gen1.margins(&base, &labels, 3, 5, None).unwrap();
+    assert_eq!(flagged, least_sure(&margins, 2));
+    assert_eq!(margins, gen1.margins(&base, &labels, 3, 1, None).unwrap());
+    for i in 0..5 {
+        let want = if flagged.contains(&i) { &one } else { &base };
+        let rows = i * 64..(i + 1) * 64;
+        let d = common::max_abs_diff(&mixed[rows.clone()], &want[rows]);
+        assert!(d < 1e-5, "image {i} (flagged: {flagged:?}) differs by {d}");
+    }
+    assert!(common::max_abs_diff(&mixed, &selective.generate(&labels, 3, 5, None).unwrap()) < 1e-5);
+    // Selective guidance needs a model that can tell classes apart.
+    let bad = Selective { share: 0.0, ..sel };
+    let e = gen1
+        .selective(Some(bad))
+        .generate(&labels, 3, 2, None)
+        .unwrap_err();
+    assert!(e.to_string().contains("guidance.selective.share"), "{e}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use diffuse::device::DeviceSpec;
 use diffuse::sampling::{
-    ApgConfig, Feedback, Guidance, GuidanceConfig, GuidanceMethod, SamplerKind,
+    ApgConfig, Feedback, Guidance, GuidanceConfig, GuidanceMethod, SamplerKind, Selective,
 };
 use diffuse::sampling::{SamplerSpec, Spacing};
 use diffuse::schedule::SigmaKind;
@@ -222,6 +222,45 @@ impl GuidanceParams {
     }
 }
 
+/// Selective guidance's flags ([`diffuse::sampling::selective`]).
+#[derive(Args, Clone)]
+pub struct SelectiveParams {
+    /// Selective guidance: sample every image at --base-scale first, let the model classify its
+    /// own samples (Li et al. 2023), and sample the SHARE in (0, 1] it is least sure of again
+    /// at --cfg-scale from the same x_T (about twice the sampling time); 0 = off [default: off;
+    /// `image run`: the recipe's, 0.05 for best].
+    #[arg(long, value_name = "SHARE", allow_negative_numbers = true)]
+    pub guide_share: Option<f64>,
+    /// selective: the first pass's w (reference convention) [default: 0.5].
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub base_scale: Option<f64>,
+    /// selective: the first pass's APG bound r (--apg-norm is the second pass's) [default:
+    /// 0.01].
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub base_apg_norm: Option<f64>,
+}
+
+impl SelectiveParams {
+    /// The setting the flags ask for over `recipe`'s (None: off).
+    pub fn config(&self, recipe: Option<Selective>) -> Result<Option<Selective>> {
+        let share = self.guide_share.or(recipe.map(|r| r.share));
+        let Some(share) = share.filter(|&s| s != 0.0) else {
+            if self.base_scale.is_some() || self.base_apg_norm.is_some() {
+                anyhow::bail!("--base-scale and --base-apg-norm set selective guidance's first pass: they need --guide-share");
+            }
+            return Ok(None);
+        };
+        let base = recipe.unwrap_or_default();
+        let sel = Selective {
+            share,
+            base_w: self.base_scale.unwrap_or(base.base_w),
+            base_apg_norm: self.base_apg_norm.unwrap_or(base.base_apg_norm),
+        };
+        sel.validate()?;
+        Ok(Some(sel))
+    }
+}
+
 /// Config fields of the library and the flags that set them. A library error names the field
 /// (`invalid value for guidance.rescale_phi: …`); the program shows the flag instead.
 const FLAGS: &[(&str, &str)] = &[
@@ -259,6 +298,10 @@ const FLAGS: &[(&str, &str)] = &[
     ),
     ("guidance.threshold_percentile", "--threshold-percentile"),
     ("guidance.guide", "--guide-ckpt"),
+    ("guidance.selective", "--guide-share"),
+    ("guidance.selective.share", "--guide-share"),
+    ("guidance.selective.base_w", "--base-scale"),
+    ("guidance.selective.base_apg_norm", "--base-apg-norm"),
     ("run.ddim_steps", "--ddim-steps"),
     ("run.eval_points", "--eval-points"),
     ("study.eval_points", "--eval-points"),

@@ -9,7 +9,7 @@ use super::{draw_labels, model_shape, write_class_grid, write_samples, Generator
 use crate::files::write_json;
 use crate::metrics::digit_frechet::{DigitJudge, Judgement, RealFloor};
 use crate::nn::digit_classifier::to_8x8;
-use crate::sampling::{GuidanceConfig, GuidanceMethod, SamplerSpec};
+use crate::sampling::{GuidanceConfig, GuidanceMethod, SamplerSpec, Selective};
 use crate::schedule::NoiseSchedule;
 use crate::Result;
 
@@ -20,6 +20,8 @@ pub struct Demo<'a> {
     pub spec: SamplerSpec,
     /// The guided setting compared with w = 0.
     pub guided: GuidanceConfig,
+    /// Whether the guided setting is applied selectively.
+    pub selective: Option<Selective>,
     /// Samples per setting.
     pub n: usize,
     /// The run folder: `samples_{w0,guided}/`, `grid_{w0,guided}.png`, `metrics.json`.
@@ -38,6 +40,8 @@ pub struct DemoResult {
     pub judgement: Judgement,
     /// Sampling time.
     pub seconds: f64,
+    /// How many images selective guidance sampled again (0 without it).
+    pub resampled: usize,
 }
 
 impl Demo<'_> {
@@ -54,16 +58,21 @@ impl Demo<'_> {
         let shape = model_shape(&cfg.unet);
         let labels = draw_labels(self.n, class_names.len(), None, cfg.seed);
         let mut results = Vec::new();
-        for (name, g) in [("w0", GuidanceConfig::default()), ("guided", self.guided)] {
+        let settings = [
+            ("w0", GuidanceConfig::default(), None),
+            ("guided", self.guided, self.selective),
+        ];
+        for (name, g, selective) in settings {
             let pb = if self.show {
                 crate::train::progress_bar(self.n as u64, &format!("sample {name}"))
             } else {
                 indicatif::ProgressBar::hidden()
             };
             let t = Instant::now();
-            let images = Generator::new(&model, shape, &schedule, self.spec)
+            let (images, resampled) = Generator::new(&model, shape, &schedule, self.spec)
                 .guided(g, None)
-                .generate(&labels, cfg.seed, 250, Some(&pb))?;
+                .selective(selective)
+                .generate_selected(&labels, cfg.seed, 250, Some(&pb))?;
             pb.finish_and_clear();
             let seconds = t.elapsed().as_secs_f64();
             let dir = self.out.join(format!("samples_{name}"));
@@ -76,9 +85,26 @@ impl Demo<'_> {
                 guidance: g,
                 judgement,
                 seconds,
+                resampled: resampled.len(),
             });
         }
         Ok(results)
+    }
+
+    /// The guided setting's method, `+selective` when it is applied selectively.
+    pub fn guided_name(&self) -> String {
+        match self.selective {
+            Some(_) => format!("{}+selective", self.guided.name()),
+            None => self.guided.name(),
+        }
+    }
+
+    /// A short label of the setting of `r`: `cfg w=0`, `apg+selective w=7.5`, ….
+    pub fn label(&self, r: &DemoResult) -> String {
+        match r.name {
+            "guided" => format!("{} w={}", self.guided_name(), r.guidance.scale.w()),
+            _ => r.guidance.label(),
+        }
     }
 
     /// Writes `metrics.json`: the judge's held-out accuracy and real-vs-real floor, training and
@@ -105,7 +131,7 @@ impl Demo<'_> {
         report.insert("train_seconds".into(), train_seconds.into());
         report.insert("recipe".into(), self.recipe.into());
         report.insert("sampler".into(), self.spec.label(num_train).into());
-        report.insert("guidance".into(), self.guided.name().into());
+        report.insert("guidance".into(), self.guided_name().into());
         if self.guided.method == GuidanceMethod::Apg {
             let apg = &self.guided.apg;
             report.insert(
@@ -115,6 +141,12 @@ impl Demo<'_> {
                     "interval": apg.interval,
                     "feedback": apg.feedback,
                 }),
+            );
+        }
+        if let Some(sel) = self.selective {
+            report.insert(
+                "selective".into(),
+                serde_json::to_value(sel).expect("plain numbers"),
             );
         }
         for r in results {
@@ -130,6 +162,9 @@ impl Demo<'_> {
             report.insert(format!("per_class_{name}"), per_class.into());
             report.insert(format!("w_{name}"), r.guidance.scale.w().into());
             report.insert(format!("sample_seconds_{name}"), r.seconds.into());
+            if r.resampled > 0 {
+                report.insert(format!("resampled_{name}"), r.resampled.into());
+            }
         }
         report.insert("total_seconds".into(), total_seconds.into());
         write_json(&self.out.join("metrics.json"), &report)

@@ -264,6 +264,7 @@ impl ImageStudy {
                     judge: &judge,
                     spec: r.sampling.spec(),
                     guided: r.sampling.guided(),
+                    selective: r.sampling.selective,
                     n: self.n,
                     out: &dir,
                     show: self.show,

@@ -1,9 +1,8 @@
 //! DDIM sampling (Song et al. 2021, eq. 12 with σ from eq. 16).
 use burn::prelude::*;
-use rand::Rng;
 
 use super::{Denoiser, Extra, Level};
-use crate::rng::normal_tensor;
+use crate::rng::NoiseSource;
 
 /// DDIM's settings other than its timesteps.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -67,7 +66,7 @@ pub fn ddim_step<const D: usize>(
 /// Runs DDIM from `x` (x_T ~ N(0, I)) over `levels` (descending). The previous level of each
 /// step is the next entry of the array (never t − stride arithmetic); the last step goes to
 /// ᾱ = 1. The fresh noise of η > 0 comes from `extra.rng`.
-pub fn ddim_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn ddim_sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     mut x: Tensor<D>,
     levels: &[Level],
@@ -83,7 +82,7 @@ pub fn ddim_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
         };
         let eps = model.eps(x.clone(), l.t, extra.labels);
         let noisy = step.sigma() > 0.0 && step.alpha_bar_prev.is_some();
-        let z = noisy.then(|| normal_tensor(&mut extra.rng, x.dims(), &device));
+        let z = noisy.then(|| extra.rng.normal(x.dims(), &device));
         x = ddim_step(x, eps, &step, z);
         (extra.progress)(i + 1, levels.len());
     }

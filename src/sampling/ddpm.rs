@@ -1,9 +1,8 @@
 //! DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
 use burn::prelude::*;
-use rand::Rng;
 
 use super::{Denoiser, Extra, Level};
-use crate::rng::normal_tensor;
+use crate::rng::NoiseSource;
 use crate::schedule::SigmaKind;
 
 /// DDPM's settings.
@@ -68,7 +67,7 @@ pub fn ddpm_step<const D: usize>(
 /// Runs the reverse chain from `x` (x_T ~ N(0, I)) over `levels`, which must be every
 /// timestep T−1 … 0 of the schedule ([`super::all_levels`]): each step uses the schedule's
 /// one-step β_t.
-pub fn ddpm_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn ddpm_sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     mut x: Tensor<D>,
     levels: &[Level],
@@ -84,7 +83,7 @@ pub fn ddpm_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
             opts: *opts,
         };
         let eps = model.eps(x.clone(), level.t, extra.labels);
-        let z = (level.t > 0).then(|| normal_tensor(&mut extra.rng, x.dims(), &device));
+        let z = (level.t > 0).then(|| extra.rng.normal(x.dims(), &device));
         x = ddpm_step(x, eps, &step, z);
         (extra.progress)(i + 1, levels.len());
     }

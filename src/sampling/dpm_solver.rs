@@ -5,8 +5,8 @@
 //! x_next = (σ_next/σ_t) x_t − α_next (e^{−h} − 1) D, where D = x̂₀ on the first step and
 //! D = (1 + 1/(2r)) x̂₀ − 1/(2r) x̂₀_prev afterwards (r = h_prev/h). The final step to ᾱ = 1
 //! returns x̂₀ (first order, "lower_order_final").
+use crate::rng::NoiseSource;
 use burn::prelude::*;
-use rand::Rng;
 
 use super::{Denoiser, Extra, Level};
 
@@ -23,7 +23,7 @@ fn lambda(ab: f64) -> f64 {
 
 /// Runs DPM-Solver++(2M) from x_T over `levels` (descending); the last step returns x̂₀.
 /// Deterministic: `extra.rng` is not used.
-pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn dpm_solver_2m_sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     mut x: Tensor<D>,
     levels: &[Level],

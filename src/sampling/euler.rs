@@ -1,8 +1,8 @@
 //! Euler (Karras et al. 2022, Algorithm 1 without churn) on the probability-flow ODE of the VP
 //! process, written in the scaled variable x̃ = x/√ᾱ with σ = √((1−ᾱ)/ᾱ), where the ODE is
 //! dx̃/dσ = ε_θ. Euler in these variables is exactly deterministic DDIM.
+use crate::rng::NoiseSource;
 use burn::prelude::*;
-use rand::Rng;
 
 use super::{Denoiser, Extra, Level};
 
@@ -25,7 +25,7 @@ pub(super) fn next_level(levels: &[Level], i: usize) -> (Option<&Level>, f64, f6
 
 /// Runs Euler from x_T over `levels` (descending; the last step goes to σ = 0).
 /// Deterministic: `extra.rng` is not used.
-pub fn euler_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn euler_sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     mut x: Tensor<D>,
     levels: &[Level],

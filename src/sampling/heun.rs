@@ -2,8 +2,8 @@
 //! ODE in the variables of [`super::euler`]: an Euler predictor, then the trapezoidal
 //! corrector with ε at the predicted point. Two network evaluations per step, one on the last
 //! step to σ = 0 (where the corrector is skipped, as in the paper).
+use crate::rng::NoiseSource;
 use burn::prelude::*;
-use rand::Rng;
 
 use super::euler::{edm_sigma, next_level};
 use super::{Denoiser, Extra, Level};
@@ -14,7 +14,7 @@ pub struct HeunOptions;
 
 /// Runs Heun from x_T over `levels` (descending; the last step goes to σ = 0).
 /// Deterministic: `extra.rng` is not used.
-pub fn heun_sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn heun_sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     mut x: Tensor<D>,
     levels: &[Level],

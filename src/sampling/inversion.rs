@@ -4,14 +4,14 @@
 //! level t' uses ε_θ(x_t, t): x_t' = √ᾱ_t' x̂₀ + √(1−ᾱ_t') ε. The first step starts from the
 //! data (ᾱ = 1) and evaluates the network at the first timestep. [`slerp`] interpolates
 //! between two codes.
+use crate::rng::NoiseSource;
 use burn::prelude::*;
-use rand::Rng;
 
 use super::{Denoiser, Extra, Level};
 
 /// Encodes data `x0` to x_T over `levels` given in sampling order (descending, as DDIM would
 /// decode them); the encoder walks them upwards. The samplers' signature; deterministic.
-pub fn ddim_invert<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn ddim_invert<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     x0: Tensor<D>,
     levels: &[Level],

@@ -10,10 +10,11 @@
 //!   callback.
 //!
 //! Guidance and x̂₀ rules that act on the prediction wrap the denoiser instead of adding flags
-//! to samplers ([`guidance`]). [`SamplerSpec`] is the description a user gives (sampler kind,
+//! to samplers ([`guidance`]); [`selective`] chooses, after sampling, which images to sample
+//! again with stronger guidance. [`SamplerSpec`] is the description a user gives (sampler kind,
 //! steps, spacing, options); [`sample`] runs it.
+use crate::rng::NoiseSource;
 use burn::prelude::*;
-use rand::Rng;
 
 pub mod ddim;
 pub mod ddpm;
@@ -22,6 +23,7 @@ pub mod euler;
 pub mod guidance;
 pub mod heun;
 pub mod inversion;
+pub mod selective;
 pub mod timesteps;
 
 pub use ddim::{ddim_sample, ddim_step, DdimOptions, DdimStep};
@@ -34,6 +36,7 @@ pub use guidance::{
 };
 pub use heun::{heun_sample, HeunOptions};
 pub use inversion::{ddim_invert, slerp};
+pub use selective::Selective;
 pub use timesteps::{all_levels, levels, timesteps, Level, Spacing};
 
 /// A noise predictor ε_θ(x_t, t, labels) for a batch that shares one timestep `t`.
@@ -57,13 +60,14 @@ pub struct Extra<'a, R> {
     /// One class index per batch row (0 = the null class) for conditional models.
     pub labels: Option<&'a [usize]>,
     /// Draws the fresh noise of stochastic steps (DDPM, DDIM with η > 0); deterministic
-    /// samplers never touch it. A generator or a `&mut` to one.
+    /// samplers never touch it. A generator, a `&mut` to one, or one generator per batch row
+    /// ([`crate::rng::RowNoise`]).
     pub rng: R,
     /// Called after each step with (steps done, steps in total).
     pub progress: Box<dyn FnMut(usize, usize) + 'a>,
 }
 
-impl<'a, R: Rng> Extra<'a, R> {
+impl<'a, R: NoiseSource> Extra<'a, R> {
     /// `labels` and `rng`, with no progress callback.
     pub fn new(labels: Option<&'a [usize]>, rng: R) -> Self {
         Self {
@@ -195,7 +199,7 @@ impl SamplerSpec {
 }
 
 /// Runs the sampler of `spec` from x_T over the levels it visits under `schedule`.
-pub fn sample<const D: usize, M: Denoiser<D> + ?Sized, R: Rng>(
+pub fn sample<const D: usize, M: Denoiser<D> + ?Sized, R: NoiseSource>(
     model: &M,
     schedule: &crate::schedule::NoiseSchedule,
     spec: &SamplerSpec,

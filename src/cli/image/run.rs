@@ -7,7 +7,7 @@ use diffuse::metrics::digit_frechet::DigitJudge;
 use diffuse::sampling::{Feedback, Guidance, GuidanceConvention, GuidanceMethod, SamplerKind};
 
 use super::ImageTrainArgs;
-use crate::cli::args::{to_flags, GuidanceParams};
+use crate::cli::args::{to_flags, GuidanceParams, SelectiveParams};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -25,6 +25,8 @@ pub struct RunArgs {
     guidance: GuidanceMethod,
     #[command(flatten)]
     params: GuidanceParams,
+    #[command(flatten)]
+    selective: SelectiveParams,
     /// Sampler [default: the recipe's, ddim].
     #[arg(long, value_enum)]
     sampler: Option<SamplerKind>,
@@ -79,13 +81,17 @@ fn demo(a: &RunArgs) -> Result<()> {
         });
     }
     guided.validate()?;
+    let selective = a.selective.config(sampling.selective)?;
+    if let Some(sel) = selective {
+        sel.base(&guided)?;
+    }
     let spec = sampling.spec();
     spec.validate(1000)?;
     if train.dry_run {
         let (f, _) = train.prepare()?;
         println!("{}", f.to_json());
         eprintln!(
-            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {}, {}{})",
+            "recipe {}: samples with {}, x̂₀ clipped; guided: {} w = {} (APG bound r = {}, {}{}){}",
             recipe.name(),
             spec.label(f.train.schedule.num_steps),
             guided.method.name(),
@@ -99,6 +105,15 @@ fn demo(a: &RunArgs) -> Result<()> {
                 Some(f) => format!(
                     ", per image min(w, π/(R − π)) with feedback π = {}, τ = {}",
                     f.pi, f.temperature
+                ),
+                None => String::new(),
+            },
+            match selective {
+                Some(s) => format!(
+                    "; selective: every image first at w = {} (r = {}), then the {} % the model is least sure of at the guided setting",
+                    s.base_w,
+                    s.base_apg_norm,
+                    100.0 * s.share
                 ),
                 None => String::new(),
             }
@@ -128,6 +143,7 @@ fn demo(a: &RunArgs) -> Result<()> {
         judge: &judge,
         spec,
         guided,
+        selective,
         n,
         out: &train.out,
         show: !train.common.quiet,
@@ -142,7 +158,7 @@ fn demo(a: &RunArgs) -> Result<()> {
         .map(|r| {
             format!(
                 "{}: {:.1}% recognised, Fréchet {:.2}",
-                r.guidance.label(),
+                demo.label(r),
                 100.0 * r.judgement.accuracy,
                 r.judgement.frechet
             )

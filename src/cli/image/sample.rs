@@ -8,7 +8,7 @@ use diffuse::sampling::{Guidance, GuidanceConvention, GuidanceMethod, SamplerKin
 use diffuse::schedule::NoiseSchedule;
 
 use super::load_guide;
-use crate::cli::args::{CommonArgs, GuidanceParams};
+use crate::cli::args::{CommonArgs, GuidanceParams, SelectiveParams};
 
 #[derive(Args)]
 pub struct SampleCmd {
@@ -29,6 +29,8 @@ pub struct SampleCmd {
     guidance: GuidanceMethod,
     #[command(flatten)]
     params: GuidanceParams,
+    #[command(flatten)]
+    selective: SelectiveParams,
     /// Sampler (the reference samples images with 1000-step DDPM).
     #[arg(long, value_enum, default_value_t = SamplerKind::Ddpm)]
     sampler: SamplerKind,
@@ -68,6 +70,7 @@ pub fn run(a: &SampleCmd) -> Result<()> {
     let guidance = a
         .params
         .config(a.guidance, Guidance::new(a.cfg_scale, a.convention)?)?;
+    let selective = a.selective.config(None)?;
     let (model, meta) = img::load(&a.ckpt, a.raw, &dev)?;
     if meta.class_names.is_empty() {
         // An unconditional model has no classes to ask for and no conditional prediction to
@@ -78,10 +81,13 @@ pub fn run(a: &SampleCmd) -> Result<()> {
                 a.ckpt.display()
             );
         }
-        if a.cfg_scale != 0.0 || a.guidance != GuidanceMethod::Cfg || a.params.guide_ckpt.is_some()
+        if a.cfg_scale != 0.0
+            || a.guidance != GuidanceMethod::Cfg
+            || a.params.guide_ckpt.is_some()
+            || selective.is_some()
         {
             bail!(
-                "{} is unconditional (trained without classes): guidance (--cfg-scale, --guidance, --guide-ckpt) needs a class-conditional model",
+                "{} is unconditional (trained without classes): guidance (--cfg-scale, --guidance, --guide-ckpt, --guide-share) needs a class-conditional model",
                 a.ckpt.display()
             );
         }
@@ -106,20 +112,28 @@ pub fn run(a: &SampleCmd) -> Result<()> {
     } else {
         diffuse::train::progress_bar(a.n as u64, "sample")
     };
-    let images = Generator::new(&model, shape, &schedule, spec)
+    let (images, resampled) = Generator::new(&model, shape, &schedule, spec)
         .guided(guidance, guide.as_ref())
-        .generate(&labels, a.seed, a.batch, Some(&pb))?;
+        .selective(selective)
+        .generate_selected(&labels, a.seed, a.batch, Some(&pb))?;
     pb.finish_and_clear();
     img::write_samples(&a.out, &images, &labels, &meta.class_names, shape)?;
     let grid = img::grid_path(&a.out);
     img::write_class_grid(&grid, &images, &labels, meta.class_names.len(), shape)?;
     println!(
-        "wrote {} images{} to {}; grid in {}",
+        "wrote {} images{}{} to {}; grid in {}",
         a.n,
         if meta.class_names.is_empty() {
             ""
         } else {
             " and labels.csv"
+        },
+        match selective {
+            Some(_) => format!(
+                " ({} the model was least sure of sampled again at the guided setting)",
+                resampled.len()
+            ),
+            None => String::new(),
         },
         a.out.display(),
         grid.display()
