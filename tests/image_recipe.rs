@@ -106,7 +106,15 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
         ("--guide-share", "-0.5"),
         ("--base-apg-norm", "-1"),
     ] {
-        let args = ["image", "run", "--dry-run", "--apg-feedback", "0.9", flag, value];
+        let args = [
+            "image",
+            "run",
+            "--dry-run",
+            "--apg-feedback",
+            "0.9",
+            flag,
+            value,
+        ];
         let (code, _, err) = diffuse(&args);
         assert!(code != 0 && err.contains(flag), "{flag} {value}: {err}");
     }
@@ -210,7 +218,8 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
     std::fs::write(
         &file,
         "[train.optim]\nlr = 2e-3\n[sample]\neta = 1.0\napg_norm = 0.004\n\
-         [sample.apg_feedback]\npi = 0.8\ntemperature = 0.5\n",
+         [sample.apg_feedback]\npi = 0.8\ntemperature = 0.5\n\
+         [sample.selective]\nshare = 0.1\nbase_w = 1.0\nbase_apg_norm = 0.02\n",
     )
     .unwrap();
     let r = ImageRecipe::parse(file.to_str().unwrap()).unwrap();
@@ -223,6 +232,8 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
     assert_eq!(r.sampling.guided().apg.norm_threshold, 0.004);
     let f = r.sampling.guided().apg.feedback.unwrap();
     assert_eq!((f.pi, f.temperature), (0.8, 0.5));
+    let sel = r.sampling.selective.unwrap();
+    assert_eq!((sel.share, sel.base_w, sel.base_apg_norm), (0.1, 1.0, 0.02));
     std::fs::write(&file, "[sample]\netta = 1.0\n").unwrap();
     let e = ImageRecipe::parse(file.to_str().unwrap())
         .unwrap_err()
@@ -233,6 +244,18 @@ fn a_study_recipe_file_sets_the_demo_sampling_and_bad_keys_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("[sample]") && e.contains("5000"), "{e}");
+    std::fs::write(
+        &file,
+        "[sample.selective]\nshare = 2.0\nbase_w = 0.5\nbase_apg_norm = 0.01\n",
+    )
+    .unwrap();
+    let e = ImageRecipe::parse(file.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("[sample]") && e.contains("selective.share"),
+        "{e}"
+    );
     let best = ImageRecipe::parse("best").unwrap();
     assert_eq!(
         (best.config, best.sampling),

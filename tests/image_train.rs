@@ -268,3 +268,56 @@ fn a_run_folder_is_never_shared_by_two_runs() {
     let m = rc::latest(&dir).unwrap().unwrap().1;
     assert_ne!(m.config_sha256, m.run_sha256);
 }
+
+#[test]
+fn the_demo_records_selective_guidance() {
+    use diffuse::image::demo::Demo;
+    use diffuse::metrics::digit_frechet::DigitJudge;
+    let data = Arc::new(load_digits(8).unwrap());
+    let dir = common::temp_dir("img-demo-selective");
+    let cfg = tiny(2);
+    let out = img::train(
+        &cfg,
+        Arc::clone(&data),
+        &dir,
+        false,
+        &Device::flex().autodiff(),
+        false,
+    )
+    .unwrap();
+    let judge = DigitJudge::standard(&Device::flex()).unwrap();
+    let mut sampling = img::DemoSampling::of(img::Recipe::Best);
+    sampling.steps = 2;
+    sampling.selective = Some(Selective {
+        share: 0.5,
+        ..Selective::default()
+    });
+    let demo = Demo {
+        judge: &judge,
+        spec: sampling.spec(),
+        guided: sampling.guided(),
+        selective: sampling.selective,
+        n: 6,
+        out: &dir,
+        show: false,
+        recipe: "best",
+    };
+    let results = demo
+        .sample_and_judge(&out, &cfg, &data.class_names)
+        .unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.resampled).collect::<Vec<_>>(),
+        [0, 3]
+    );
+    assert_eq!(demo.label(&results[1]), "apg+selective w=7.5");
+    let floor = judge.real_floor(6, 0).unwrap();
+    demo.write_report(&results, &floor, (1.0, 2.0), 1000, &data.class_names)
+        .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["guidance"], "apg+selective");
+    assert_eq!(m["selective"]["share"], 0.5);
+    assert_eq!(m["selective"]["base_w"], 0.5);
+    assert_eq!(m["resampled_guided"], 3);
+    assert!(m.get("resampled_w0").is_none());
+}

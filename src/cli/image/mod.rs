@@ -54,7 +54,7 @@ pub enum ImageCommand {
     Judge(judge::JudgeArgs),
     /// The digits demo: train, sample at w = 0 and a guided scale, judge the samples with a
     /// classifier trained on the real digits (accuracy and Fréchet distance).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Export a run's network for the course's PyTorch code (unet.safetensors + unet.json) or
     /// as plain weights; the course's own checkpoints load in every --ckpt.
     Export(export::ExportArgs),
