@@ -75,31 +75,19 @@ fn image_run_trains_and_samples_the_best_recipe_unless_told_otherwise() {
         err.contains("recipe best") && !err.contains("selective"),
         "{err}"
     );
-    let (_, err) = resolved(&[
-        "image",
-        "run",
-        "--dry-run",
-        "--guide-share",
-        "0.1",
-        "--base-scale",
-        "1",
-    ]);
-    assert!(
-        err.contains("first at w = 1 (r = 0.01), then the 10 %"),
-        "{err}"
-    );
-    let (_, err) = resolved(&[
-        "image",
-        "run",
-        "--dry-run",
-        "--guide-share",
-        "0",
-        "--apg-feedback",
-        "0.9",
-        "--apg-feedback-temperature",
-        "0.5",
-    ]);
-    assert!(err.contains("feedback π = 0.9, τ = 0.5"), "{err}");
+    for (flags, needle) in [
+        (
+            &["--guide-share", "0.1", "--base-scale", "1"][..],
+            "first at w = 1 (r = 0.01), then the 10 %",
+        ),
+        (
+            &["--guide-share", "0", "--apg-feedback", "0.9"],
+            "feedback π = 0.9, τ = 0.25",
+        ),
+    ] {
+        let (_, err) = resolved(&[&["image", "run", "--dry-run"], flags].concat());
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
     for (flag, value) in [
         ("--apg-feedback", "1.5"),
         ("--apg-feedback-temperature", "0"),

@@ -276,15 +276,8 @@ fn the_demo_records_selective_guidance() {
     let data = Arc::new(load_digits(8).unwrap());
     let dir = common::temp_dir("img-demo-selective");
     let cfg = tiny(2);
-    let out = img::train(
-        &cfg,
-        Arc::clone(&data),
-        &dir,
-        false,
-        &Device::flex().autodiff(),
-        false,
-    )
-    .unwrap();
+    let dev = Device::flex().autodiff();
+    let out = img::train(&cfg, Arc::clone(&data), &dir, false, &dev, false).unwrap();
     let judge = DigitJudge::standard(&Device::flex()).unwrap();
     let mut sampling = img::DemoSampling::of(img::Recipe::Best);
     sampling.steps = 2;

@@ -227,8 +227,8 @@ impl GuidanceParams {
 pub struct SelectiveParams {
     /// Selective guidance: sample every image at --base-scale first, let the model classify its
     /// own samples (Li et al. 2023), and sample the SHARE in (0, 1] it is least sure of again
-    /// at --cfg-scale from the same x_T (about twice the sampling time); 0 = off [default: off;
-    /// `image run`: the recipe's, 0.05 for best].
+    /// at --cfg-scale along the same noise (about twice the sampling time); 0 = off [default:
+    /// off; `image run`: the recipe's, 0.05 for best].
     #[arg(long, value_name = "SHARE", allow_negative_numbers = true)]
     pub guide_share: Option<f64>,
     /// selective: the first pass's w (reference convention) [default: 0.5].
