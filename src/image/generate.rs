@@ -150,8 +150,12 @@ impl<'a> Generator<'a> {
         c * h * w
     }
 
-    fn device(&self) -> Device {
-        self.model.head.weight.val().device()
+    /// `values` (whole images, row-major) as a `[rows, C, H, W]` tensor on the model's device.
+    fn images_tensor(&self, values: Vec<f32>) -> Tensor<4> {
+        let (c, h, w) = self.shape;
+        let rows = values.len() / self.values_per_image();
+        let device = self.model.head.weight.val().device();
+        Tensor::from_data(TensorData::new(values, [rows, c, h, w]), &device)
     }
 
     /// The images `rows` (indices into `labels`) sampled with `guidance`, in batches of `batch`.
@@ -164,7 +168,6 @@ impl<'a> Generator<'a> {
         batch: usize,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Vec<f32>> {
-        let (c, h, w) = self.shape;
         let v = self.values_per_image();
         let mut out = Vec::with_capacity(rows.len() * v);
         for chunk in rows.chunks(batch.max(1)) {
@@ -173,7 +176,7 @@ impl<'a> Generator<'a> {
             for &i in chunk {
                 x.extend(normal_vec(&mut seeded(seed, STREAM_X_T + i as u64), v));
             }
-            let x_t = Tensor::from_data(TensorData::new(x, [chunk.len(), c, h, w]), &self.device());
+            let x_t = self.images_tensor(x);
             let rng = RowNoise(
                 chunk
                     .iter()
@@ -207,32 +210,25 @@ impl<'a> Generator<'a> {
         batch: usize,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Vec<f64>> {
-        let (c, h, w) = self.shape;
         let v = self.values_per_image();
         let ts = classifier_timesteps(self.schedule);
         let evals = ts.len() * CLASSIFIER_DRAWS;
-        let dev = self.device();
         let mut margins = Vec::with_capacity(labels.len());
-        let all: Vec<usize> = (0..labels.len()).collect();
-        for chunk in all.chunks(batch.max(1)) {
-            let (lo, hi) = (chunk[0], chunk[chunk.len() - 1] + 1);
-            let x0 = Tensor::from_data(
-                TensorData::new(images[lo * v..hi * v].to_vec(), [chunk.len(), c, h, w]),
-                &dev,
-            );
+        for lo in (0..labels.len()).step_by(batch.max(1)) {
+            let chunk = lo..(lo + batch.max(1)).min(labels.len());
+            let x0 = self.images_tensor(images[chunk.start * v..chunk.end * v].to_vec());
             let noise: Vec<Vec<f32>> = chunk
-                .iter()
-                .map(|&i| normal_vec(&mut seeded(seed, STREAM_CLASSIFIER + i as u64), evals * v))
+                .clone()
+                .map(|i| normal_vec(&mut seeded(seed, STREAM_CLASSIFIER + i as u64), evals * v))
                 .collect();
+            // Evaluation e of every image in the chunk: one ε tensor per (level, draw).
             let pairs: Vec<(usize, Tensor<4>)> = (0..evals)
                 .map(|e| {
                     let rows: Vec<f32> = noise
                         .iter()
                         .flat_map(|n| n[e * v..(e + 1) * v].iter().copied())
                         .collect();
-                    let eps =
-                        Tensor::from_data(TensorData::new(rows, [chunk.len(), c, h, w]), &dev);
-                    (ts[e / CLASSIFIER_DRAWS], eps)
+                    (ts[e / CLASSIFIER_DRAWS], self.images_tensor(rows))
                 })
                 .collect();
             let errors = class_errors(
@@ -244,9 +240,9 @@ impl<'a> Generator<'a> {
             )?;
             margins.extend(
                 chunk
-                    .iter()
+                    .clone()
                     .zip(&errors)
-                    .map(|(&i, e)| label_margin(e, labels[i])),
+                    .map(|(i, e)| label_margin(e, labels[i])),
             );
             if let Some(pb) = progress {
                 pb.inc(chunk.len() as u64);

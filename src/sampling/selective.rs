@@ -15,8 +15,8 @@
 //! they rank classes by it). The requested label's error minus the best other label's is the
 //! **margin**: negative when the model reads the sample as its label, near zero or positive
 //! when it reads another one. Sampling is then two passes ([`crate::image::Generator`]): every
-//! image at the mild base weight, then the `share` with the largest margins again from the same
-//! x_T at the full guided setting.
+//! image at the mild base weight, then the `share` with the largest margins again at the full
+//! guided setting along the same noise (x_T and every step's).
 //!
 //! The levels (t = 0.35 T … 0.75 T, five of them, two noise draws each) were chosen on the
 //! digits' development seeds: lower levels say little about the class (t ≤ 0.2 T ranked the
